@@ -1,0 +1,8 @@
+"""Command-line interface: ``ufl <command>``; see ``ufl --help``."""
+
+from .base import main
+
+# Each module adds its commands to ``main``; keep this list sorted by the pipeline's order.
+from . import data  # noqa: F401,E402  make-synthetic
+
+__all__ = ["main"]

@@ -1,0 +1,100 @@
+"""The ``ufl`` click group, shared options, and the one-line error contract.
+
+Commands live in the sibling modules (one per area) and are thin: parse options, call one
+function of the Python API, print. Errors a user can cause (:class:`ufl.errors.UflError`) end as
+one line on stderr and exit status 1; ``ufl --debug ...`` (or ``UFL_DEBUG=1``) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..errors import UflError
+
+__all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option"]
+
+
+def _debug_enabled(ctx: click.Context | None) -> bool:
+    if os.environ.get("UFL_DEBUG", "") not in ("", "0"):
+        return True
+    while ctx is not None:
+        if isinstance(ctx.obj, dict) and ctx.obj.get("debug"):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+class UflGroup(click.Group):
+    """A click group that turns :class:`UflError` (and a few OS errors) into one clear line."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (UflError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+            if _debug_enabled(ctx):
+                raise
+            message = str(e)
+            if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+                message = f"{message}: {e.filename}"
+            click.echo(f"ufl: error: {message}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            if _debug_enabled(ctx):
+                raise
+            click.echo("ufl: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=UflGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.version_option(package_name="ufl")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """ufl: universal feature learning with Medusa.
+
+    Train one multi-scale backbone multi-task (Medusa), freeze it, cache its features once, and add
+    new dense-prediction tasks one at a time by training only a small attention head. Earlier tasks
+    keep their exact predictions.
+
+    \b
+    Typical session:
+      ufl make-synthetic --out data          # or point --data-root at NYUD_MT/ and PASCAL_MT/
+      ufl pretrain --dataset nyud --tasks semseg,depth --aux normals,edges --out runs/medusa
+      ufl init --checkpoint runs/medusa
+      ufl cache-features --dataset pascal
+      ufl add-task human_parts && ufl add-task saliency
+      ufl evaluate --all-tasks
+    Or run all of it on synthetic data: ufl demo
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def data_root_option(f):
+    return click.option(
+        "--data-root", type=click.Path(file_okay=False), envvar="UFL_DATA_ROOT", default="data",
+        show_default=True, show_envvar=True,
+        help="Folder holding NYUD_MT/ and PASCAL_MT/ (as the public MTI-Net archives unpack).",
+    )(f)
+
+
+def workspace_option(f):
+    return click.option(
+        "--workspace", type=click.Path(file_okay=False), envvar="UFL_WORKSPACE", default="ufl-workspace",
+        show_default=True, show_envvar=True,
+        help="Workspace folder (manifest, backbone, heads, feature caches).",
+    )(f)
+
+
+def device_option(f):
+    return click.option(
+        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+        help="Where to run; auto picks CUDA when available.",
+    )(f)
+
+
+def seed_option(f):
+    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(f)
