@@ -1,0 +1,54 @@
+"""Datasets in their public on-disk formats, and the transforms over their samples.
+
+- :class:`NYUD` (``"nyud"``, ``NYUD_MT/``): semseg, depth, normals, edges.
+- :class:`PASCALContext` (``"pascal"``, ``PASCAL_MT/``): semseg, human_parts, saliency, normals, edges.
+- :class:`FolderDataset` (``"folder"``): a user's images with one folder of targets per task spec.
+
+Build one by name with :func:`get_dataset` (``DATASETS`` is the registry) and find its folder
+with :func:`dataset_root`; the sample contract is in :mod:`ufl.datasets.base`, the transforms in
+:mod:`ufl.datasets.transforms`, class names and palettes in :mod:`ufl.datasets.catalog`.
+
+``ufl.datasets.synthetic`` (generated data in these formats) is imported on its own: importing
+this package does not import it.
+"""
+
+from .base import (DATASETS, IGNORE_INDEX, DenseDataset, dataset_root, get_dataset, read_split, to_binary_target,
+                   to_depth_target, to_label_target, to_normals_target)
+from .catalog import HUMAN_PART_CLASSES, NYUD_CLASSES, VOC_CLASSES, Metadata, MetadataCatalog, voc_palette
+from .folder import FolderDataset
+from .nyud import NYUD
+from .pascal import HUMAN_PARTS_6, PERSON_CLASS, PASCALContext
+from .transforms import (RECIPES, Compose, RandomHorizontalFlip, RandomScaleRotate, Resize, View, apply_view,
+                         build_transforms)
+
+__all__ = [
+    "DATASETS",
+    "IGNORE_INDEX",
+    "DenseDataset",
+    "NYUD",
+    "PASCALContext",
+    "FolderDataset",
+    "get_dataset",
+    "dataset_root",
+    "read_split",
+    "to_label_target",
+    "to_depth_target",
+    "to_normals_target",
+    "to_binary_target",
+    "Metadata",
+    "MetadataCatalog",
+    "voc_palette",
+    "NYUD_CLASSES",
+    "VOC_CLASSES",
+    "HUMAN_PART_CLASSES",
+    "HUMAN_PARTS_6",
+    "PERSON_CLASS",
+    "View",
+    "apply_view",
+    "build_transforms",
+    "RECIPES",
+    "Compose",
+    "RandomHorizontalFlip",
+    "RandomScaleRotate",
+    "Resize",
+]

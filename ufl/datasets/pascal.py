@@ -1,0 +1,319 @@
+"""PASCAL-Context multi-task (``PASCAL_MT/``, as the public MTI-Net archive unpacks).
+
+Layout (DESIGN.md section 4; reader logic as MTI-Net's ``data/pascal_context.py``)::
+
+    PASCAL_MT/ImageSets/Context/{train,val}.txt  one id per line (4998 / 5105)
+    PASCAL_MT/ImageSets/Parts/{train,val}.txt    JSON despite the name: id -> VOC classes present
+    PASCAL_MT/JPEGImages/ID.jpg                  RGB
+    PASCAL_MT/semseg/VOC12/ID.png                21 classes, 255 ignore (preferred) ...
+    PASCAL_MT/semseg/pascal-context/ID.png       ... else this one                      -> semseg
+    PASCAL_MT/pascal-context/trainval/ID.mat     LabelMap (459 Context classes)         -> edges
+    PASCAL_MT/human_parts/ID.mat                 PASCAL-Part ``anno``                   -> human_parts
+    PASCAL_MT/sal_distill/ID.png                 grey, /255 > 0.5 -> salient            -> saliency
+    PASCAL_MT/normals_distill/ID.png             RGB, n = 2v/255 - 1                    -> normals
+
+Saliency and normals are distilled pseudo-labels (predictions of stronger models), not human
+annotation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..images import decode_normals_rgb, read_mat, read_png
+from .base import (DATASETS, IGNORE_INDEX, DenseDataset, TaskLike, to_binary_target, to_label_target,
+                   to_normals_target)
+
+__all__ = ["PASCALContext", "HUMAN_PARTS_6", "PERSON_CLASS", "paint_human_parts", "labelmap_boundaries",
+           "labelmap_edges"]
+
+PERSON_CLASS = 15
+"""VOC class index of ``person`` (PASCAL-Part objects and ``ImageSets/Parts`` lists)."""
+
+HUMAN_PARTS_6: dict[str, int] = {
+    # 1 head
+    "head": 1, "hair": 1, "lear": 1, "rear": 1, "leye": 1, "reye": 1, "lebrow": 1, "rebrow": 1,
+    "nose": 1, "mouth": 1,
+    # 2 torso
+    "torso": 2, "neck": 2,
+    # 3 upper arms
+    "luarm": 3, "ruarm": 3,
+    # 4 lower arms and hands
+    "llarm": 4, "rlarm": 4, "lhand": 4, "rhand": 4,
+    # 5 upper legs
+    "luleg": 5, "ruleg": 5,
+    # 6 lower legs and feet
+    "llleg": 6, "rlleg": 6, "lfoot": 6, "rfoot": 6,
+}
+"""PASCAL-Part person part names -> the 6 part classes (0 = background); MTI-Net's
+``HUMAN_PART[6]`` table in ``data/pascal_context.py``."""
+
+_PARTS_MODES = ("auto", "background", "ignore")
+
+# task -> (how errors call its files, where they are)
+_TARGETS = {
+    "semseg": ("semseg label", "semseg/VOC12/ID.png, else semseg/pascal-context/ID.png"),
+    "human_parts": ("human parts file", "human_parts/ID.mat"),
+    "saliency": ("saliency map", "sal_distill/ID.png"),
+    "normals": ("normals map", "normals_distill/ID.png"),
+    "edges": ("context label map", "pascal-context/trainval/ID.mat"),
+}
+
+
+def paint_human_parts(anno: Any, path: Path | str = "<anno>", table: Mapping[str, int] = HUMAN_PARTS_6) -> np.ndarray | None:
+    """Paint the person parts of a PASCAL-Part ``anno`` struct into one ``(H, W)`` int64 label map.
+
+    ``anno`` is ``scipy.io.loadmat(file)["anno"]``: ``anno[0][0][1][0]`` is the object list; per
+    object the VOC class is at ``[1][0][0]``, the instance mask at ``[2]``, the parts at ``[3]``,
+    where ``[3][0][i]`` is part ``i``: its name at ``[0][0]``, its mask at ``[1]``.
+    Persons (class 15) with at least one part are painted in list order (a later person overwrites
+    an earlier one where they overlap), each person's parts in list order, through ``table``.
+
+    Returns:
+        The label map (0 = background), or ``None`` when no person with parts is present.
+    """
+    target: np.ndarray | None = None
+    try:
+        objects = anno[0][0][1][0]
+        for obj in objects:
+            is_person = int(np.asarray(obj[1]).ravel()[0]) == PERSON_CLASS
+            parts = obj[3]
+            if not is_person or len(parts) == 0:  # MTI-Net: has_human and has_parts
+                continue
+            if target is None:
+                target = np.zeros(np.asarray(obj[2]).shape, dtype=np.int64)
+            for part in parts[0]:
+                name = str(np.asarray(part[0]).ravel()[0])
+                mask = np.asarray(part[1]).astype(bool)
+                if name not in table:
+                    raise DataError(f"human parts file {path} names an unknown person part {name!r}; "
+                                    f"known: {', '.join(sorted(table))}")
+                if mask.shape != target.shape:
+                    raise DataError(f"human parts file {path}: part {name!r} mask is {mask.shape}, but the person "
+                                    f"mask is {target.shape}")
+                target[mask] = table[name]
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"human parts file {path} is not in the PASCAL-Part layout (anno[0][0][1][0] = objects "
+                        f"with class, mask, parts): {type(e).__name__}: {e}") from None
+    return target
+
+
+def labelmap_boundaries(label_map: np.ndarray) -> np.ndarray:
+    """Pixels where the discrete Laplacian of ``label_map`` is non-zero, ``(H, W)`` bool.
+
+    The 5-point Laplacian with mirrored borders, exactly ``cv2.Laplacian(label_map, cv2.CV_64F)``
+    (ksize 1, BORDER_REFLECT_101) as MTI-Net computes it, via ``scipy.ndimage.laplace``.
+
+    NOTE: kept as MTI-Net has it for comparability: both sides of a class boundary are marked, and
+    a pixel whose neighbours' labels happen to cancel (e.g. 1 between 0 and 2 along a line) is not.
+    """
+    from scipy.ndimage import laplace
+
+    return laplace(np.asarray(label_map, dtype=np.float64), mode="mirror") != 0
+
+
+def labelmap_edges(label_map: np.ndarray) -> np.ndarray:
+    """PASCAL edge ground truth: the thinned :func:`labelmap_boundaries`, ``(H, W)`` float32 {0, 1}.
+
+    Thinning by ``skimage.morphology.thin`` (MTI-Net ``_load_edge``).
+    """
+    from skimage.morphology import thin
+
+    return thin(labelmap_boundaries(label_map)).astype(np.float32)
+
+
+@DATASETS.register("pascal")
+class PASCALContext(DenseDataset):
+    """PASCAL-Context with semantic segmentation (21 classes), human parts (7 classes), saliency,
+    surface normals and edges.
+
+    Args:
+        root: the ``PASCAL_MT`` folder.
+        split: ``"train"`` or ``"val"``.
+        tasks: any of ``semseg``, ``human_parts``, ``saliency``, ``normals``, ``edges``; ``None`` = all.
+        transform: applied to each sample dict.
+        parts_without_persons: the human-parts target of an image without any person part:
+            ``"background"`` (all 0), ``"ignore"`` (all 255), or ``"auto"`` (default): background when
+            ``human_parts`` is the only task, ignore when it is one task among several (DESIGN.md
+            section 4), so multi-task batches do not learn "no person" from those images.
+        persons_only: keep only the images that contain persons (``ImageSets/Parts``): the images
+            the human-parts metric is computed on.
+        normals_valid_classes: Context classes (``LabelMap`` values) on which the distilled normals
+            count as valid: a sequence of ints or a JSON file holding a list of ints. ``None``
+            (default): every pixel is valid.
+
+    NOTE: MTI-Net drops the images without persons from the dataset when human parts is the only
+    task, and sets every all-background parts map to 255 (``AddIgnoreRegions``); here the rule is
+    the explicit ``parts_without_persons`` flag and ``persons_only`` selects the person images.
+
+    NOTE: MTI-Net masks the distilled PASCAL normals to the Context classes it shares with NYUD
+    (``nyu_classes.json`` and ``context_classes.json`` from its repository, plus ``tvmonitor``):
+    those class lists are not part of PASCAL_MT and are not shipped here, so by default all pixels
+    are valid. Pass ``normals_valid_classes`` to reproduce MTI-Net's masking.
+    """
+
+    name = "pascal"
+    folder_name = "PASCAL_MT"
+    supported_tasks = ("semseg", "human_parts", "saliency", "normals", "edges")
+    layout = "PASCAL_MT/ with ImageSets/, JPEGImages/, semseg/, pascal-context/, human_parts/, sal_distill/, normals_distill/"
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Sequence[TaskLike] | TaskLike | None = None,
+                 transform=None, *, parts_without_persons: str = "auto", persons_only: bool = False,
+                 normals_valid_classes: Sequence[int] | str | os.PathLike | None = None):
+        if parts_without_persons not in _PARTS_MODES:
+            raise DataError(f"parts_without_persons must be one of {', '.join(_PARTS_MODES)}, "
+                            f"got {parts_without_persons!r}")
+        self.parts_without_persons = parts_without_persons
+        self.persons_only = persons_only
+        self.normals_valid_classes = _valid_classes(normals_valid_classes)
+        self._parts_index: dict[str, list[int]] | None = None
+        super().__init__(root, split=split, tasks=tasks, transform=transform)
+
+    # -- files -------------------------------------------------------------------------------
+    def split_file(self) -> Path:
+        return self.root / "ImageSets" / "Context" / f"{self.split}.txt"
+
+    def parts_file(self) -> Path:
+        """The JSON file listing, per id, the VOC classes present (``ImageSets/Parts/SPLIT.txt``)."""
+        return self.root / "ImageSets" / "Parts" / f"{self.split}.txt"
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def labelmap_path(self, image_id: str) -> Path:
+        return self.root / "pascal-context" / "trainval" / f"{image_id}.mat"
+
+    def target_path(self, task: str, image_id: str) -> Path:
+        if task == "semseg":
+            voc = self.root / "semseg" / "VOC12" / f"{image_id}.png"
+            return voc if voc.is_file() else self.root / "semseg" / "pascal-context" / f"{image_id}.png"
+        if task == "human_parts":
+            return self.root / "human_parts" / f"{image_id}.mat"
+        if task == "saliency":
+            return self.root / "sal_distill" / f"{image_id}.png"
+        if task == "normals":
+            return self.root / "normals_distill" / f"{image_id}.png"
+        return self.labelmap_path(image_id)  # edges
+
+    def required_files(self, task: str, image_id: str) -> list[Path]:
+        if task == "human_parts":  # only person images are read (as MTI-Net)
+            return [self.target_path(task, image_id)] if self.has_persons(image_id) else []
+        if task == "normals" and self.normals_valid_classes is not None:
+            return [self.target_path(task, image_id), self.labelmap_path(image_id)]
+        return [self.target_path(task, image_id)]
+
+    def describe_image(self) -> str:
+        return "image (JPEGImages/ID.jpg)"
+
+    def describe_target(self, task: str) -> str:
+        what, pattern = _TARGETS[task]
+        return f"{what} ({pattern})"
+
+    # -- persons -----------------------------------------------------------------------------
+    def _read_ids(self) -> list[str]:
+        ids = super()._read_ids()
+        if self.persons_only:
+            ids = [i for i in ids if self.has_persons(i)]
+            if not ids:
+                raise DataError(f"no image of split {self.split!r} contains persons according to {self.parts_file()}")
+        return ids
+
+    def _persons_index(self) -> dict[str, list[int]]:
+        if self._parts_index is None:
+            path = self.parts_file()
+            if not path.is_file():
+                raise DataError(f"human parts index not found: {path}; PASCAL_MT ships it as JSON "
+                                f"(id -> list of VOC classes present)")
+            try:
+                index = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise DataError(f"human parts index {path} is not valid JSON ({e}); re-extract it") from None
+            if not isinstance(index, dict) or not all(isinstance(v, list) for v in index.values()):
+                raise DataError(f"human parts index {path} must map each id to a list of VOC classes")
+            self._parts_index = {str(k): [int(c) for c in v] for k, v in index.items()}
+        return self._parts_index
+
+    def has_persons(self, image_id: str) -> bool:
+        """Whether ``image_id`` contains a person (VOC class 15 listed in ``ImageSets/Parts``)."""
+        index = self._persons_index()
+        if image_id not in index:
+            raise DataError(f"human parts index {self.parts_file()} has no entry for id {image_id!r}; it should "
+                            f"list every id of {self.split_file()}")
+        return PERSON_CLASS in index[image_id]
+
+    @property
+    def person_ids(self) -> list[str]:
+        """The ids of this split whose images contain persons (where the parts metric is computed)."""
+        return [i for i in self.ids if self.has_persons(i)]
+
+    @property
+    def empty_parts_value(self) -> int:
+        """The value of a human-parts map without any person part: 0 (background) or 255 (ignore)."""
+        mode = self.parts_without_persons
+        if mode == "auto":
+            mode = "background" if self.tasks == ["human_parts"] else "ignore"
+        return 0 if mode == "background" else IGNORE_INDEX
+
+    # -- targets -----------------------------------------------------------------------------
+    def load_target(self, task: str, image_id: str, size: tuple[int, int]) -> torch.Tensor:
+        path = self.target_path(task, image_id)
+        what = _TARGETS[task][0]
+        if task == "semseg":
+            return to_label_target(read_png(path, what), self.num_classes(task), path, what)
+        if task == "human_parts":
+            return to_label_target(self._human_parts(image_id, size), self.num_classes(task), path, what)
+        if task == "saliency":
+            grey = read_png(path, what, channels=1, allow_16bit=False)
+            return to_binary_target(grey.astype(np.float32) / 255.0 > 0.5, path, what)
+        if task == "normals":
+            normals = decode_normals_rgb(read_png(path, what, channels=3))
+            if self.normals_valid_classes is not None:
+                labels = self._labelmap(image_id)
+                if labels.shape != normals.shape[:2]:
+                    raise DataError(f"{what} {path} is {normals.shape[0]}x{normals.shape[1]} but its context label "
+                                    f"map {self.labelmap_path(image_id)} is {labels.shape[0]}x{labels.shape[1]}")
+                normals[~np.isin(labels, self.normals_valid_classes)] = 0.0
+            return to_normals_target(normals, path, what)
+        return to_binary_target(labelmap_edges(self._labelmap(image_id)), path, what)  # edges
+
+    def _labelmap(self, image_id: str) -> np.ndarray:
+        path = self.labelmap_path(image_id)
+        labels = np.asarray(read_mat(path, "context label map", "LabelMap"))
+        if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.number):
+            raise DataError(f"context label map {path} holds a {labels.dtype} array of shape {labels.shape}; "
+                            f"an HxW map of class ids is expected")
+        return labels
+
+    def _human_parts(self, image_id: str, size: tuple[int, int]) -> np.ndarray:
+        target = None
+        if self.has_persons(image_id):
+            path = self.target_path("human_parts", image_id)
+            target = paint_human_parts(read_mat(path, "human parts file", "anno"), path)
+        if target is None or not target.any():
+            return np.full(size, self.empty_parts_value, dtype=np.int64)
+        return target
+
+
+def _valid_classes(value: Sequence[int] | str | os.PathLike | None) -> np.ndarray | None:
+    """The ``normals_valid_classes`` argument as an int array (read from a JSON file if a path)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if not path.is_file():
+            raise DataError(f"normals valid-classes file not found: {path}; it should hold a JSON list of "
+                            f"Context class ids")
+        try:
+            value = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"normals valid-classes file {path} is not valid JSON ({e})") from None
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise DataError(f"normals valid-classes file {path} must hold a JSON list of integer class ids")
+    return np.asarray(list(value), dtype=np.int64)
