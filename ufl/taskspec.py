@@ -29,6 +29,9 @@ normals       (3, H, W) float32 unit, 0 = n/a   normals_l1          mean (lower)
 edges         (1, H, W) float32 {0, 1}, 255     balanced_bce        odsF (higher)
 saliency      (1, H, W) float32 {0, 1}, 255     balanced_bce        maxF (higher)
 ============  ================================  ==================  ==================
+
+Normals are in camera coordinates with x to the right, y down (image rows) and z towards the
+camera, as NYUD-v2 stores them; a horizontal flip negates x.
 """
 
 from __future__ import annotations
@@ -108,14 +111,26 @@ class TaskSpec:
         return sorted(self.channels)
 
     def supports(self, dataset: str) -> bool:
-        return dataset in self.channels or ANY_DATASET in self.channels
+        """Whether the task is defined on ``dataset``: listed there, for any dataset, or of a kind
+        whose output is fixed (depth, normals, edges and saliency fit any data that has targets)."""
+        return dataset in self.channels or ANY_DATASET in self.channels or self.info.fixed_channels is not None
 
     def out_channels(self, dataset: str) -> int:
         """Number of output channels of the task's head on ``dataset``."""
+        if self.info.fixed_channels is not None:
+            return self.info.fixed_channels
         return int(self._lookup(self.channels, dataset, "channels"))
 
     def weight(self, dataset: str) -> float:
-        """Loss weight of the task on ``dataset`` (DESIGN.md section 6)."""
+        """Loss weight of the task on ``dataset`` (DESIGN.md section 6).
+
+        A fixed-output task on a dataset it does not list (e.g. built-in edges on a folder
+        dataset) takes the weight it has everywhere else, when that weight is the same everywhere.
+        """
+        weights = set(self.loss_weight.values())
+        if (dataset not in self.loss_weight and ANY_DATASET not in self.loss_weight
+                and self.info.fixed_channels is not None and len(weights) == 1):
+            return float(weights.pop())
         return float(self._lookup(self.loss_weight, dataset, "loss weight"))
 
     def _lookup(self, table: Mapping[str, Any], dataset: str, what: str):
