@@ -1,0 +1,347 @@
+"""Backbone, Medusa, the baselines and MTI-Net: shapes, contracts, freezing, persistence."""
+
+from __future__ import annotations
+
+import logging
+
+import huggingface_hub.constants
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ufl.errors import UflError
+from ufl.models import (MODELS, Backbone, Medusa, MedusaHead, MTINet, build_head, build_model,
+                        read_head_metadata)
+
+HRNET = "hrnet_w18_small_v2"
+BACKBONES = {HRNET: ([18, 36, 72, 144], [4, 8, 16, 32]), "resnet18": ([64, 128, 256, 512], [4, 8, 16, 32])}
+NYUD = {"semseg": 40, "depth": 1, "normals": 3, "edges": 1}
+SIZE = 64
+
+
+def make_backbone(name: str = HRNET, seed: int = 0, **kwargs) -> Backbone:
+    torch.manual_seed(seed)
+    return Backbone(name, warn_random_init=False, **kwargs)
+
+
+def images(batch: int = 2, size: int = SIZE, seed: int = 1) -> torch.Tensor:
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def hrnet() -> Backbone:
+    return make_backbone().eval()
+
+
+# -- backbone ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_backbone_levels_from_feature_info(name):
+    backbone = make_backbone(name)
+    channels, strides = BACKBONES[name]
+    assert backbone.channels == channels and backbone.strides == strides
+    feats = backbone(images())
+    assert [tuple(f.shape) for f in feats] == [(2, c, SIZE // s, SIZE // s) for c, s in zip(channels, strides)]
+
+
+def test_backbone_normalises_with_pretrained_cfg(hrnet):
+    x = images()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    hrnet.eval()
+    expected = hrnet.model((x - mean) / std)
+    for got, want in zip(hrnet(x), expected):
+        assert torch.equal(got, want)
+
+
+def test_backbone_rejects_non_rgb(hrnet):
+    with pytest.raises(ValueError, match="RGB"):
+        hrnet(torch.rand(1, 1, 32, 32))
+
+
+def test_random_init_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger="ufl.models.backbone"):
+        Backbone("resnet18")
+    assert any("randomly initialised" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(UflError, match="unknown backbone 'no_such_net'"):
+        Backbone("no_such_net")
+
+
+def test_fingerprint_stable_and_sensitive():
+    a, b = make_backbone(seed=0), make_backbone(seed=0)
+    assert a.fingerprint() == b.fingerprint()
+    assert len(a.fingerprint()) == 64
+    assert make_backbone(seed=1).fingerprint() != a.fingerprint()
+    with torch.no_grad():
+        b.model.state_dict()[sorted(b.model.state_dict())[0]].reshape(-1)[0] += 1e-3
+    assert b.fingerprint() != a.fingerprint()
+    assert make_backbone(seed=0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)).fingerprint() != a.fingerprint()
+
+
+def test_fingerprint_tracks_batchnorm_buffers():
+    a, b = make_backbone(seed=0), make_backbone(seed=0)
+    b.train()
+    b(images())  # updates running statistics only
+    assert a.fingerprint() != b.fingerprint()
+
+
+def test_config_round_trip():
+    a = make_backbone(mean=(0.4, 0.4, 0.4), std=(0.2, 0.3, 0.4))
+    b = Backbone.from_config(a.config())
+    b.load_state_dict(a.state_dict())
+    assert b.config() == a.config()
+    assert b.fingerprint() == a.fingerprint()
+
+
+def test_freeze_blocks_gradients_and_batchnorm_drift():
+    backbone = make_backbone()
+    model = build_model("medusa", backbone, {"depth": 1})
+    backbone.freeze()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model.train()
+    assert not backbone.training and all(not m.training for m in backbone.modules())
+    assert model.heads["depth"].training
+    out = model(images())
+    (out["depth"]["out"].mean() + sum(o.mean() for o in out["depth"]["initial"])).backward()
+    assert all(p.grad is None and not p.requires_grad for p in backbone.parameters())
+    head_grads = [p.grad for p in model.heads.parameters()]
+    assert all(g is not None for g in head_grads) and any(g.abs().sum() > 0 for g in head_grads)
+    after = backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_unfreeze_restores_training():
+    backbone = make_backbone().freeze()
+    backbone.unfreeze().train()
+    assert backbone.training and all(p.requires_grad for p in backbone.parameters())
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_pretrained_from_file(tmp_path, suffix):
+    source = make_backbone("resnet18", seed=3)
+    state = dict(source.model.state_dict())
+    state["fc.weight"] = torch.zeros(1000, 512)  # a classifier is ignored
+    state["fc.bias"] = torch.zeros(1000)
+    path = tmp_path / f"resnet18{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save({"state_dict": state}, path)
+    torch.manual_seed(99)
+    loaded = Backbone("resnet18", pretrained=path)
+    assert loaded.fingerprint() == source.fingerprint()
+
+
+def test_pretrained_hrnet_ignores_only_classification_neck(tmp_path):
+    source = make_backbone(HRNET, seed=4)
+    state = dict(source.model.state_dict())
+    state["classifier.weight"] = torch.zeros(1000, 2048)
+    state["incre_modules.0.0.conv1.weight"] = torch.zeros(32, 18, 1, 1)
+    save_file(state, str(tmp_path / "ok.safetensors"))
+    assert Backbone(HRNET, pretrained=tmp_path / "ok.safetensors").fingerprint() == source.fingerprint()
+
+    state["not_a_layer.weight"] = torch.zeros(1)
+    save_file(state, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(UflError, match="unexpected key.*not_a_layer"):
+        Backbone(HRNET, pretrained=tmp_path / "bad.safetensors")
+
+
+def test_pretrained_file_errors(tmp_path):
+    with pytest.raises(UflError, match="not found.*--no-pretrained"):
+        Backbone("resnet18", pretrained=tmp_path / "missing.safetensors")
+    save_file(dict(make_backbone("resnet18").model.state_dict()), str(tmp_path / "r18.safetensors"))
+    with pytest.raises(UflError, match="does not match 'hrnet_w18_small_v2'.*missing key"):
+        Backbone(HRNET, pretrained=tmp_path / "r18.safetensors")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(UflError, match="unreadable"):
+        Backbone("resnet18", pretrained=tmp_path / "junk.pth")
+
+
+def test_pretrained_true_without_network_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(UflError, match="no pretrained weights could be fetched.*--pretrained PATH.*--no-pretrained"):
+        Backbone("resnet18", pretrained=True)
+
+
+# -- Medusa --------------------------------------------------------------------------------------
+
+def test_medusa_head_outputs_and_initial(hrnet):
+    torch.manual_seed(0)
+    head = MedusaHead(hrnet.channels, 5)
+    feats = hrnet(images())
+    head.train()
+    out = head(feats)
+    assert tuple(out["out"].shape) == (2, 5, SIZE // 4, SIZE // 4)
+    assert [tuple(o.shape) for o in out["initial"]] == [(2, 5, SIZE // s, SIZE // s) for s in (4, 8, 16, 32)]
+    assert "attention" not in out
+    head.eval()
+    out = head(feats, out_size=(SIZE, SIZE + 8))
+    assert set(out) == {"out"} and tuple(out["out"].shape) == (2, 5, SIZE, SIZE + 8)
+    assert len(head(feats, return_initial=True)["initial"]) == 4
+    head.train()
+    assert "initial" not in head(feats, return_initial=False)
+
+
+def test_medusa_head_attention(hrnet):
+    torch.manual_seed(0)
+    head = MedusaHead(hrnet.channels, 2).eval()
+    att = head(hrnet(images()), return_attention=True)["attention"]
+    assert [tuple(m.shape) for m in att["sfa"]] == [(2, c, SIZE // s, SIZE // s)
+                                                    for c, s in zip(hrnet.channels, hrnet.strides)]
+    assert all(((m >= 0) & (m <= 1)).all() for m in att["sfa"])
+    assert tuple(att["msa"].shape) == (2, 4, SIZE // 4, SIZE // 4)
+    assert torch.allclose(att["msa"].sum(dim=1), torch.ones(2, SIZE // 4, SIZE // 4), atol=1e-6)
+
+
+def test_medusa_head_rejects_other_backbone_features(hrnet):
+    head = build_head([64, 128, 256, 512], 3)
+    with pytest.raises(ValueError, match="channels"):
+        head(hrnet(images()))
+
+
+def test_head_save_load_bit_identical(hrnet, tmp_path):
+    torch.manual_seed(0)
+    head = MedusaHead(hrnet.channels, 3, width=32, attention_reduction=2)
+    head.train()
+    head(hrnet(images(seed=5)))  # move BatchNorm statistics off their initial values
+    head.eval()
+    path = tmp_path / "normals.safetensors"
+    head.save(path, extra={"fingerprint": hrnet.fingerprint()})
+    loaded = MedusaHead.load(path).eval()
+    assert loaded.config() == head.config() == {"in_channels": [18, 36, 72, 144], "out_channels": 3,
+                                                "width": 32, "attention_reduction": 2}
+    assert read_head_metadata(path)["fingerprint"] == hrnet.fingerprint()
+    feats = hrnet(images(seed=6))
+    a, b = head(feats, return_attention=True), loaded(feats, return_attention=True)
+    assert torch.equal(a["out"], b["out"]) and torch.equal(a["attention"]["msa"], b["attention"]["msa"])
+
+
+def test_head_load_errors(tmp_path):
+    with pytest.raises(UflError, match="not found"):
+        MedusaHead.load(tmp_path / "missing.safetensors")
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(UflError, match="not a Medusa head file"):
+        MedusaHead.load(tmp_path / "other.safetensors")
+
+
+def test_medusa_heads_are_independent(hrnet):
+    torch.manual_seed(0)
+    model = Medusa.build(hrnet, {"semseg": 4, "depth": 1}).eval()
+    x = images()
+    before = model(x)["semseg"]["out"]
+    model.add_head("edges", build_head(hrnet.channels, 1))
+    assert model.tasks == ["semseg", "depth", "edges"]
+    model.remove_head("depth")
+    after = model(x)
+    assert set(after) == {"semseg", "edges"}
+    assert torch.equal(before, after["semseg"]["out"])
+
+
+def test_medusa_add_head_errors(hrnet):
+    model = Medusa.build(hrnet, {"depth": 1})
+    with pytest.raises(UflError, match="already has a head"):
+        model.add_head("depth", build_head(hrnet.channels, 1))
+    with pytest.raises(UflError, match="expects channels"):
+        model.add_head("edges", build_head([64, 128, 256, 512], 1))
+    with pytest.raises(UflError, match="no head for task 'parts'"):
+        model.remove_head("parts")
+
+
+def test_medusa_forward_features_matches_forward(hrnet):
+    torch.manual_seed(0)
+    model = Medusa.build(hrnet, {"depth": 1}).eval()
+    x = images()
+    direct = model(x, return_attention=True)["depth"]
+    cached = model.forward_features(hrnet(x), out_size=(SIZE, SIZE), return_attention=True)["depth"]
+    assert torch.equal(direct["out"], cached["out"])
+    assert torch.equal(direct["attention"]["msa"], cached["attention"]["msa"])
+
+
+# -- every model through the registry ------------------------------------------------------------
+
+@pytest.mark.parametrize("backbone_name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", ["medusa", "mt-baseline", "single-task", "mti-net"])
+def test_model_contract(name, backbone_name):
+    backbone = make_backbone(backbone_name)
+    # Two tasks on resnet18: MTI-Net's propagation modules there are N x 512 channels wide.
+    tasks = NYUD if backbone_name == HRNET else {"semseg": 40, "normals": 3}
+    if name == "single-task":
+        tasks = {"semseg": 40}
+    model = build_model(name, backbone, tasks)
+    assert model.backbone is backbone and model.tasks == list(tasks)
+    x = images()
+    model.train()
+    out = model(x)
+    assert set(out) == set(tasks)
+    deep = name in ("medusa", "mti-net")
+    channels, strides = BACKBONES[backbone_name]
+    for task, n in tasks.items():
+        assert tuple(out[task]["out"].shape) == (2, n, SIZE, SIZE)
+        if deep:
+            assert [tuple(o.shape) for o in out[task]["initial"]] == [(2, n, SIZE // s, SIZE // s) for s in strides]
+        else:
+            assert "initial" not in out[task]
+    model.eval()
+    with torch.no_grad():
+        out = model(x, out_size=(40, 48))
+    assert all(set(v) == {"out"} and tuple(v["out"].shape[-2:]) == (40, 48) for v in out.values())
+
+
+@pytest.mark.parametrize("name", ["medusa", "mti-net", "mt-baseline"])
+def test_odd_input_sizes(name):
+    torch.manual_seed(0)
+    model = build_model(name, make_backbone("resnet18"), {"depth": 1, "edges": 1}).train()
+    out = model(torch.rand(1, 3, 70, 90))
+    assert all(tuple(v["out"].shape) == (1, 1, 70, 90) for v in out.values())
+
+
+def test_hrnet_needs_sides_divisible_by_32(hrnet):
+    assert hrnet.size_divisor == 32 and make_backbone("resnet18").size_divisor == 1
+    with pytest.raises(ValueError, match="divisible by 32, got 70x96"):
+        hrnet(torch.rand(1, 3, 70, 96))
+
+
+def test_registry_names_and_errors(hrnet):
+    assert MODELS.names() == ["medusa", "mt-baseline", "mti-net", "single-task"]
+    with pytest.raises(UflError, match="unknown model 'unet'"):
+        build_model("unet", hrnet, {"depth": 1})
+    with pytest.raises(UflError, match="takes no option.*width"):
+        build_model("mti-net", hrnet, {"depth": 1}, width=32)
+    with pytest.raises(UflError, match="exactly one task"):
+        build_model("single-task", hrnet, NYUD)
+    with pytest.raises(UflError, match="positive integers"):
+        build_model("medusa", hrnet, {"depth": 0})
+    model = build_model("medusa", hrnet, {"depth": 1}, width=16)
+    assert model.heads["depth"].width == 16
+
+
+def test_mtinet_distillation_is_quadratic_in_tasks(hrnet):
+    for n in (1, 2, 4):
+        model = MTINet(hrnet, {f"t{i}": 1 for i in range(n)})
+        blocks = sum(len(pairs) for scale in model.distillation for pairs in scale.attention.values())
+        assert blocks == 4 * n * (n - 1)
+    single = MTINet(hrnet, {"depth": 1}).eval()
+    assert tuple(single(images())["depth"]["out"].shape) == (2, 1, SIZE, SIZE)
+
+
+def test_fpm_attention_is_a_softmax_over_tasks(hrnet):
+    model = MTINet(hrnet, {"a": 1, "b": 1, "c": 1})
+    fpm = model.fpm[0]
+    captured = {}
+    fpm.non_linear.register_forward_hook(lambda m, i, o: captured.setdefault("logits", o))
+    feats = {t: torch.rand(2, 36, 8, 8) for t in ("a", "b", "c")}
+    out = fpm(feats)
+    assert all(tuple(v.shape) == (2, 36, 8, 8) for v in out.values())
+    mask = torch.softmax(captured["logits"].view(2, 3, 36, 8, 8), dim=1)
+    assert torch.allclose(mask.sum(dim=1), torch.ones(2, 36, 8, 8), atol=1e-6)
+
+
+def test_medusa_is_at_least_25_percent_smaller_than_mtinet(hrnet):
+    params = {name: sum(p.numel() for p in build_model(name, hrnet, NYUD).parameters())
+              for name in ("medusa", "mti-net")}
+    assert params["medusa"] <= 0.75 * params["mti-net"]
+    assert params["medusa"] <= 0.75 * 14.8e6  # the paper's MTI-Net+N,E, too

@@ -1,0 +1,56 @@
+"""``ufl profile``: parameters and inference GFLOPs of Medusa and its baselines against the task count."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .base import main
+
+
+def _int_list(ctx, param, value: str) -> list[int]:
+    try:
+        counts = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,2,4,8, got {value!r}") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"expected positive task counts like 1,2,4,8, got {value!r}")
+    return counts
+
+
+def _size(ctx, param, value: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected HxW like 480x640, got {value!r}") from None
+    if min(h, w) < 32:
+        raise click.BadParameter(f"both sides must be at least 32 pixels, got {value!r}")
+    return h, w
+
+
+def _names(ctx, param, value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("give at least one model name")
+    return names
+
+
+@main.command("profile")
+@click.option("--tasks", "task_counts", default="1,2,4,8", show_default=True, callback=_int_list,
+              help="Task counts to profile (NYUD semseg, depth, normals, edges, then 8-class tasks).")
+@click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone name.")
+@click.option("--size", default="480x640", show_default=True, callback=_size, help="Input size HxW.")
+@click.option("--models", default="medusa,mt-baseline,mti-net", show_default=True, callback=_names,
+              help="Comma-separated model names (medusa, mt-baseline, mti-net, single-task).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def profile_cmd(task_counts: list[int], backbone: str, size: tuple[int, int], models: list[str],
+                as_json: bool) -> None:
+    """Parameters and inference GFLOPs (batch 1; a multiply-add counts 2 FLOPs) per model and task count.
+
+    Medusa grows linearly with the number of tasks, MTI-Net quadratically.
+    """
+    from ..profile import format_table, profile_models
+
+    result = profile_models(task_counts=task_counts, backbone=backbone, size=size, models=models)
+    click.echo(json.dumps(result) if as_json else format_table(result))

@@ -1,0 +1,71 @@
+"""Small shared blocks and the HRNet-style head of the baselines.
+
+The blocks come from torchvision (``BasicBlock``, ``Conv2dNormActivation``) so that the
+architectures read like their papers: MTI-Net's reference code builds everything from ResNet
+BasicBlocks with a 1x1 conv-BN shortcut when the width changes, and from conv-BN-ReLU units.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+from torchvision.ops import Conv2dNormActivation
+
+__all__ = ["basic_block", "conv_bn_relu", "resize", "HRNetHead"]
+
+
+def basic_block(in_channels: int, out_channels: int) -> BasicBlock:
+    """ResNet BasicBlock (conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU), stride 1.
+
+    When the width changes the shortcut is a 1x1 conv + BN, as in MTI-Net's
+    ``InitialTaskPredictionModule`` and ``FPM``.
+    Params: 9·in·out + 9·out² (+ in·out for the shortcut) + BatchNorms.
+    """
+    downsample = None
+    if in_channels != out_channels:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                                   nn.BatchNorm2d(out_channels))
+    return BasicBlock(in_channels, out_channels, downsample=downsample)
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> Conv2dNormActivation:
+    """Conv (no bias, 'same' padding) - BatchNorm - ReLU."""
+    return Conv2dNormActivation(in_channels, out_channels, kernel_size=kernel_size)
+
+
+def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) to ``size`` = (H, W) (``align_corners=False``); no-op if equal."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class HRNetHead(nn.Module):
+    """HRNet's segmentation head, as MTI-Net's ``HighResolutionHead`` (models/seg_hrnet.py).
+
+    All scales are upsampled (bilinear) to the finest one, concatenated (sum(C_i) channels),
+    then 1x1 conv (sum -> sum) - BN - ReLU - 1x1 conv (sum -> out). For HRNet-18 that is
+    270 -> 270 -> out: 73.4k + 270·(out + 1) parameters.
+
+    Shapes: list of (B, C_i, H_i, W_i), finest first -> (B, out_channels, H_0, W_0).
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int):
+        super().__init__()
+        total = int(sum(in_channels))
+        self.in_channels = [int(c) for c in in_channels]
+        self.out_channels = int(out_channels)
+        # NOTE: the reference's first 1x1 conv keeps its bias although BN follows; kept for
+        # parameter-count parity with MTI-Net's tables.
+        self.fuse = nn.Sequential(nn.Conv2d(total, total, 1), nn.BatchNorm2d(total), nn.ReLU(inplace=True))
+        self.classifier = nn.Conv2d(total, out_channels, 1)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[-2:]
+        x = torch.cat([resize(f, size) for f in features], dim=1)
+        return self.classifier(self.fuse(x))
