@@ -115,3 +115,14 @@ def torch_seed() -> int:
     """Seeds torch's global RNG with 0 for the test (and returns the seed)."""
     torch.manual_seed(0)
     return 0
+
+
+# -- generated data sets (ufl make-synthetic), shared by the pipeline tests ------------------------
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small NYUD_MT/ + PASCAL_MT/ pair from ``make_synthetic`` (64 px, 8 train / 4 val images)."""
+    from ufl.datasets.synthetic import make_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(root, size=64, n_train=8, n_val=4, seed=0)
+    return root
