@@ -7,6 +7,7 @@ one line on stderr and exit status 1; ``ufl --debug ...`` (or ``UFL_DEBUG=1``) s
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -14,7 +15,8 @@ import click
 
 from ..errors import UflError
 
-__all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option"]
+__all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
+           "parse_names", "pretrained_option"]
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -71,6 +73,10 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="ufl: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("timm", "h5py", "matplotlib", "PIL", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def data_root_option(f):
@@ -98,3 +104,35 @@ def device_option(f):
 
 def seed_option(f):
     return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(f)
+
+
+def parse_size(ctx, param, value):
+    """Click callback: ``HxW`` (or ``N`` for a square) -> ``(H, W)``; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise click.BadParameter(f"expected HxW like 480x640 (or one number for a square), got {value!r}")
+    if min(parts) < 32:
+        raise click.BadParameter(f"both sides must be at least 32 pixels, got {value!r}")
+    return tuple(parts)
+
+
+def parse_names(ctx, param, value):
+    """Click callback: ``a,b,c`` -> ``["a", "b", "c"]`` (empty -> ``[]``)."""
+    if value is None:
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def pretrained_option(f):
+    return click.option(
+        "--pretrained", default="auto", show_default=True, metavar="auto|imagenet|none|PATH",
+        help="Backbone weights: timm's ImageNet weights (auto: when cached or reachable, else random "
+             "init, said in the log), none for random init, or a local .safetensors/.pth file.",
+    )(f)

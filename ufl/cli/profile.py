@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .base import main
+from .base import main, parse_names, parse_size
 
 
 def _int_list(ctx, param, value: str) -> list[int]:
@@ -19,29 +19,12 @@ def _int_list(ctx, param, value: str) -> list[int]:
     return counts
 
 
-def _size(ctx, param, value: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected HxW like 480x640, got {value!r}") from None
-    if min(h, w) < 32:
-        raise click.BadParameter(f"both sides must be at least 32 pixels, got {value!r}")
-    return h, w
-
-
-def _names(ctx, param, value: str) -> list[str]:
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise click.BadParameter("give at least one model name")
-    return names
-
-
 @main.command("profile")
 @click.option("--tasks", "task_counts", default="1,2,4,8", show_default=True, callback=_int_list,
               help="Task counts to profile (NYUD semseg, depth, normals, edges, then 8-class tasks).")
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone name.")
-@click.option("--size", default="480x640", show_default=True, callback=_size, help="Input size HxW.")
-@click.option("--models", default="medusa,mt-baseline,mti-net", show_default=True, callback=_names,
+@click.option("--size", default="480x640", show_default=True, callback=parse_size, help="Input size HxW.")
+@click.option("--models", default="medusa,mt-baseline,mti-net", show_default=True, callback=parse_names,
               help="Comma-separated model names (medusa, mt-baseline, mti-net, single-task).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def profile_cmd(task_counts: list[int], backbone: str, size: tuple[int, int], models: list[str],

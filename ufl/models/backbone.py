@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +27,7 @@ from torch import nn
 
 from ..errors import UflError
 
-__all__ = ["Backbone", "DEFAULT_BACKBONE"]
+__all__ = ["Backbone", "DEFAULT_BACKBONE", "resolve_pretrained"]
 
 logger = logging.getLogger(__name__)
 
@@ -221,3 +222,48 @@ def _load_weights_file(model: nn.Module, name: str, path: Path) -> None:
         raise UflError(f"backbone weights file {path} does not match {name!r} ({'; '.join(problems)}); "
                        f"pass the weights of that model or choose the matching --backbone")
     model.load_state_dict({k: state[k] for k in expected}, strict=True)
+
+
+def resolve_pretrained(value: str | None, name: str = DEFAULT_BACKBONE) -> bool | str | None:
+    """Turn the CLI's ``--pretrained`` into :class:`Backbone`'s argument.
+
+    ``none`` -> random init; ``imagenet`` -> timm's ImageNet weights (an error if they cannot be
+    fetched); ``auto`` -> ImageNet weights when they are in the local Hugging Face cache or the hub
+    answers within two seconds, else random init with a warning; anything else is a weights file.
+    """
+    if value is None or value.lower() in ("none", "random"):
+        return None
+    if value.lower() == "imagenet":
+        return True
+    if value.lower() != "auto":
+        return value
+    if _weights_reachable(name):
+        return True
+    logger.warning("no ImageNet weights for %s are cached or reachable; the backbone is randomly "
+                   "initialised (pass --pretrained PATH to use a local weights file)", name)
+    return None
+
+
+def _weights_reachable(name: str) -> bool:
+    """Whether timm can load ``name``'s default pretrained weights without waiting on a dead network."""
+    if not timm.is_model(name):
+        return False
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            if isinstance(try_to_load_from_cache(hub_id, filename), str):
+                return True
+    except Exception:  # an old or missing huggingface_hub: fall through to the network probe
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=2).close()
+        return True
+    except OSError:
+        return False

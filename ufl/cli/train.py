@@ -1,0 +1,68 @@
+"""``ufl pretrain``: multi-task training of Medusa or a baseline on one dataset."""
+
+from __future__ import annotations
+
+import click
+
+from .base import data_root_option, device_option, main, parse_names, parse_size, pretrained_option, seed_option
+
+
+@main.command("pretrain")
+@click.option("--dataset", type=click.Choice(["nyud", "pascal"]), default="nyud", show_default=True,
+              help="Dataset to train on.")
+@click.option("--tasks", default="semseg,depth", show_default=True, callback=parse_names,
+              help="Comma-separated main tasks.")
+@click.option("--aux", default="normals,edges", show_default=True, callback=parse_names,
+              help="Comma-separated auxiliary tasks (trained and evaluated, not reported as main); '' for none.")
+@click.option("--model", type=click.Choice(["medusa", "mt-baseline", "single-task", "mti-net"]), default="medusa",
+              show_default=True, help="Architecture.")
+@click.option("--backbone", default="hrnet_w18_small_v2", show_default=True,
+              help="timm features_only backbone (its last four levels are used).")
+@pretrained_option
+@data_root_option
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="The dataset's own folder (overrides DATA_ROOT/NYUD_MT or PASCAL_MT).")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/medusa", show_default=True,
+              help="Run folder: checkpoint.json, weights, log.jsonl.")
+@click.option("--size", default=None, callback=parse_size,
+              help="Training/validation size HxW (default: NYUD 480x640, PASCAL 512x512).")
+@click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Epochs.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size per process.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Adam learning rate (poly decay, power 0.9, per epoch).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Adam weight decay.")
+@click.option("--val-every", type=click.IntRange(1), default=1, show_default=True,
+              help="Validate every k epochs (and after the last).")
+@click.option("--no-augment", is_flag=True, help="Turn off the reference augmentations.")
+@click.option("--no-amp", is_flag=True, help="Full precision on CUDA (AMP is on by default there).")
+@click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
+@device_option
+@seed_option
+def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs, batch_size,
+                 lr, weight_decay, val_every, no_augment, no_amp, workers, resume, device, seed) -> None:
+    """Train a backbone and task heads jointly (the reference schedule is the default).
+
+    Writes a checkpoint after every epoch (safetensors + checkpoint.json); `ufl init --checkpoint OUT`
+    turns it into a workspace. Runs under `torchrun --nproc_per_node N -m ufl pretrain ...` with
+    DistributedDataParallel (gloo on CPU, nccl on GPU).
+    """
+    from .. import distributed
+    from ..models.backbone import resolve_pretrained
+    from ..training.callbacks import format_metrics
+    from ..training.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(out=out, dataset=dataset, tasks=tasks, aux=aux, model=model, backbone=backbone,
+                            pretrained=resolve_pretrained(pretrained, backbone) if not resume else None,
+                            data_root=data_root, root=root, size=size, epochs=epochs, batch_size=batch_size,
+                            lr=lr, weight_decay=weight_decay, val_every=val_every, device=device,
+                            amp=not no_amp, workers=workers, seed=seed, resume=resume, augment=not no_augment)
+    try:
+        result = pretrain(config)
+        show = distributed.is_main()
+    finally:
+        distributed.shutdown()
+    if show:
+        click.echo(f"checkpoint: {result.run_dir}")
+        if result.metrics:
+            click.echo(f"validation: {format_metrics(result.metrics)}")

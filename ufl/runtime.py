@@ -1,0 +1,100 @@
+"""Where and how code runs: device choice, seeding, mixed precision.
+
+CPU runs are reproducible bit for bit for a seed (deterministic algorithms, fixed seeds, per-epoch
+generators); CUDA runs use AMP (bfloat16 where the GPU supports it, else float16 with a gradient
+scaler), channels_last and cuDNN autotuning, trading bit-exactness for speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import UflError
+
+__all__ = ["resolve_device", "seed_everything", "Precision", "precision_for", "loader_kwargs", "seed_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available (the local rank's GPU under torchrun), else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UflError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+        if device == "cuda":
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        dev = torch.device(device)
+        torch.cuda.set_device(dev)
+        return dev
+    if device != "cpu":
+        raise UflError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: derive NumPy/Python seeds from torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed-precision settings for one device: ``autocast()`` context and whether to scale grads."""
+
+    device_type: str
+    dtype: torch.dtype | None  # None: full precision
+
+    @property
+    def enabled(self) -> bool:
+        return self.dtype is not None
+
+    @property
+    def needs_scaler(self) -> bool:
+        return self.dtype == torch.float16
+
+    def autocast(self):
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def scaler(self) -> "torch.amp.GradScaler":
+        return torch.amp.GradScaler(self.device_type, enabled=self.needs_scaler)
+
+
+def precision_for(device: torch.device, amp: bool = True) -> Precision:
+    """AMP on CUDA (bfloat16 when supported, else float16); full precision on CPU."""
+    if device.type == "cuda" and amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return Precision("cuda", dtype)
+    return Precision(device.type, None)
+
+
+def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
+    """DataLoader settings: pinned memory and persistent workers on CUDA; few workers on a small CPU."""
+    if num_workers is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        num_workers = min(8, max(0, cpus - 1)) if device.type == "cuda" else min(2, max(0, cpus - 1))
+    kwargs = {"num_workers": num_workers, "pin_memory": device.type == "cuda", "worker_init_fn": seed_worker}
+    if num_workers > 0:
+        kwargs["persistent_workers"] = False
+        kwargs["prefetch_factor"] = 4 if device.type == "cuda" else 2
+    return kwargs

@@ -1,0 +1,229 @@
+"""Multi-task pretraining (``ufl pretrain``): a backbone and its heads trained jointly on one dataset.
+
+The reference schedule (DESIGN.md section 6) is the default: Adam, lr 1e-4, weight decay 1e-4, poly
+decay (power 0.9) per epoch, batch 8, 100 epochs, the dataset's reference augmentations, deep
+supervision where the model has it. Validation runs every ``val_every`` epochs; a checkpoint is
+written after every epoch (see :mod:`ufl.checkpoint`), and ``resume=True`` continues a run exactly.
+Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from .. import distributed
+from ..checkpoint import has_checkpoint, load_checkpoint
+from ..datasets import build_transforms, dataset_root, get_dataset
+from ..errors import UflError
+from ..evaluation import EDGE_THRESHOLDS_QUICK, evaluate
+from ..losses import MultiTaskLoss
+from ..models import Backbone, build_model
+from ..runtime import loader_kwargs, precision_for, resolve_device, seed_everything
+from ..taskspec import TaskSpec, get_spec
+from .callbacks import Checkpointer, JsonLog, ProgressBar, Validation
+from .trainer import Callback, Trainer
+
+__all__ = ["PretrainConfig", "PretrainResult", "pretrain", "RESUME_KEYS"]
+
+log = logging.getLogger(__name__)
+
+#: Settings a resumed run must share with the checkpoint (others, e.g. device, may change).
+RESUME_KEYS = ("model", "dataset", "tasks", "aux", "backbone", "size", "batch_size", "lr", "weight_decay",
+               "seed", "augment", "epochs", "model_options")
+
+
+@dataclass
+class PretrainConfig:
+    """Everything ``ufl pretrain`` needs; the defaults are the reference protocol."""
+
+    out: str = "runs/medusa"
+    dataset: str = "nyud"
+    tasks: Sequence[str] = ("semseg", "depth")
+    aux: Sequence[str] = ("normals", "edges")
+    model: str = "medusa"
+    backbone: str = "hrnet_w18_small_v2"
+    pretrained: str | bool | None = None
+    data_root: str = "data"
+    root: str | None = None
+    size: Sequence[int] | None = None
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    val_every: int = 1
+    device: str = "auto"
+    amp: bool = True
+    workers: int | None = None
+    seed: int = 0
+    resume: bool = False
+    augment: bool = True
+    edge_thresholds: int | None = EDGE_THRESHOLDS_QUICK
+    model_options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    def __post_init__(self):
+        self.tasks = list(self.tasks)
+        self.aux = [t for t in self.aux if t not in self.tasks]
+        self.size = list(self.size) if self.size is not None else None
+        if not self.tasks:
+            raise UflError("give at least one task with --tasks")
+        if self.epochs < 1 or self.batch_size < 1 or self.val_every < 1:
+            raise UflError("--epochs, --batch-size and --val-every must be at least 1")
+        if self.model == "single-task" and len(self.tasks) + len(self.aux) != 1:
+            raise UflError("a single-task model trains exactly one task: give one --tasks and no --aux")
+
+    @property
+    def all_tasks(self) -> list[str]:
+        return [*self.tasks, *self.aux]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class PretrainResult:
+    """Where the run is and how it ended: final validation metrics and the per-epoch history."""
+
+    run_dir: Path
+    metrics: dict[str, dict[str, float]]
+    history: list[dict[str, Any]]
+
+
+def _specs(config: PretrainConfig) -> dict[str, TaskSpec]:
+    specs = {name: get_spec(name) for name in config.all_tasks}
+    for name, spec in specs.items():
+        if not spec.supports(config.dataset):
+            raise UflError(f"task {name!r} is not defined on dataset {config.dataset!r} "
+                           f"(it is defined on: {', '.join(spec.datasets())})")
+    return specs
+
+
+def _datasets(config: PretrainConfig, specs: dict[str, TaskSpec]):
+    root = dataset_root(config.dataset, config.data_root, config.root)
+    modalities = {name: spec.modality for name, spec in specs.items()}
+    train = get_dataset(config.dataset, root, "train", list(specs),
+                        transform=build_transforms(config.dataset, True, config.size, modalities, config.augment))
+    val = get_dataset(config.dataset, root, "val", list(specs),
+                      transform=build_transforms(config.dataset, False, config.size, modalities))
+    return root, train, val
+
+
+def _check_resume(config: PretrainConfig, meta: dict[str, Any]) -> None:
+    stored = meta.get("config", {})
+    current = config.to_dict()
+    differ = [k for k in RESUME_KEYS if stored.get(k) != current.get(k)]
+    if differ:
+        pairs = ", ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in differ)
+        raise UflError(f"cannot resume {config.out}: settings differ from the checkpoint ({pairs}); "
+                       f"resume with the same settings or choose another --out")
+
+
+def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> PretrainResult:
+    """Train ``config.model`` on ``config.dataset``; return the final metrics and history.
+
+    ``callbacks`` run after the built-in ones (validation, checkpoint, log, progress) at each hook.
+    """
+    device = resolve_device(config.device)
+    distributed.init_distributed(device)
+    seed_everything(config.seed)
+    run_dir = Path(config.out)
+    specs = _specs(config)
+
+    checkpoint = None
+    if has_checkpoint(run_dir):
+        if not config.resume:
+            raise UflError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or choose "
+                           f"another --out")
+        checkpoint = load_checkpoint(run_dir, with_optimizer=True)
+        _check_resume(config, checkpoint.meta)
+    elif config.resume:
+        raise UflError(f"nothing to resume: {run_dir} holds no checkpoint (run without --resume to start)")
+
+    root, train_set, val_set = _datasets(config, specs)
+    backbone = Backbone(config.backbone, pretrained=None if checkpoint else config.pretrained,
+                        warn_random_init=checkpoint is None and distributed.is_main())
+    out_channels = {name: spec.out_channels(config.dataset) for name, spec in specs.items()}
+    model = build_model(config.model, backbone, out_channels, **config.model_options)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    start_epoch = 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint.model_state)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        start_epoch = checkpoint.epoch
+
+    precision = precision_for(device, config.amp)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if distributed.is_distributed() else model
+
+    train_loader = _train_loader(train_set, config, device)
+    val_loader = DataLoader(_shard(val_set), batch_size=config.batch_size, shuffle=False,
+                            **loader_kwargs(device, config.workers))
+
+    def forward(net, batch):
+        images = batch["image"]
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        return net(images)
+
+    def validate() -> dict[str, dict[str, float]]:
+        model.eval()
+        results = evaluate(lambda b: {t: o["out"] for t, o in model(b["image"]).items()}, val_loader, specs,
+                           config.dataset, device, precision, config.edge_thresholds, desc="validate",
+                           progress=config.progress)
+        model.train()
+        return results
+
+    def meta() -> dict[str, Any]:
+        return {"model": config.model, "tasks": config.tasks, "aux": config.aux, "dataset": config.dataset,
+                "root": str(root), "size": config.size, "epochs": config.epochs,
+                "out_channels": out_channels, "specs": {n: s.to_dict() for n, s in specs.items()},
+                "backbone": backbone.config(), "fingerprint": backbone.fingerprint(),
+                "model_options": config.model_options, "config": config.to_dict()}
+
+    loss_fn = MultiTaskLoss(specs, config.dataset, deep_supervision=True).to(device)
+    trainer = Trainer(net, optimizer, forward, loss_fn, epochs=config.epochs, base_lr=config.lr, device=device,
+                      precision=precision, seed=config.seed,
+                      callbacks=[Validation(validate, config.val_every),
+                                 Checkpointer(run_dir, meta, model.state_dict),
+                                 JsonLog(run_dir / "log.jsonl"),
+                                 ProgressBar(f"pretrain {config.model}", enabled=config.progress),
+                                 *callbacks])
+    if checkpoint is not None:
+        trainer.state.history = list(checkpoint.meta.get("history", []))
+        trainer.state.metrics = dict(checkpoint.meta.get("metrics") or {})
+        if checkpoint.meta.get("grad_scaler") and trainer.scaler.is_enabled():
+            trainer.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
+    if distributed.is_main():
+        log.info("pretraining %s on %s (%d train / %d val images), tasks %s, aux %s, epochs %d-%d, device %s",
+                 config.model, config.dataset, len(train_set), len(val_set), config.tasks, config.aux,
+                 start_epoch + 1, config.epochs, device)
+    state = trainer.fit(train_loader, start_epoch)
+    return PretrainResult(run_dir=run_dir, metrics=state.metrics, history=state.history)
+
+
+def _shard(dataset):
+    """This process's share of an evaluation set (every world-th sample; no padding, no repeats)."""
+    if not distributed.is_distributed():
+        return dataset
+    return Subset(dataset, range(distributed.rank(), len(dataset), distributed.world_size()))
+
+
+def _train_loader(dataset, config: PretrainConfig, device: torch.device) -> DataLoader:
+    kwargs = loader_kwargs(device, config.workers)
+    if distributed.is_distributed():
+        sampler = torch.utils.data.distributed.DistributedSampler(dataset, shuffle=True, seed=config.seed)
+        return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, **kwargs)
+    generator = torch.Generator().manual_seed(config.seed)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator, **kwargs)
