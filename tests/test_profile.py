@@ -103,7 +103,8 @@ def test_cli_table_and_backbone():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--size", "64"], "HxW"),
+    (["--size", "64x"], "HxW"),
+    (["--size", "16x16"], "at least 32"),
     (["--tasks", "1,x"], "integers"),
     (["--tasks", "0"], "positive"),
 ])
