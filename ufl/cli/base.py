@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from feature_cache.errors import FeatureCacheError
+
 from ..errors import UflError
 
 __all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
@@ -30,12 +32,13 @@ def _debug_enabled(ctx: click.Context | None) -> bool:
 
 
 class UflGroup(click.Group):
-    """A click group that turns :class:`UflError` (and a few OS errors) into one clear line."""
+    """A click group that turns :class:`UflError`, feature-cache errors and a few OS errors into one
+    clear line."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (UflError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        except (UflError, FeatureCacheError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
             if _debug_enabled(ctx):
                 raise
             message = str(e)

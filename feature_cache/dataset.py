@@ -1,0 +1,137 @@
+"""A torch Dataset over a feature cache, safe with DataLoader worker processes.
+
+HDF5 handles must not cross ``fork`` or ``pickle``: a handle inherited by a worker shares the
+parent's file state, and concurrent reads through it return wrong data or crash. So the dataset
+reads what it needs from the file once (validation, ids, views) and closes it; every process that
+first reads an item opens its own handle (checked by process id), and ``__getstate__`` drops the
+handle when the dataset is pickled to spawned workers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .errors import FeatureCacheError
+from .reader import FeatureCacheReader
+
+__all__ = ["FeatureCacheDataset", "available_memory_bytes"]
+
+
+def available_memory_bytes() -> int:
+    """Memory the OS can give without swapping: ``MemAvailable`` (Linux), else free pages."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**63 - 1  # unknown: do not refuse
+
+
+class FeatureCacheDataset(Dataset):
+    """Items of a feature cache as tensors.
+
+    Each item is a dict: ``"features"``: list of (C_s, H_s, W_s) tensors (``dtype``), one per
+    scale; one entry per task: its target tensor (decoded dtype, e.g. int64 labels, float32 maps);
+    ``"id"``: str; ``"index"``: int (row); ``"view"``: int; and ``"view_params"``: (K,) float32
+    when the cache stores view parameters. The default collate turns a batch into lists/tensors.
+
+    Args:
+        path: cache file.
+        fingerprint: expected backbone fingerprint (``None``: not checked).
+        tasks: targets to return (default all the cache holds).
+        in_memory: read every row into RAM once, here (workers forked later share it); refused
+            with a clear error when it would not fit in available memory.
+        dtype: dtype of the feature tensors.
+        max_memory_bytes: the memory budget for ``in_memory`` (default 80% of available memory).
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str | None = None,
+                 tasks: Iterable[str] | None = None, in_memory: bool = False,
+                 dtype: torch.dtype = torch.float32, max_memory_bytes: int | None = None) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.dtype = dtype
+        self._reader: FeatureCacheReader | None = None
+        self._reader_pid: int | None = None
+        self._memory: tuple[list[np.ndarray], dict[str, np.ndarray], np.ndarray] | None = None
+        with FeatureCacheReader(self.path, fingerprint) as reader:
+            self.tasks = reader._tasks(tasks)
+            self.layout = reader.layout
+            self.attrs = reader.attrs
+            self.ids = reader.ids
+            self.view = reader.view
+            self.scales = reader.scales
+            self.view_param_names = reader.view_param_names
+            if in_memory:
+                self._check_fits(reader.nbytes(self.tasks), max_memory_bytes)
+                self._memory = reader.read_all(self.tasks)
+
+    def _check_fits(self, needed: int, budget: int | None) -> None:
+        if budget is None:
+            budget = int(0.8 * available_memory_bytes())
+        if needed > budget:
+            raise FeatureCacheError(
+                f"cache {self.path} needs {needed / 2**30:.2f} GiB in memory but only "
+                f"{budget / 2**30:.2f} GiB are available; use in_memory=False to read it from disk")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _open(self) -> FeatureCacheReader:
+        """This process's reader, opened on first use (a handle from another process is dropped)."""
+        if self._reader is None or self._reader_pid != os.getpid():
+            self._reader = FeatureCacheReader(self.path, self.fingerprint)
+            self._reader_pid = os.getpid()
+        return self._reader
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)
+        if not -n <= int(index) < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        i = int(index) % n
+        if self._memory is not None:
+            features_all, targets_all, params_all = self._memory
+            # NOTE: copies, so that no returned tensor shares memory with the in-memory cache
+            features = [f[i].copy() for f in features_all]
+            targets = {t: targets_all[t][i].astype(self.layout.targets[t].decoded_dtype) for t in self.tasks}
+            params = params_all[i].copy()
+        else:  # h5py returns freshly allocated arrays: no copy needed
+            reader = self._open()
+            features = reader.features(i)
+            targets = reader.targets(i, self.tasks)
+            params = reader.view_params(i) if self.view_param_names else None
+        item: dict[str, Any] = {"features": [torch.from_numpy(f).to(self.dtype) for f in features]}
+        for task in self.tasks:
+            item[task] = torch.from_numpy(targets[task])
+        item["id"] = self.ids[i]
+        item["index"] = i
+        item["view"] = int(self.view[i])
+        if params is not None and self.view_param_names:
+            item["view_params"] = torch.from_numpy(params.astype(np.float32, copy=False))
+        return item
+
+    def close(self) -> None:
+        if self._reader is not None and self._reader_pid == os.getpid():
+            self._reader.close()
+        self._reader = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_reader"] = None  # never pickle an HDF5 handle; the receiving process opens its own
+        state["_reader_pid"] = None
+        return state
+
+    def __repr__(self) -> str:
+        where = "memory" if self._memory is not None else "disk"
+        return f"FeatureCacheDataset({str(self.path)!r}, samples={len(self)}, tasks={self.tasks}, from {where})"

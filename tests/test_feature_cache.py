@@ -1,0 +1,630 @@
+"""Tests of the feature_cache package: layout, round trips, crash safety, resume, refusals,
+background and atomic writing, the torch Dataset, and sharded writing joined by virtual datasets.
+
+Every sample's data is a pure function of its index (:func:`sample_batch`), so a cache written in
+any order, resumed, sharded or killed and resumed must equal the uninterrupted single-file write.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import feature_cache as fc
+from feature_cache import format as fmt
+
+REPO = Path(__file__).resolve().parents[1]
+N = 10
+SCALES = [(3, 8, 8), (6, 4, 4)]
+FINGERPRINT = "f00dfeed" * 8
+LABEL_SHAPE = (16, 16)
+TARGETS = {"semseg": (LABEL_SHAPE, "uint8"), "depth": ((1, *LABEL_SHAPE), "float32")}
+IDS = [f"img_{i // 2:03d}" for i in range(N)]       # two views per image
+VIEWS = [i % 2 for i in range(N)]
+CREATE_KW = dict(
+    num_samples=N, scales=SCALES, targets=TARGETS, ids=IDS, fingerprint=FINGERPRINT,
+    input_size=(32, 32), backbone="hrnet_w18_small_v2",
+    normalisation={"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    dataset="pascal", split="val", view_index=VIEWS, view_param_names=("flip", "zoom", "angle"),
+    metadata={"note": "test", "seed": 0},
+)
+HAS_HDF5PLUGIN = importlib.util.find_spec("hdf5plugin") is not None
+
+
+def sample_batch(indices, scales=SCALES):
+    """Deterministic features/targets/view params for the given global indices."""
+    feats = [[] for _ in scales]
+    labels, depth, params = [], [], []
+    for i in indices:
+        rng = np.random.default_rng(1000 + int(i))
+        for s, shape in enumerate(scales):
+            feats[s].append(rng.standard_normal(shape).astype(np.float32) * 3)
+        lab = rng.integers(0, 21, LABEL_SHAPE)
+        lab[rng.random(LABEL_SHAPE) < 0.1] = 255
+        labels.append(lab)  # int64, as datasets return labels
+        depth.append(rng.uniform(0.5, 10.0, (1, *LABEL_SHAPE)).astype(np.float32))
+        params.append([i % 2, 1.0 + 0.1 * (i % 3), -20.0 + i])
+    return ([np.stack(f) for f in feats],
+            {"semseg": np.stack(labels), "depth": np.stack(depth)},
+            np.asarray(params, np.float32))
+
+
+def write_all(writer, indices, batch=3):
+    indices = list(indices)
+    for k in range(0, len(indices), batch):
+        idx = indices[k:k + batch]
+        feats, tgts, params = sample_batch(idx)
+        writer.write(idx, feats, tgts, params)
+
+
+def make_cache(path, **overrides):
+    kw = {**CREATE_KW, **overrides}
+    w = fc.FeatureCacheWriter.create(path, **kw)
+    write_all(w, range(N))
+    w.finalize()
+    return Path(path)
+
+
+def row_data(path):
+    """Every per-row dataset of a cache as numpy arrays (raw stored values)."""
+    with h5py.File(path, "r") as f:
+        names = [fmt.feature_key(s) for s in range(len(SCALES))]
+        names += [fmt.target_key(t) for t in TARGETS]
+        names += [fmt.VIEW, fmt.VIEW_PARAMS, fmt.COMPLETE]
+        out = {n: f[n][...] for n in names}
+        out[fmt.IDS] = f[fmt.IDS].asstr()[...]
+    return out
+
+
+def assert_same_rows(a, b):
+    da, db = row_data(a), row_data(b)
+    assert da.keys() == db.keys()
+    for key in da:
+        assert da[key].dtype == db[key].dtype, key
+        if da[key].dtype == object:  # the ids: str objects
+            assert da[key].tolist() == db[key].tolist(), key
+        else:
+            assert da[key].tobytes() == db[key].tobytes(), key  # byte for byte
+
+
+def comparable_attrs(path):
+    with fc.FeatureCacheReader(path) as r:
+        return {k: v for k, v in r.attrs.items() if k not in (fmt.ATTR_CREATED, fmt.ATTR_FINISHED)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted single-process write (float16, no compression)."""
+    return make_cache(tmp_path_factory.mktemp("ref") / "ref.h5")
+
+
+# -- round trips and layout -----------------------------------------------------------------------
+def test_round_trip_float16_within_tolerance(reference):
+    feats, tgts, params = sample_batch(range(N))
+    with fc.FeatureCacheReader(reference, fingerprint=FINGERPRINT) as r:
+        assert len(r) == N and r.ids == IDS and r.view.tolist() == VIEWS
+        for i in range(N):
+            got = r.features(i)
+            assert [g.dtype for g in got] == [np.float16] * len(SCALES)
+            for s in range(len(SCALES)):
+                # float16 keeps 11 significant bits: relative error <= 2^-11
+                np.testing.assert_allclose(got[s].astype(np.float32), feats[s][i], rtol=2**-11, atol=1e-7)
+                assert np.array_equal(got[s], feats[s][i].astype(np.float16))
+            t = r.targets(i)
+            assert t["semseg"].dtype == np.int64 and np.array_equal(t["semseg"], tgts["semseg"][i])
+            assert t["depth"].dtype == np.float32 and np.array_equal(t["depth"], tgts["depth"][i])
+            assert np.array_equal(r.view_params(i), params[i])
+        assert r.targets(3, decode=False)["semseg"].dtype == np.uint8
+
+
+def test_round_trip_float32_is_exact(tmp_path):
+    path = make_cache(tmp_path / "f32.h5", dtype="float32")
+    feats, _, _ = sample_batch(range(N))
+    with fc.FeatureCacheReader(path) as r:
+        for s, arr in enumerate(r.features_batch(range(N))):
+            assert arr.dtype == np.float32 and np.array_equal(arr, feats[s])
+
+
+def test_batched_reads_any_order_with_repeats(reference):
+    order = [7, 2, 2, 9, 0, 1, -1]
+    feats, tgts, params = sample_batch([i % N for i in order])
+    with fc.FeatureCacheReader(reference) as r:
+        for s, arr in enumerate(r.features_batch(order)):
+            assert np.array_equal(arr, feats[s].astype(np.float16))
+        got = r.targets_batch(order, tasks=["semseg"])
+        assert list(got) == ["semseg"] and np.array_equal(got["semseg"], tgts["semseg"])
+        assert np.array_equal(r.view_params_batch(order), params)
+        with pytest.raises(IndexError):
+            r.features(N)
+
+
+def test_chunks_hold_one_sample_and_layout_is_plain_hdf5(reference):
+    with h5py.File(reference, "r") as f:
+        for s, (c, h, w) in enumerate(SCALES):
+            d = f[f"features/{s}"]
+            assert d.shape == (N, c, h, w) and d.chunks == (1, c, h, w) and d.dtype == np.float16
+        assert f["targets/semseg"].chunks == (1, *LABEL_SHAPE) and f["targets/semseg"].dtype == np.uint8
+        assert f["targets/depth"].chunks == (1, 1, *LABEL_SHAPE)
+        assert h5py.check_string_dtype(f["ids"].dtype).encoding == "utf-8"
+        assert f["view"].dtype == np.int32 and f["complete"].dtype == np.uint8
+        assert f["view_params"].shape == (N, 3) and f["view_params"].attrs["names"] == '["flip","zoom","angle"]'
+        assert f["features/0"].compression is None
+
+
+@pytest.mark.parametrize("compression", ["lzf", "gzip", "zstd", "blosc"])
+def test_compression_options_store_equal_data(tmp_path, reference, compression):
+    if compression in ("zstd", "blosc") and not HAS_HDF5PLUGIN:
+        pytest.skip("hdf5plugin not installed")
+    path = make_cache(tmp_path / f"{compression}.h5", compression=compression)
+    assert_same_rows(path, reference)
+    with h5py.File(path, "r") as f:
+        assert f["features/0"].chunks == (1, *SCALES[0])
+        assert f.attrs["compression"] == compression
+        assert len(f["features/0"]._filters) >= 1  # a filter really is in the pipeline
+
+
+def test_missing_hdf5plugin_names_the_option(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "hdf5plugin", None)  # makes `import hdf5plugin` fail
+    with pytest.raises(fc.FeatureCacheError, match=r"compression='zstd' needs the hdf5plugin package"):
+        fc.FeatureCacheWriter.create(tmp_path / "z.h5", **{**CREATE_KW, "compression": "zstd"})
+    with pytest.raises(fc.FeatureCacheError, match="unknown compression 'lz4'"):
+        fc.FeatureCacheWriter.create(tmp_path / "z.h5", **{**CREATE_KW, "compression": "lz4"})
+    assert not (tmp_path / "z.h5").exists()
+
+
+def test_attrs_round_trip(reference):
+    with fc.FeatureCacheReader(reference) as r:
+        a = r.attrs
+    assert a["format_version"] == fc.FORMAT_VERSION
+    assert a["fingerprint"] == FINGERPRINT and a["backbone"] == "hrnet_w18_small_v2"
+    assert a["input_size"] == (32, 32)
+    assert a["normalisation"] == CREATE_KW["normalisation"]
+    assert (a["dataset"], a["split"], a["views"]) == ("pascal", "val", 2)
+    assert a["feature_dtype"] == "float16" and a["compression"] == "none"
+    assert a["scales"] == [list(s) for s in SCALES] and a["strides"] == [4, 8]
+    assert a["tasks"] == ["semseg", "depth"]
+    assert a["targets"]["semseg"] == {"shape": [16, 16], "dtype": "uint8", "decoded_dtype": "int64"}
+    assert a["view_param_names"] == ["flip", "zoom", "angle"]
+    assert a["metadata"] == {"note": "test", "seed": 0}
+    assert a["created"] <= a["finished"] and a["finished"].endswith("+00:00")
+    with h5py.File(reference, "r") as f:  # what h5ls/h5dump show: plain scalars and strings
+        assert isinstance(f.attrs["fingerprint"], str) and f.attrs["num_samples"] == N
+
+
+def test_estimates_and_label_dtype():
+    hrnet = [(18, 32, 32), (36, 16, 16), (72, 8, 8), (144, 4, 4)]
+    # 18*32*32 + 36*16*16 + 72*8*8 + 144*4*4 = 34560 values, 2 bytes each, + view/complete bytes
+    assert fc.estimate_bytes_per_sample(hrnet, "float16") == 69120 + 5
+    assert fc.estimate_bytes_per_sample(hrnet, "float32", {"semseg": ((128, 128), "uint8")}, 3) == \
+        138240 + 16384 + 4 + 12 + 1
+    assert fc.label_storage_dtype(255) == "uint8" and fc.label_storage_dtype(459) == "uint16"
+
+
+# -- validation on write -----------------------------------------------------------------------
+def test_minimal_cache_without_targets_or_view_params(tmp_path):
+    path = tmp_path / "min.h5"
+    w = fc.FeatureCacheWriter.create(path, 4, SCALES, fingerprint="fp", input_size=(32, 32))
+    feats, _, _ = sample_batch(range(4))
+    w.write(range(4), feats)
+    w.finalize()
+    with fc.FeatureCacheReader(path) as r:
+        assert r.ids == ["0", "1", "2", "3"] and r.tasks == [] and r.view_params(2).shape == (0,)
+    item = fc.FeatureCacheDataset(path)[2]
+    assert set(item) == {"features", "id", "index", "view"} and item["view"] == 0
+
+
+@pytest.mark.skipif(os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() in ("FALSE", "0"),
+                    reason="HDF5 file locking is disabled in this environment")
+def test_a_cache_open_for_writing_elsewhere_is_reported_busy(tmp_path):
+    path = tmp_path / "busy.h5"
+    fc.FeatureCacheWriter.create(path, **CREATE_KW).close()
+    code = f"import h5py, time; f = h5py.File({str(path)!r}, 'r+'); print('open', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(fc.CacheBusyError, match="in another process"):
+            fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_write_refuses_data_that_does_not_fit(tmp_path):
+    w = fc.FeatureCacheWriter.create(tmp_path / "v.h5", **CREATE_KW)
+    feats, tgts, params = sample_batch([0, 1])
+    with pytest.raises(fc.LayoutMismatchError, match=r"features of scale 1 have shape \(2, 6, 4, 5\)"):
+        w.write([0, 1], [feats[0], np.zeros((2, 6, 4, 5))], tgts, params)
+    bad = dict(tgts, semseg=tgts["semseg"] + 300)
+    with pytest.raises(fc.LayoutMismatchError, match="targets of 'semseg' do not fit the stored dtype uint8"):
+        w.write([0, 1], feats, bad, params)
+    with pytest.raises(fc.FeatureCacheError, match="overflow float16"):
+        w.write([0, 1], [feats[0] * 1e6, feats[1]], tgts, params)
+    with pytest.raises(fc.FeatureCacheError, match="pass view_params"):
+        w.write([0, 1], feats, tgts)
+    with pytest.raises(fc.FeatureCacheError, match="index 10 is outside"):
+        w.write([9, 10], feats, tgts, params)
+    assert w.num_complete() == 0  # nothing was marked by refused batches
+    w.close()
+
+
+def test_rewriting_complete_rows_keeps_the_cache_valid(tmp_path, reference):
+    w = fc.FeatureCacheWriter.create(tmp_path / "r.h5", **CREATE_KW)
+    write_all(w, range(N))
+    write_all(w, [4, 3, 5])  # rows already complete, written again in another order
+    w.finalize()
+    assert_same_rows(tmp_path / "r.h5", reference)
+
+
+# -- resume and crash safety -------------------------------------------------------------------
+def test_resume_writes_only_the_missing_half(tmp_path, reference):
+    path = tmp_path / "resume.h5"
+    w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    write_all(w, [0, 2, 4, 6, 8])
+    w.close()  # the run stops without finalize()
+    w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    assert w.resumed and w.missing_indices().tolist() == [1, 3, 5, 7, 9]
+    write_all(w, w.missing_indices())
+    w.finalize()
+    assert_same_rows(path, reference)
+
+
+def test_reopen_with_another_layout_or_fingerprint_is_refused(tmp_path):
+    path = tmp_path / "c.h5"
+    fc.FeatureCacheWriter.create(path, **CREATE_KW).close()
+    with pytest.raises(fc.LayoutMismatchError, match=r"exists with another layout \(scales: stored") as e:
+        fc.FeatureCacheWriter.create(path, **{**CREATE_KW, "scales": [(3, 8, 8), (7, 4, 4)]})
+    assert "overwrite" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(fc.LayoutMismatchError, match="ids differ"):
+        fc.FeatureCacheWriter.create(path, **{**CREATE_KW, "ids": IDS[::-1]})
+    with pytest.raises(fc.FingerprintMismatchError, match="made with backbone fingerprint f00dfeedf00d"):
+        fc.FeatureCacheWriter.create(path, **{**CREATE_KW, "fingerprint": "0" * 64})
+    w = fc.FeatureCacheWriter.create(path, **{**CREATE_KW, "fingerprint": "0" * 64}, overwrite=True)
+    assert not w.resumed and w.num_complete() == 0
+    w.close()
+
+
+def test_unreadable_file_is_reported_with_a_way_out(tmp_path):
+    path = tmp_path / "broken.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)  # a truncated superblock
+    with pytest.raises(fc.CacheCorruptError, match=r"cannot be opened as HDF5 .*overwrite=True"):
+        fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    with pytest.raises(fc.CacheCorruptError):
+        fc.FeatureCacheReader(path)
+    fc.FeatureCacheWriter.create(path, **CREATE_KW, overwrite=True).close()  # the offered restart
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys, time
+    sys.path[:0] = [{repo!r}, {tests!r}]
+    import h5py
+    import feature_cache as fc
+    from test_feature_cache import CREATE_KW, sample_batch
+    kill_at = {kill_at}
+    calls = [0]
+    real_flush = h5py.File.flush
+    def flush(self):  # SIGKILL ourselves at the chosen flush: mid-batch, at the worst instants
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_flush(self)
+    h5py.File.flush = flush
+    w = fc.FeatureCacheWriter.create({path!r}, **dict(CREATE_KW, compression={compression!r}))
+    for k in range(0, 10, 2):
+        feats, tgts, params = sample_batch([k, k + 1])
+        w.write([k, k + 1], feats, tgts, params)
+        print("batch", k // 2, flush=True)
+        time.sleep({pause})
+    print("done", flush=True)
+""")
+
+
+def _run_child(path, kill_at, compression=None, pause=0.0):
+    code = CHILD.format(repo=str(REPO), tests=str(REPO / "tests"), path=str(path), kill_at=kill_at,
+                        compression=compression, pause=pause)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+
+def _resume_and_check(path, reference, compression):
+    """Every row marked complete holds its data; resuming completes a cache equal to reference."""
+    with fc.FeatureCacheReader(path, require_complete=False) as r:
+        done = np.flatnonzero(r.complete)
+        if len(done):
+            feats, tgts, _ = sample_batch(done)
+            got = r.features_batch(done)
+            for s in range(len(SCALES)):
+                assert np.array_equal(got[s], feats[s].astype(np.float16))
+            assert np.array_equal(r.targets_batch(done)["semseg"], tgts["semseg"])
+    w = fc.FeatureCacheWriter.create(path, **dict(CREATE_KW, compression=compression))
+    assert w.resumed
+    missing = w.missing_indices()
+    write_all(w, missing)
+    w.finalize()
+    assert_same_rows(path, reference)
+    return len(done)
+
+
+# flush calls per batch: 1 after the rows, 1 after the complete flags; 3rd batch = calls 5, 6
+@pytest.mark.parametrize("kill_at,compression,expected_done", [
+    (5, None, {4}),      # rows of batch 3 written, not flushed: 2 batches complete
+    (6, None, {4, 6}),   # rows flushed, flags set but not flushed: either is fine, never more
+    (5, "lzf", {4}),     # compressed: chunks allocated, chunk index not flushed
+])
+def test_sigkill_mid_write_then_resume_equals_uninterrupted(tmp_path, reference, kill_at, compression,
+                                                           expected_done):
+    path = tmp_path / "killed.h5"
+    proc = _run_child(path, kill_at, compression)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert _resume_and_check(path, reference, compression) in expected_done
+
+
+def test_sigkill_from_outside_at_a_random_instant(tmp_path, reference):
+    path = tmp_path / "killed.h5"
+    proc = _run_child(path, kill_at=-1, pause=0.002)
+    line = proc.stdout.readline()
+    while line and not line.startswith("batch 1"):
+        line = proc.stdout.readline()
+    proc.send_signal(signal.SIGKILL)  # somewhere in batch 2, 3 or 4
+    proc.communicate(timeout=60)
+    done = _resume_and_check(path, reference, None)
+    assert 4 <= done <= N
+
+
+# -- reader refusals -----------------------------------------------------------------------------
+def test_reader_refuses_a_missing_file(tmp_path):
+    with pytest.raises(fc.CacheMissingError, match=r"feature cache not found: .*nope\.h5; run cache-features"):
+        fc.FeatureCacheReader(tmp_path / "nope.h5")
+
+
+def test_reader_refuses_an_incomplete_cache(tmp_path):
+    path = tmp_path / "inc.h5"
+    w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    write_all(w, range(3))
+    w.close()
+    with pytest.raises(fc.CacheIncompleteError) as e:
+        fc.FeatureCacheReader(path)
+    assert str(e.value) == f"cache {path} is incomplete: 3 of {N} samples; run cache-features again to resume"
+    with pytest.raises(fc.CacheIncompleteError, match="3 of 10"):
+        w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+        w.finalize()
+    w.close()
+
+
+def test_reader_refuses_another_fingerprint(reference):
+    with pytest.raises(fc.FingerprintMismatchError) as e:
+        fc.FeatureCacheReader(reference, fingerprint="beefcafe" * 8)
+    assert str(e.value) == (f"cache {reference} was made with backbone fingerprint f00dfeedf00d..., the "
+                            "workspace's is beefcafebeef...; re-run cache-features (--overwrite) to rebuild it")
+
+
+def test_reader_refuses_another_format_version(tmp_path, reference):
+    path = tmp_path / "old.h5"
+    shutil.copy(reference, path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(fc.CacheVersionError, match="has format version 99, this feature_cache reads version 1"):
+        fc.FeatureCacheReader(path)
+    with pytest.raises(fc.CacheVersionError):
+        fc.FeatureCacheWriter.create(path, **CREATE_KW)
+
+
+# -- atomic overwrite and background writing ----------------------------------------------------
+def test_atomic_cache_keeps_the_old_file_on_failure_and_replaces_on_success(tmp_path, reference):
+    path = tmp_path / "cache.h5"
+    shutil.copy(reference, path)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="backbone crashed"):
+        with fc.atomic_cache(path) as tmp:
+            w = fc.FeatureCacheWriter.create(tmp, **{**CREATE_KW, "dtype": "float32"})
+            write_all(w, range(4))
+            raise RuntimeError("backbone crashed")
+    assert path.read_bytes() == before and fc.partial_path(path).exists()  # kept for resuming
+    with pytest.raises(fc.CacheIncompleteError, match="is not finalised"):
+        with fc.atomic_cache(path) as tmp:
+            fc.FeatureCacheWriter.create(tmp, **{**CREATE_KW, "dtype": "float32"}).close()
+    assert path.read_bytes() == before
+    with fc.atomic_cache(path) as tmp:
+        w = fc.FeatureCacheWriter.create(tmp, **{**CREATE_KW, "dtype": "float32"})
+        assert w.resumed and w.missing_indices().tolist() == list(range(4, N))
+        write_all(w, w.missing_indices())
+        w.finalize()
+    assert not fc.partial_path(path).exists()
+    with fc.FeatureCacheReader(path) as r:
+        assert r.layout.dtype == "float32"
+
+
+def test_background_writer_writes_everything(tmp_path, reference):
+    path = tmp_path / "bg.h5"
+    w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    with fc.BackgroundWriter(w, max_pending=2) as bg:
+        for k in range(0, N, 3):
+            idx = list(range(k, min(k + 3, N)))
+            feats, tgts, params = sample_batch(idx)
+            bg.put(torch.tensor(idx), [torch.from_numpy(f) for f in feats],
+                   {t: torch.from_numpy(v) for t, v in tgts.items()}, torch.from_numpy(params))
+            for f in feats:  # the producer reuses its buffers at once: the queue holds copies
+                f[...] = np.nan
+    w.finalize()
+    assert_same_rows(path, reference)
+
+
+def test_background_writer_reraises_the_writer_error(tmp_path):
+    w = fc.FeatureCacheWriter.create(tmp_path / "bg.h5", **CREATE_KW)
+    bg = fc.BackgroundWriter(w, max_pending=1)
+    feats, tgts, params = sample_batch([0, 1])
+    bg.put([0, 1], [feats[0], feats[1][:, :2]], tgts, params)  # wrong channel count
+    with pytest.raises(fc.LayoutMismatchError, match="features of scale 1 have shape"):
+        for _ in range(20):  # raised at a later put at the latest, or at close
+            bg.put([2, 3], feats, tgts, params)
+        bg.close()
+    w.close()
+
+
+# -- the torch Dataset ---------------------------------------------------------------------------
+def _items(loader):
+    out = {}
+    for batch in loader:
+        for j, index in enumerate(batch["index"].tolist()):
+            out[index] = (batch["id"][j], [f[j] for f in batch["features"]], batch["semseg"][j],
+                          batch["depth"][j], int(batch["view"][j]), batch["view_params"][j])
+    return out
+
+
+def test_dataset_items_workers_and_in_memory_agree(reference):
+    ds = fc.FeatureCacheDataset(reference, fingerprint=FINGERPRINT)
+    item = ds[3]
+    assert set(item) == {"features", "semseg", "depth", "id", "index", "view", "view_params"}
+    assert [tuple(f.shape) for f in item["features"]] == SCALES and item["features"][0].dtype == torch.float32
+    assert item["semseg"].dtype == torch.int64 and item["depth"].shape == (1, *LABEL_SHAPE)
+    assert (item["id"], item["index"], item["view"]) == (IDS[3], 3, 1)
+    ds.close()
+    assert ds._reader is None
+    workers = _items(DataLoader(ds, batch_size=4, num_workers=2))
+    assert ds._reader is None  # the parent never opened a handle: each worker opened its own
+    memory = _items(DataLoader(fc.FeatureCacheDataset(reference, in_memory=True), batch_size=3))
+    feats, tgts, params = sample_batch(range(N))
+    assert sorted(workers) == sorted(memory) == list(range(N))
+    for i in range(N):
+        for a, b in zip(workers[i], memory[i]):
+            assert all(torch.equal(x, y) for x, y in zip(a, b)) if isinstance(a, list) else \
+                (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b)
+        assert torch.equal(workers[i][1][0], torch.from_numpy(feats[0][i].astype(np.float16)).float())
+        assert torch.equal(workers[i][2], torch.from_numpy(tgts["semseg"][i]))
+
+
+def test_dataset_opened_in_the_parent_still_reads_right_in_forked_workers(reference):
+    ds = fc.FeatureCacheDataset(reference)
+    parent_first = ds[0]  # the parent holds a handle when the workers fork
+    items = _items(DataLoader(ds, batch_size=5, num_workers=2))
+    feats, _, _ = sample_batch(range(N))
+    for i in range(N):
+        assert torch.equal(items[i][1][1], torch.from_numpy(feats[1][i].astype(np.float16)).float())
+    assert torch.equal(ds[0]["features"][0], parent_first["features"][0])
+
+
+def test_dataset_pickles_without_its_handle_and_selects_tasks(reference):
+    ds = fc.FeatureCacheDataset(reference, tasks=["depth"], dtype=torch.float16)
+    first = ds[0]
+    assert ds._reader is not None and "semseg" not in first and first["features"][0].dtype == torch.float16
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._reader is None
+    assert torch.equal(clone[0]["depth"], first["depth"])
+    with pytest.raises(fc.FeatureCacheError, match=r"has no targets for \['edges'\]"):
+        fc.FeatureCacheDataset(reference, tasks=["edges"])
+
+
+def test_in_memory_refuses_a_cache_that_does_not_fit(reference):
+    with pytest.raises(fc.FeatureCacheError, match=r"needs 0\.00 GiB in memory but only .* in_memory=False"):
+        fc.FeatureCacheDataset(reference, in_memory=True, max_memory_bytes=1000)
+    assert fc.available_memory_bytes() > 0
+
+
+# -- sharded writing ---------------------------------------------------------------------------
+def test_shard_range_is_contiguous_and_balanced():
+    for n in (0, 1, 7, 10, 11):
+        for world in (1, 2, 3, 4):
+            ranges = [fc.shard_range(n, r, world) for r in range(world)]
+            assert [i for r in ranges for i in r] == list(range(n))
+            assert max(map(len, ranges)) - min(map(len, ranges)) <= 1
+    assert fc.shard_range(11, 0, 2) == range(0, 6) and fc.shard_range(11, 1, 2) == range(6, 11)
+    assert fc.shard_path("/c/pascal_val.h5", 1, 4) == Path("/c/pascal_val.shard1of4.h5")
+
+
+def _write_shards(path, world, ranks=None, **overrides):
+    for rank in (range(world) if ranks is None else ranks):
+        w = fc.create_shard_writer(path, rank, world, **{**CREATE_KW, **overrides})
+        rows = fc.shard_range(N, rank, world)
+        assert w.missing_indices().tolist() == list(rows)  # global indices
+        write_all(w, rows[::-1])  # any order within the shard
+        w.finalize()
+
+
+def test_joined_shards_read_exactly_like_a_single_file(tmp_path, reference):
+    path = tmp_path / "cache.h5"
+    _write_shards(path, 3)
+    fc.join_shards(path, 3)
+    with h5py.File(path, "r") as f:
+        assert f["features/0"].is_virtual and f["ids"].is_virtual and f["complete"].is_virtual
+        assert {s.file_name for s in f["features/0"].virtual_sources()} == {
+            f"cache.shard{r}of3.h5" for r in range(3)}  # relative names
+    assert_same_rows(path, reference)
+    assert comparable_attrs(path) == comparable_attrs(reference)
+    with fc.FeatureCacheReader(path, fingerprint=FINGERPRINT) as r, fc.FeatureCacheReader(reference) as ref:
+        assert r.is_virtual and r.ids == ref.ids
+        for a, b in zip(r.features_batch(range(N)), ref.features_batch(range(N))):
+            assert np.array_equal(a, b)
+    ds = fc.FeatureCacheDataset(path)
+    assert torch.equal(ds[7]["features"][1], fc.FeatureCacheDataset(reference)[7]["features"][1])
+
+
+def test_joined_cache_reads_after_its_folder_moves(tmp_path, reference, monkeypatch):
+    folder = tmp_path / "a"
+    folder.mkdir()
+    _write_shards(folder / "cache.h5", 2)
+    fc.join_shards(folder / "cache.h5", 2)
+    moved = tmp_path / "elsewhere" / "b"
+    shutil.move(str(folder), str(moved))
+    monkeypatch.chdir(tmp_path)  # neither the old folder nor the working directory holds the shards
+    assert_same_rows(moved / "cache.h5", reference)
+    with fc.FeatureCacheReader(moved / "cache.h5") as r:
+        assert len(r) == N and r.disk_bytes_per_sample() > 0
+
+
+def test_join_refuses_missing_or_incomplete_shards(tmp_path):
+    path = tmp_path / "cache.h5"
+    _write_shards(path, 2, ranks=[0])
+    with pytest.raises(fc.CacheMissingError, match=r"shard .*cache\.shard1of2\.h5 \(rank 1 of 2\) .* is missing"):
+        fc.join_shards(path, 2)
+    w = fc.create_shard_writer(path, 1, 2, **CREATE_KW)
+    write_all(w, [5, 6])
+    w.close()
+    with pytest.raises(fc.CacheIncompleteError, match=r"shard1of2\.h5 is incomplete: 2 of 5 samples"):
+        fc.join_shards(path, 2)
+    assert not path.exists()
+    w = fc.create_shard_writer(path, 1, 2, **CREATE_KW)  # resume the shard, then the join works
+    write_all(w, w.missing_indices())
+    w.finalize()
+    fc.join_shards(path, 2)
+    fc.shard_path(path, 0, 2).unlink()  # a shard vanishing later is reported, not read as zeros
+    with pytest.raises(fc.CacheMissingError, match=r"shard .*shard0of2\.h5 of cache .* is missing"):
+        fc.FeatureCacheReader(path)
+
+
+def test_join_refuses_shards_of_another_backbone(tmp_path):
+    path = tmp_path / "cache.h5"
+    _write_shards(path, 2, ranks=[0])
+    _write_shards(path, 2, ranks=[1], fingerprint="1" * 64)
+    with pytest.raises(fc.LayoutMismatchError, match="differ .*fingerprint"):
+        fc.join_shards(path, 2)
+
+
+def test_consolidate_copies_a_joined_cache_into_one_file(tmp_path, reference):
+    path = tmp_path / "cache.h5"
+    _write_shards(path, 2)
+    fc.join_shards(path, 2)
+    joined_attrs = comparable_attrs(path)
+    fc.consolidate(path, remove_shards=True)
+    assert not fc.shard_path(path, 0, 2).exists()
+    with h5py.File(path, "r") as f:
+        assert not f["features/0"].is_virtual and f["features/0"].chunks == (1, *SCALES[0])
+    assert_same_rows(path, reference)
+    assert comparable_attrs(path) == joined_attrs
+
+
+def test_package_does_not_import_ufl():
+    code = "import sys, feature_cache; assert not any(m == 'ufl' or m.startswith('ufl.') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
