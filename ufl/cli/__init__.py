@@ -6,5 +6,7 @@ from .base import main
 from . import data  # noqa: F401,E402  make-synthetic
 from . import train  # noqa: F401,E402  pretrain
 from . import profile  # noqa: F401,E402  profile
+from . import workspace  # noqa: F401,E402  init, cache-features, add-task, evaluate, list-tasks, remove-task
+from . import continual  # noqa: F401,E402  continual
 
 __all__ = ["main"]

@@ -41,7 +41,7 @@ class UflGroup(click.Group):
         except (UflError, FeatureCacheError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
             if _debug_enabled(ctx):
                 raise
-            message = str(e)
+            message = one_line(e)
             if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
                 message = f"{message}: {e.filename}"
             click.echo(f"ufl: error: {message}", err=True)
@@ -51,6 +51,16 @@ class UflGroup(click.Group):
                 raise
             click.echo("ufl: interrupted", err=True)
             sys.exit(130)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line; for an error raised in a DataLoader worker (whose message
+    carries the worker's traceback) the original message."""
+    message = str(error)
+    if "Original Traceback" in message:
+        last = [line for line in message.strip().splitlines() if line.strip()][-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(message.split())
 
 
 @click.group(cls=UflGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -70,6 +70,7 @@ __all__ = [
     "Compose",
     "Recipe",
     "RECIPES",
+    "draw_value",
     "build_transforms",
 ]
 
@@ -228,7 +229,7 @@ def _uniform(low: float, high: float, generator: torch.Generator | None) -> floa
     return low + (high - low) * torch.rand((), generator=generator, dtype=torch.float64).item()
 
 
-def _draw(values: Sequence[float], generator: torch.Generator | None) -> float:
+def draw_value(values: Sequence[float], generator: torch.Generator | None) -> float:
     """A tuple ``(low, high)`` is a range (uniform); a list is a set of choices (as MTI-Net's)."""
     if isinstance(values, tuple):
         return _uniform(float(values[0]), float(values[1]), generator)
@@ -282,8 +283,8 @@ class RandomScaleRotate:
         self.generator = generator
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
-        scale = _draw(self.scales, self.generator)
-        angle = _draw(self.angles, self.generator)
+        scale = draw_value(self.scales, self.generator)
+        angle = draw_value(self.angles, self.generator)
         out = scale_rotate(sample, self.modalities, scale=scale, angle=angle)
         out["meta"] = _meta(out, scale=scale, angle=angle)
         return out

@@ -1,0 +1,345 @@
+"""The workspace: init, the feature cache pipeline, add-task, evaluate, remove, predict."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from feature_cache import FeatureCacheReader
+from ufl.cli import main
+from ufl.errors import CacheError, UflError, WorkspaceError
+from ufl.training.pretrain import PretrainConfig, pretrain
+from ufl.workspace import HeadTrainingConfig, Workspace
+from ufl.workspace.views import ViewDataset, backbone_features
+
+NYUD_SIZE = (64, 96)
+PASCAL_SIZE = (64, 64)
+QUICK = HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-3)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "medusa"
+    pretrain(PretrainConfig(out=str(out), data_root=str(synthetic_root), size=NYUD_SIZE, epochs=1, batch_size=4,
+                            workers=0, device="cpu", progress=False, edge_thresholds=5))
+    return out
+
+
+@pytest.fixture(scope="session")
+def base_workspace(checkpoint, synthetic_root, tmp_path_factory):
+    """init --checkpoint, cache PASCAL (2 views), add saliency."""
+    root = tmp_path_factory.mktemp("ws") / "ws"
+    ws = Workspace.from_checkpoint(root, checkpoint, device="cpu", progress=False)
+    ws.cache_features("pascal", data_root=synthetic_root, size=PASCAL_SIZE, views=2, device="cpu", progress=False,
+                      batch_size=4, workers=0)
+    ws.add_task("saliency", config=QUICK, device="cpu", progress=False)
+    return root
+
+
+@pytest.fixture
+def ws(base_workspace, tmp_path):
+    copy = tmp_path / "ws"
+    shutil.copytree(base_workspace, copy)
+    return Workspace(copy)
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# -- init -------------------------------------------------------------------------------------
+def test_init_from_checkpoint_registers_the_pretrained_tasks(ws, checkpoint):
+    tasks = ws.tasks
+    assert {"semseg", "depth", "normals", "edges", "saliency"} == set(tasks)
+    assert tasks["semseg"]["role"] == "main" and tasks["edges"]["role"] == "auxiliary"
+    assert set(tasks["depth"]["registered"]) == {"rmse", "log_rmse"}
+    manifest = json.loads((ws.root / "workspace.json").read_text())
+    assert manifest["schema_version"] == 1
+    assert manifest["backbone"]["channels"] == [18, 36, 72, 144]
+    assert ws.backbone().fingerprint() == ws.fingerprint
+
+
+def test_init_from_a_bare_backbone_and_refusals(tmp_path):
+    ws = Workspace.from_backbone(tmp_path / "bare", "resnet18")
+    assert ws.tasks == {} and ws.read()["backbone"]["channels"] == [64, 128, 256, 512]
+    with pytest.raises(WorkspaceError, match="already holds a workspace"):
+        Workspace.from_backbone(tmp_path / "bare", "resnet18")
+    result = _invoke("init", "--workspace", tmp_path / "x")
+    assert result.exit_code == 2 and "--checkpoint RUN or --backbone NAME" in result.output
+
+
+def test_missing_and_corrupt_manifest_give_one_line(tmp_path, ws):
+    result = _invoke("list-tasks", "--workspace", tmp_path / "nowhere")
+    assert result.exit_code == 1 and "no workspace at" in result.stderr and len(result.stderr.splitlines()) == 1
+    (ws.root / "workspace.json").write_text("{broken")
+    result = _invoke("list-tasks", "--workspace", ws.root)
+    assert result.exit_code == 1 and "is corrupt" in result.stderr and "Traceback" not in result.output
+
+
+# -- the feature cache ------------------------------------------------------------------------
+def test_cache_holds_the_backbone_features_and_aligned_targets(ws):
+    record = ws.find_cache("pascal", "train")
+    assert record["views"] == 2 and record["size"] == list(PASCAL_SIZE)
+    reader = FeatureCacheReader(ws.root / record["file"], ws.fingerprint)
+    assert reader.attrs["fingerprint"] == ws.fingerprint and reader.attrs["split"] == "train"
+    rows = ViewDataset(_pascal(ws, "train"), 2, PASCAL_SIZE)
+    backbone = ws.backbone()
+    for row in (0, 1, 5):
+        sample = rows[row]
+        expected = backbone_features(backbone, sample["image"][None])
+        for cached, exact in zip(reader.features(row), expected):
+            np.testing.assert_allclose(cached, exact[0].numpy(), atol=1e-3, rtol=1e-3)
+        targets = reader.targets(row)
+        for task in ("semseg", "human_parts", "saliency", "normals", "edges"):
+            np.testing.assert_allclose(targets[task], sample[task].numpy(), atol=1e-3)
+    # view 1 is the flipped view 0: flipped labels, normals' x negated
+    view0, view1 = reader.targets(0), reader.targets(1)
+    np.testing.assert_array_equal(view1["semseg"], view0["semseg"][:, ::-1])
+    np.testing.assert_allclose(view1["normals"][0], -view0["normals"][0][:, ::-1], atol=1e-3)
+    assert reader.view_params(1)[0] == 1.0 and reader.view_params(0)[0] == 0.0
+    assert reader.ids[0] == reader.ids[1]
+
+
+def _pascal(ws, split):
+    from ufl.workspace.cache import dataset_specs, open_split, resolve_data
+
+    folder, _ = resolve_data(ws, "pascal", None, None, None)
+    return open_split(ws, "pascal", split, folder, dataset_specs(ws, "pascal", None))
+
+
+def _arrays(path):
+    with FeatureCacheReader(path) as reader:
+        features, targets, params = reader.read_all()
+        return features, targets, params, list(reader.ids)
+
+
+def test_interrupted_cache_resumes_to_the_uninterrupted_result(ws, monkeypatch):
+    from feature_cache import BackgroundWriter
+
+    calls = {"n": 0}
+    original = BackgroundWriter.put
+
+    def flaky_put(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BackgroundWriter, "put", flaky_put)
+    with pytest.raises(KeyboardInterrupt):
+        ws.cache_features("pascal", ["train"], views=1, device="cpu", progress=False, batch_size=3, workers=0)
+    monkeypatch.setattr(BackgroundWriter, "put", original)
+    with h5py.File(ws.cache_file("pascal", "train", 1), "r") as f:
+        assert f["complete"][...].sum() == 3  # the first batch is in, the rest is missing
+    with pytest.raises(CacheError, match="no pascal/train feature cache"):  # not registered while incomplete
+        from ufl.workspace.cache import require_cache
+        require_cache(ws, "pascal", "train", 1)
+    result = ws.cache_features("pascal", ["train"], views=1, device="cpu", progress=False, batch_size=3, workers=0)
+    assert result[0].written == 8 - 3  # only the rows missing after the first batch
+    resumed = _arrays(ws.cache_file("pascal", "train", 1))
+    shutil.move(ws.cache_file("pascal", "train", 1), ws.root / "resumed.h5")
+    ws.cache_features("pascal", ["train"], views=1, device="cpu", progress=False, batch_size=3, workers=0,
+                      overwrite=True)
+    fresh = _arrays(ws.cache_file("pascal", "train", 1))
+    for a, b in zip(resumed[0], fresh[0]):
+        np.testing.assert_array_equal(a, b)
+    for task in resumed[1]:
+        np.testing.assert_array_equal(resumed[1][task], fresh[1][task])
+    assert resumed[3] == fresh[3]
+
+
+def test_failed_overwrite_leaves_the_old_cache_and_manifest(ws, monkeypatch):
+    path = ws.cache_file("pascal", "val", 1)
+    before = path.read_bytes()
+    manifest = (ws.root / "workspace.json").read_text()
+    from feature_cache import BackgroundWriter
+
+    monkeypatch.setattr(BackgroundWriter, "put", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError, match="disk full"):
+        ws.cache_features("pascal", ["val"], device="cpu", progress=False, overwrite=True, workers=0)
+    assert path.read_bytes() == before
+    assert (ws.root / "workspace.json").read_text() == manifest
+    assert FeatureCacheReader(path, ws.fingerprint).attrs["split"] == "val"
+
+
+def test_a_cache_from_another_backbone_is_refused(ws, tmp_path):
+    other = Workspace.create(tmp_path / "other", _random_backbone(seed=123), "test")
+    shutil.copytree(ws.root / "caches", other.root / "caches")
+    with other.manifest.update() as manifest:
+        manifest["caches"] = ws.read()["caches"]
+        manifest["data"] = ws.read()["data"]
+    with pytest.raises(Exception, match="fingerprint"):
+        other.add_task("human_parts", config=QUICK, device="cpu", progress=False)
+
+
+def _random_backbone(seed):
+    from ufl.models import Backbone
+
+    torch.manual_seed(seed)
+    return Backbone("hrnet_w18_small_v2", warn_random_init=False)
+
+
+def test_cache_size_must_fit_the_backbone(ws):
+    with pytest.raises(UflError, match="not divisible by 32"):
+        ws.cache_features("pascal", ["val"], size=(60, 60), device="cpu", progress=False, overwrite=True)
+
+
+def test_torchrun_shards_read_like_one_file(ws):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "-m", "ufl", "cache-features", "--workspace", str(ws.root), "--dataset", "pascal", "--split", "train",
+         "--views", "3", "--device", "cpu", "--workers", "0", "--batch-size", "4"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    joined = ws.cache_file("pascal", "train", 3)
+    assert sorted(p.name for p in joined.parent.glob("pascal-train-3v.shard*")) == [
+        "pascal-train-3v.shard0of2.h5", "pascal-train-3v.shard1of2.h5"]
+    sharded = _arrays(joined)
+    with FeatureCacheReader(joined, ws.fingerprint) as reader:
+        assert reader.is_virtual and len(reader) == 24
+    ws.cache_features("pascal", ["train"], views=3, device="cpu", progress=False, overwrite=True, workers=0,
+                      batch_size=4)
+    single = _arrays(joined)
+    assert sharded[3] == single[3]
+    for a, b in zip(sharded[0], single[0]):
+        np.testing.assert_allclose(a, b, atol=2e-3, rtol=2e-3)
+    for task in single[1]:
+        np.testing.assert_array_equal(sharded[1][task], single[1][task])
+    np.testing.assert_array_equal(sharded[2], single[2])
+    assert not list(joined.parent.glob("pascal-train-3v.shard*"))  # stale shards removed after overwrite
+
+
+# -- add-task, evaluate, remove ------------------------------------------------------------------
+def test_add_task_registers_head_spec_and_metrics(ws):
+    record = ws.tasks["saliency"]
+    assert record["dataset"] == "pascal" and record["spec"]["kind"] == "saliency"
+    assert record["fingerprint"] == ws.fingerprint and record["training"]["epochs"] == 1
+    assert set(record["registered"]) == {"maxF", "maxF_b03", "mIoU"}
+    assert (ws.root / record["head"]).is_file()
+
+
+def test_evaluate_json_contract_and_zero_drift_after_add_and_remove(ws):
+    result = _invoke("evaluate", "--workspace", ws.root, "--all-tasks", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"tasks", "delta_m"} and data["delta_m"] is None
+    assert set(data["tasks"]["semseg"]) == {"dataset", "metrics", "registered", "drift"}
+    assert data["tasks"]["semseg"]["dataset"] == "nyud" and data["tasks"]["saliency"]["dataset"] == "pascal"
+    assert all(t["drift"] == 0.0 for t in data["tasks"].values())
+    ws.add_task("human_parts", config=QUICK, device="cpu", progress=False)
+    ws.remove_task("saliency")
+    after = ws.evaluate(device="cpu", progress=False).to_dict()
+    for name, task in data["tasks"].items():
+        if name != "saliency":
+            assert after["tasks"][name]["metrics"] == task["metrics"], name
+    assert all(t["drift"] == 0.0 for t in after["tasks"].values())
+
+
+def test_online_evaluation_reproduces_the_cached_metrics(ws):
+    cached = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False).to_dict()
+    online = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False, online=True).to_dict()
+    for name in ("saliency", "semseg"):
+        for key, value in cached["tasks"][name]["metrics"].items():
+            assert online["tasks"][name]["metrics"][key] == pytest.approx(value, abs=0.05)
+
+
+def test_refusals_of_add_task(ws, tmp_path):
+    result = _invoke("add-task", "saliency", "--workspace", ws.root, "--epochs", "1")
+    assert result.exit_code == 1 and "already registered" in result.stderr and "--replace" in result.stderr
+    result = _invoke("add-task", "salience", "--workspace", ws.root)
+    assert result.exit_code == 1 and "known tasks" in result.stderr and "saliency" in result.stderr
+    result = _invoke("add-task", "depth", "--dataset", "pascal", "--replace", "--workspace", ws.root)
+    assert result.exit_code == 1 and "dataset 'pascal' has no task 'depth'" in result.stderr
+    result = _invoke("remove-task", "nothing", "--workspace", ws.root)
+    assert result.exit_code == 1 and "not registered" in result.stderr
+
+
+def test_replace_swaps_the_head_file(ws):
+    old = ws.tasks["saliency"]["head"]
+    ws.add_task("saliency", config=HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-3, seed=1), device="cpu",
+                progress=False, replace=True)
+    new = ws.tasks["saliency"]["head"]
+    assert new != old and not (ws.root / old).exists() and (ws.root / new).exists()
+
+
+def test_a_crash_while_writing_the_manifest_keeps_the_old_one(ws, monkeypatch):
+    before = (ws.root / "workspace.json").read_text()
+    heads_before = sorted(p.name for p in (ws.root / "heads").iterdir())
+    import ufl.io
+
+    def crash(*args):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(ufl.io.os, "replace", crash)
+    from ufl.models import build_head
+
+    with pytest.raises(OSError, match="power cut"):
+        ws.register("extra", build_head([18, 36, 72, 144], 2), {"spec": {}, "dataset": "pascal", "registered": {}})
+    monkeypatch.undo()
+    assert (ws.root / "workspace.json").read_text() == before
+    assert sorted(p.name for p in (ws.root / "heads").iterdir()) == heads_before
+    assert not [p for p in ws.root.rglob("*.tmp")]
+
+
+def test_a_tampered_head_file_is_refused(ws):
+    path = ws.root / ws.tasks["depth"]["head"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(WorkspaceError, match="does not match its recorded hash"):
+        ws.head("depth")
+
+
+def test_user_task_on_a_folder_dataset(ws, tmp_path, write, rng):
+    folder = tmp_path / "mydata"
+    for i in range(6):
+        image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        write.image(folder / "images" / f"im{i}.png", image)
+        write.png(folder / "road" / f"im{i}.png", (image[..., 0] > 127).astype(np.uint8))
+    (folder / "splits").mkdir()
+    (folder / "splits" / "train.txt").write_text("\n".join(f"im{i}" for i in range(4)))
+    (folder / "splits" / "val.txt").write_text("im4\nim5\n")
+    spec = tmp_path / "road.yaml"
+    spec.write_text("name: road\nkind: segmentation\nchannels: 2\n")
+    result = _invoke("add-task", "--spec", spec, "--dataset", "folder", "--root", folder, "--size", "64x64",
+                     "--epochs", "1", "--batch-size", "2", "--workspace", ws.root, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert ws.tasks["road"]["dataset"] == "folder" and "mIoU" in ws.tasks["road"]["registered"]
+    data = ws.evaluate(["road"], device="cpu", progress=False).to_dict()
+    assert data["tasks"]["road"]["drift"] == 0.0
+
+
+def test_list_tasks_and_the_evaluate_table(ws, tmp_path):
+    result = _invoke("list-tasks", "--workspace", ws.root)
+    assert result.exit_code == 0 and "saliency" in result.output and "pascal" in result.output
+    plot = tmp_path / "bars.png"
+    result = _invoke("evaluate", "--workspace", ws.root, "--task", "depth", "--task", "saliency", "--plot", plot)
+    assert result.exit_code == 0, result.output
+    assert "drift" in result.output and plot.is_file() and plot.stat().st_size > 1000
+
+
+def test_predict_and_visualize_write_pngs(ws, synthetic_root, tmp_path):
+    image = next((synthetic_root / "PASCAL_MT" / "JPEGImages").iterdir())
+    result = _invoke("predict", image, "--all-tasks", "--attention", "--raw", "--out", tmp_path / "pred",
+                     "--workspace", ws.root)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "pred" / image.stem
+    from PIL import Image
+
+    for task in ("semseg", "depth", "normals", "edges", "saliency"):
+        picture = Image.open(out / f"{task}.png")
+        assert picture.size == Image.open(image).size and picture.mode == "RGB"
+        assert (out / f"{task}_msa_argmax.png").is_file() and (out / f"{task}_sfa_s3.png").is_file()
+    assert np.load(out / "depth.npy").shape == Image.open(image).size[::-1]
+    assert (out / "panel.png").is_file()
+    result = _invoke("visualize", "--out", tmp_path / "vis", "--num", "2", "--workspace", ws.root)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "vis" / "visualize-pascal.png").is_file() and (tmp_path / "vis" / "visualize-nyud.png").is_file()

@@ -1,0 +1,87 @@
+"""``ufl continual``: continual task addition, ufl's frozen backbone against avalanche's strategies."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from click.core import ParameterSource
+
+from ..errors import UflError
+from .base import data_root_option, device_option, main, parse_names, parse_size, pretrained_option, seed_option
+
+# The defaults of ufl.continual, spelt out so that `ufl --help` does not import avalanche.
+DEFAULT_TASKS = "nyud:semseg,nyud:depth,pascal:human_parts,pascal:saliency"
+DEFAULT_STRATEGIES = "frozen,naive,ewc,lwf"
+
+
+@main.command("continual")
+@data_root_option
+@click.option("--strategies", default=DEFAULT_STRATEGIES, show_default=True, callback=parse_names,
+              help="Comma-separated strategies: frozen (ufl: frozen backbone, new heads only), naive, ewc, "
+                   "lwf (feature distillation), si.")
+@click.option("--tasks", default=DEFAULT_TASKS, show_default=True, callback=parse_names,
+              help="The stream, one experience per DATASET:TASK, in order.")
+@click.option("--checkpoint", type=click.Path(), default=None,
+              help="Start from the backbone of this `ufl pretrain` run folder.")
+@click.option("--backbone", default="hrnet_w18_small_v2", show_default=True,
+              help="timm backbone to start from when no --checkpoint is given.")
+@pretrained_option
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Epochs per experience.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Adam learning rate (constant).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Adam weight decay.")
+@click.option("--size", default=None, callback=parse_size,
+              help="Image size HxW for every task (default: NYUD 480x640, PASCAL 512x512).")
+@click.option("--no-augment", is_flag=True, help="Turn off the reference training augmentations.")
+@click.option("--ewc-lambda", type=click.FloatRange(min=0), default=None,
+              help="EWC penalty weight (default: the API's, see `ufl.continual.ContinualConfig`).")
+@click.option("--si-lambda", type=click.FloatRange(min=0), default=None, help="Synaptic Intelligence penalty weight.")
+@click.option("--distill-alpha", type=click.FloatRange(min=0), default=None,
+              help="Weight of lwf's feature distillation loss.")
+@click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
+@device_option
+@seed_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on stdout.")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+              help="Write avalanche's text log per strategy to DIR/STRATEGY.log.")
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events to LOG_DIR/tensorboard/STRATEGY.")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-experience metrics on stderr.")
+@click.pass_context
+def continual_cmd(ctx, data_root, strategies, tasks, checkpoint, backbone, pretrained, epochs, batch_size, lr,
+                  weight_decay, size, no_augment, ewc_lambda, si_lambda, distill_alpha, workers, device, seed,
+                  as_json, log_dir, tensorboard, quiet) -> None:
+    """Add tasks one by one and measure forgetting: ufl's frozen backbone vs avalanche's strategies.
+
+    Builds an avalanche stream with one experience per task (its train split to learn, its val split
+    to evaluate, its own Medusa head) and runs every strategy over it from the same starting backbone
+    with the same seed. After each experience every task seen so far is evaluated on its headline
+    metric. Prints, per strategy, each task's metric at the end and its forgetting: the drop from
+    just after it was learnt to the end, positive = worse (after - end for mIoU/maxF, end - after
+    for rmse). With frozen, forgetting is exactly 0.
+    """
+    from ..continual import ContinualConfig, format_results, parse_strategies, parse_tasks, run_continual, to_json_safe
+    from ..models.backbone import resolve_pretrained
+
+    parse_strategies(strategies)  # bad names fail before the backbone is looked for
+    parse_tasks(tasks)
+
+    if checkpoint is not None:
+        given = [f"--{name}" for name in ("backbone", "pretrained")
+                 if ctx.get_parameter_source(name) != ParameterSource.DEFAULT]
+        if given:
+            raise UflError(f"--checkpoint sets the backbone; drop {' and '.join(given)}")
+    overrides = {k: v for k, v in (("ewc_lambda", ewc_lambda), ("si_lambda", si_lambda),
+                                   ("distill_alpha", distill_alpha)) if v is not None}
+    config = ContinualConfig(
+        data_root=data_root, strategies=strategies, tasks=tasks, checkpoint=checkpoint, backbone=backbone,
+        pretrained=resolve_pretrained(pretrained, backbone) if checkpoint is None else None, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, size=size, augment=not no_augment,
+        device=device, workers=workers, seed=seed, log_dir=log_dir, tensorboard=tensorboard, progress=not quiet,
+        **overrides)
+    results = run_continual(config)
+    if as_json:
+        click.echo(json.dumps(to_json_safe(results), indent=2))
+    else:
+        click.echo(format_results(results))

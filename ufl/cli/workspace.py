@@ -1,0 +1,276 @@
+"""Workspace commands: init, cache-features, add-task, evaluate, list-tasks, remove-task.
+
+Each parses options, calls one method of :class:`ufl.workspace.Workspace`, and prints.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .base import device_option, main, parse_size, pretrained_option, seed_option, workspace_option
+
+
+def _data_options(f):
+    f = click.option("--size", default=None, callback=parse_size,
+                     help="Input size HxW of the cached features (default: what the workspace already uses "
+                          "for the dataset, else NYUD 480x640, PASCAL 512x512).")(f)
+    f = click.option("--root", type=click.Path(file_okay=False), default=None,
+                     help="The dataset's own folder (overrides DATA_ROOT/NYUD_MT or PASCAL_MT; required for folder).")(f)
+    f = click.option("--data-root", type=click.Path(file_okay=False), default=None, envvar="UFL_DATA_ROOT",
+                     show_envvar=True,
+                     help="Folder holding NYUD_MT/ and PASCAL_MT/ (default: the folder the workspace used "
+                          "before for the dataset, else ./data).")(f)
+    return f
+
+
+# -- init -----------------------------------------------------------------------------------------
+@main.command("init")
+@workspace_option
+@click.option("--checkpoint", type=click.Path(), default=None,
+              help="A `ufl pretrain` run folder: its backbone, frozen, and (Medusa) its tasks registered.")
+@click.option("--backbone", default=None, help="A timm backbone name instead of a checkpoint (no tasks).")
+@pretrained_option
+@click.option("--no-register", is_flag=True, help="With --checkpoint: take only the backbone, register no task.")
+@_data_options
+@device_option
+def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root, root, size, device) -> None:
+    """Make a workspace from a pretraining checkpoint or a bare backbone.
+
+    With a Medusa checkpoint, its tasks (e.g. NYUD semseg, depth, normals, edges) are registered with
+    their heads, and their val metrics are measured through the workspace's NYUD val cache.
+    """
+    from ..models.backbone import resolve_pretrained
+    from ..workspace import Workspace
+
+    if (checkpoint is None) == (backbone is None):
+        raise click.UsageError("give exactly one of --checkpoint RUN or --backbone NAME")
+    if checkpoint is not None:
+        ws = Workspace.from_checkpoint(workspace, checkpoint, register=not no_register, data_root=data_root,
+                                       root=root, device=device)
+    else:
+        ws = Workspace.from_backbone(workspace, backbone, resolve_pretrained(pretrained, backbone))
+    click.echo(f"workspace: {ws.root} (backbone fingerprint {ws.fingerprint[:12]}, "
+               f"{len(ws.tasks)} task(s): {', '.join(ws.tasks) or 'none'})")
+
+
+# -- cache-features -------------------------------------------------------------------------------
+@main.command("cache-features")
+@workspace_option
+@click.option("--dataset", type=click.Choice(["pascal", "nyud", "folder"]), required=True, help="Dataset to cache.")
+@_data_options
+@click.option("--split", "splits", multiple=True, default=("train", "val"), show_default=True,
+              help="Split(s) to cache; repeat the option for several.")
+@click.option("--views", type=click.IntRange(1), default=1, show_default=True,
+              help="Views per training image: the original, its flip, then random reference augmentations "
+                   "(val is always cached once).")
+@click.option("--spec", "spec_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Folder datasets: the task spec YAML of each task whose targets to store (repeat).")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
+@click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
+@click.option("--compression", type=click.Choice(["none", "lzf", "gzip", "zstd", "blosc"]), default="none",
+              show_default=True, help="Lossless compression of the HDF5 datasets (zstd/blosc via hdf5plugin).")
+@click.option("--float32", "float32", is_flag=True, help="Store features in float32 instead of float16.")
+@click.option("--overwrite", is_flag=True,
+              help="Rebuild existing caches (the old ones stay until the new ones are complete).")
+@device_option
+@seed_option
+def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views, spec_files, batch_size, workers,
+                       compression, float32, overwrite, device, seed) -> None:
+    """Run the frozen backbone over every image of each split and store the features in HDF5.
+
+    Resumable: run it again after an interruption and it continues where it stopped. Runs sharded
+    under `torchrun --nproc_per_node N -m ufl cache-features ...` (one shard per process, joined).
+    """
+    from .. import distributed
+    from ..taskspec import load_spec
+    from ..workspace import Workspace
+
+    ws = Workspace(workspace)
+    specs = [load_spec(p) for p in spec_files] or None
+    try:
+        results = ws.cache_features(dataset, list(dict.fromkeys(splits)), data_root=data_root, root=root, size=size,
+                                    views=views, specs=specs, device=device, batch_size=batch_size, workers=workers,
+                                    overwrite=overwrite, storage="float32" if float32 else "float16",
+                                    compression=None if compression == "none" else compression, seed=seed)
+        show = distributed.is_main()
+    finally:
+        distributed.shutdown()
+    if show:
+        for r in results:
+            status = "already cached" if r.skipped else f"{r.written} rows in {r.seconds:.1f} s " \
+                                                        f"({r.images_per_second:.1f} images/s)"
+            click.echo(f"{r.key}: {r.path} ({r.rows} rows; {status})")
+
+
+# -- add-task -------------------------------------------------------------------------------------
+@main.command("add-task")
+@workspace_option
+@click.argument("name", required=False)
+@click.option("--dataset", type=click.Choice(["pascal", "nyud", "folder"]), default=None,
+              help="Dataset to train on (default: PASCAL when the task has it, else the task's first dataset).")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
+              help="Your own task spec (YAML); NAME may then be omitted.")
+@click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Training epochs.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Adam learning rate (poly decay, power 0.9, per epoch).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Adam weight decay.")
+@click.option("--val-every", type=click.IntRange(1), default=None,
+              help="Validate every k epochs (default: 5 times per run).")
+@click.option("--views", type=click.IntRange(1), default=None,
+              help="Train on the cache with this many views (default: the one with most views; 1 if caching now).")
+@click.option("--replace", is_flag=True, help="Train again and replace a task that is already registered.")
+@_data_options
+@device_option
+@seed_option
+def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, weight_decay, val_every, views,
+                 replace, data_root, root, size, device, seed) -> None:
+    """Train a Medusa head for a task on cached features and register it.
+
+    NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
+    --spec. Caches the dataset first when needed. Earlier tasks keep their exact predictions.
+    """
+    from ..workspace import HeadTrainingConfig, Workspace
+
+    if name is None and spec_file is None:
+        raise click.UsageError("give a task NAME or --spec FILE.yaml")
+    ws = Workspace(workspace)
+    config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                                val_every=val_every)
+    result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
+                         device=device, data_root=data_root, root=root, size=size)
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+    click.echo(f"registered {result.name} on {result.dataset} ({result.seconds:.1f} s): {metrics}")
+
+
+# -- evaluate -------------------------------------------------------------------------------------
+@main.command("evaluate")
+@workspace_option
+@click.option("--all-tasks", is_flag=True, help="Evaluate every registered task.")
+@click.option("--task", "tasks", multiple=True, help="Evaluate this task (repeat for several).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the documented contract).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a bar chart of each task's headline metric to this PNG.")
+@click.option("--references", type=click.Path(dir_okay=False), default=None,
+              help="JSON {task: value or {metric: value}} of single-task references, for Delta_m.")
+@click.option("--online", is_flag=True, help="Compute features through the backbone even when a cache exists.")
+@device_option
+def evaluate_cmd(workspace, all_tasks, tasks, as_json, plot, references, online, device) -> None:
+    """Evaluate registered tasks on their own dataset's val split (NYUD tasks on NYUD, PASCAL tasks
+    on PASCAL), from the cache when present, else online.
+
+    `drift` is the largest change of a task's metrics since it was registered: always 0.
+    """
+    from ..io import read_json
+    from ..tables import text_table
+    from ..workspace import Workspace
+
+    if all_tasks == bool(tasks):
+        raise click.UsageError("give --all-tasks or --task NAME")
+    ws = Workspace(workspace)
+    refs = read_json(references, what="references file") if references else None
+    result = ws.evaluate(None if all_tasks else list(tasks), device=device, references=refs,
+                         online=True if online else None)
+    data = result.to_dict()
+    if plot:
+        from ..visualize import bar_chart
+
+        values = {n: r["metrics"][ws.spec(n).metric] for n, r in data["tasks"].items()}
+        bar_chart(values, plot, ylabel="headline metric", title=f"ufl evaluate ({ws.root})",
+                  higher_is_better={n: ws.spec(n).higher_is_better for n in values})
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    rows = []
+    for name, r in data["tasks"].items():
+        spec = ws.spec(name)
+        rows.append([name, r["dataset"], spec.metric, r["metrics"].get(spec.metric),
+                     r["registered"].get(spec.metric), r["drift"]])
+    click.echo(text_table(["task", "dataset", "metric", "value", "registered", "drift"], rows))
+    if data["delta_m"] is not None:
+        click.echo(f"Delta_m vs references: {data['delta_m']:+.2f} %")
+    if plot:
+        click.echo(f"plot: {plot}")
+
+
+# -- list-tasks / remove-task ---------------------------------------------------------------------
+@main.command("list-tasks")
+@workspace_option
+@click.option("--json", "as_json", is_flag=True, help="Print the task records as JSON.")
+def list_tasks_cmd(workspace, as_json) -> None:
+    """List the registered tasks: dataset, kind, headline metric at registration, where they came from."""
+    from ..tables import text_table
+    from ..workspace import Workspace
+
+    ws = Workspace(workspace)
+    tasks = ws.tasks
+    if as_json:
+        click.echo(json.dumps(tasks))
+        return
+    if not tasks:
+        click.echo(f"no tasks registered in {ws.root}; add one with `ufl add-task NAME`")
+        return
+    rows = []
+    for name, record in tasks.items():
+        spec = ws.spec(name)
+        rows.append([name, record["dataset"], spec.kind, spec.metric, record["registered"].get(spec.metric),
+                     record.get("source", ""), record.get("registered_at", "")])
+    click.echo(text_table(["task", "dataset", "kind", "metric", "value", "source", "registered"], rows))
+
+
+@main.command("remove-task")
+@workspace_option
+@click.argument("name")
+def remove_task_cmd(workspace, name) -> None:
+    """Unregister a task and delete its head; every other task is untouched."""
+    from ..workspace import Workspace
+
+    Workspace(workspace).remove_task(name)
+    click.echo(f"removed {name}")
+
+
+# -- predict / visualize --------------------------------------------------------------------------
+@main.command("predict")
+@workspace_option
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--all-tasks", is_flag=True, help="Predict every registered task.")
+@click.option("--task", "tasks", multiple=True, help="Predict this task (repeat for several).")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder (one subfolder per image).")
+@click.option("--attention", is_flag=True, help="Also write the Medusa attention maps per scale (SFA and MSA).")
+@click.option("--raw", is_flag=True, help="Also write the raw predictions as .npy.")
+@device_option
+def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device) -> None:
+    """Run the backbone and registered heads on image files; write viewable PNGs per task.
+
+    Labels use the dataset palette, depth a colour map, normals RGB, saliency and edges grey;
+    OUT/<image>/panel.png shows them together.
+    """
+    from ..workspace import Workspace
+
+    if all_tasks == bool(tasks):
+        raise click.UsageError("give --all-tasks or --task NAME")
+    ws = Workspace(workspace)
+    written = ws.predict(images, out, tasks=None if all_tasks else list(tasks), attention=attention, raw=raw,
+                         device=device)
+    for image, files in written.items():
+        click.echo(f"{image}: {files['panel'].parent}")
+
+
+@main.command("visualize")
+@workspace_option
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice(["nyud", "pascal", "folder"]),
+              help="Dataset(s) to show (default: every dataset with a registered task).")
+@click.option("--num", type=click.IntRange(1), default=4, show_default=True, help="Val images per dataset.")
+@click.option("--no-attention", is_flag=True, help="Leave out the attention maps.")
+@device_option
+def visualize_cmd(workspace, out, datasets, num, no_attention, device) -> None:
+    """A PNG panel per dataset: val images with ground truth, prediction and the Medusa attention
+    maps (SFA per scale, MSA weights per scale, and which scale wins where) for each task."""
+    from ..workspace import Workspace
+
+    for path in Workspace(workspace).visualize(out, datasets=list(datasets) or None, num=num,
+                                               attention=not no_attention, device=device):
+        click.echo(str(path))

@@ -1,0 +1,254 @@
+"""``ufl cache-features``: run the frozen backbone over every sample of a split, once, into HDF5.
+
+One cache file per (dataset, split, views) in ``WORKSPACE/caches/``, written with
+:mod:`feature_cache`: features in float16 (float32 on request), and the decoded, resized targets of
+every task of the dataset beside them, so head training never decodes a .mat or .png again.
+
+- Resumable: a run killed at any point (even SIGKILL) continues from the completion mask, and the
+  result equals an uninterrupted run (views are seeded per image and view, batches are independent).
+- ``overwrite=True`` builds the new cache beside the old one and replaces it only when complete.
+- On CUDA: float16 autocast, channels_last, pinned memory with non-blocking copies, and a
+  background writer thread, so the GPU never waits on the disk.
+- Under ``torchrun`` each process caches its contiguous share of rows into its own shard file and
+  rank 0 joins the shards with HDF5 virtual datasets into a cache that reads like a single file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWriter, atomic_cache,
+                           create_shard_writer, join_shards, label_storage_dtype, partial_path, shard_path)
+
+from .. import distributed
+from ..datasets import DATASETS, RECIPES, dataset_root, get_dataset
+from ..errors import CacheError, WorkspaceError
+from ..runtime import Precision, loader_kwargs, resolve_device
+from ..taskspec import TaskSpec
+from .manifest import now
+from .views import VIEW_PARAMS, ViewDataset, backbone_features
+
+__all__ = ["cache_features", "CacheResult", "target_layout", "open_split", "resolve_data"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheResult:
+    """One split's cache: where it is and what writing it cost."""
+
+    key: str
+    path: Path
+    rows: int
+    written: int
+    seconds: float
+    skipped: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else float("nan")
+
+
+def target_layout(spec: TaskSpec, dataset: str, size: Sequence[int]) -> tuple[tuple[int, ...], str, str]:
+    """How a task's target is stored: ``(shape, stored dtype, decoded dtype)``.
+
+    Labels as the smallest unsigned integer (ignore 255 included), binary maps as uint8 (0, 1,
+    255), depth as float32 metres, normals as float16 (their sources are 8-bit PNGs or float
+    maps: float16's 1e-3 precision is below 0.1 degree).
+    """
+    h, w = size
+    if spec.modality == "label":
+        return (h, w), label_storage_dtype(max(255, spec.out_channels(dataset) - 1)), "int64"
+    if spec.modality == "binary":
+        return (1, h, w), "uint8", "float32"
+    if spec.modality == "depth":
+        return (1, h, w), "float32", "float32"
+    return (3, h, w), "float16", "float32"
+
+
+def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: str | os.PathLike | None,
+                 size: Sequence[int] | None) -> tuple[Path, tuple[int, int]]:
+    """The dataset's folder and input size: given > remembered by the workspace > defaults."""
+    known = ws.data_settings(dataset)
+    if root is None and data_root is None and known.get("root"):
+        folder = Path(known["root"])
+    else:
+        folder = dataset_root(dataset, data_root, root)
+    if size is None:
+        size = known.get("size") or RECIPES.get(dataset, RECIPES["folder"]).size
+        if size is None:
+            raise WorkspaceError(f"give --size HxW for the {dataset} dataset (its images have no fixed size)")
+    size = (int(size[0]), int(size[1]))
+    divisor = ws.read()["backbone"].get("size_divisor", 1)
+    if size[0] % divisor or size[1] % divisor:
+        raise WorkspaceError(f"input size {size[0]}x{size[1]} is not divisible by {divisor}, which the "
+                             f"workspace's backbone needs; choose e.g. {size[0] // divisor * divisor or divisor}x"
+                             f"{size[1] // divisor * divisor or divisor}")
+    return folder, size
+
+
+def dataset_specs(ws, dataset: str, specs: Sequence[TaskSpec] | None) -> list[TaskSpec]:
+    """Tasks whose targets a cache of ``dataset`` stores: every built-in task of nyud/pascal, the
+    given (or remembered) specs of a folder dataset."""
+    if dataset != "folder":
+        from ..taskspec import get_spec
+
+        return [get_spec(name) for name in DATASETS.get(dataset).supported_tasks]
+    if specs:
+        return list(specs)
+    remembered = ws.data_settings("folder").get("specs")
+    if not remembered:
+        raise WorkspaceError("a folder dataset needs its task specs: pass --spec FILE.yaml (one per task)")
+    return [TaskSpec.from_dict(s, source=f"{ws.root}/workspace.json") for s in remembered]
+
+
+def open_split(ws, dataset: str, split: str, folder: Path, specs: Sequence[TaskSpec]):
+    """The dataset object of one split, with the targets of ``specs``."""
+    return get_dataset(dataset, folder, split, list(specs))
+
+
+def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *,
+                   data_root: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+                   size: Sequence[int] | None = None, views: int = 1, specs: Sequence[TaskSpec] | None = None,
+                   device: str = "auto", batch_size: int = 16, workers: int | None = None,
+                   overwrite: bool = False, storage: str = "float16", compression: str | None = None,
+                   seed: int = 0, progress: bool = True) -> list[CacheResult]:
+    """Cache ``dataset``'s ``splits`` (training splits with ``views`` views, ``val`` with one)."""
+    device = resolve_device(device)
+    distributed.init_distributed(device)
+    folder, size = resolve_data(ws, dataset, data_root, root, size)
+    specs = dataset_specs(ws, dataset, specs)
+    known = ws.data_settings(dataset)
+    if known.get("size") and tuple(known["size"]) != size and not overwrite:
+        raise WorkspaceError(f"the workspace caches {dataset} at {known['size'][0]}x{known['size'][1]}; use that "
+                             f"--size, or --overwrite to re-cache at {size[0]}x{size[1]} (then re-cache every split)")
+    backbone = ws.backbone(device)
+    precision = Precision("cuda", torch.float16) if device.type == "cuda" else None
+    results = []
+    for split in splits:
+        n_views = 1 if split == "val" else views
+        results.append(_cache_split(ws, dataset, split, folder, size, n_views, specs, backbone, device, precision,
+                                    batch_size, workers, overwrite, storage, compression, seed, progress))
+    if distributed.is_main():
+        with ws.manifest.update() as manifest:
+            settings = manifest["data"].setdefault(dataset, {})
+            settings.update({"root": str(folder.resolve()), "size": list(size)})
+            if dataset == "folder":
+                settings["specs"] = [s.to_dict() for s in specs]
+    distributed.barrier()
+    return results
+
+
+def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, device, precision, batch_size, workers,
+                 overwrite, storage, compression, seed, progress) -> CacheResult:
+    key = ws.cache_key(dataset, split, views)
+    path = ws.cache_file(dataset, split, views)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and key in ws.read()["caches"] and not overwrite:
+        try:
+            FeatureCacheReader(path, ws.fingerprint).close()
+            if distributed.is_main():
+                log.info("%s: already cached in %s (use --overwrite to rebuild)", key, path)
+            return CacheResult(key, path, _rows(path), 0, 0.0, skipped=True)
+        except Exception as e:  # incomplete or damaged: resume below, or say how to rebuild
+            if distributed.is_main():
+                log.info("%s: %s; resuming", key, str(e).splitlines()[0])
+
+    base = open_split(ws, dataset, split, folder, specs)
+    rows = ViewDataset(base, views, size, seed)
+    target = partial_path(path) if overwrite else path
+    world, rank = distributed.world_size(), distributed.rank()
+    kwargs = dict(
+        num_samples=len(rows), scales=_scales(backbone, size),
+        targets={s.name: target_layout(s, dataset, size) for s in specs}, ids=rows.row_ids(),
+        fingerprint=ws.fingerprint, input_size=size, backbone=backbone.name,
+        normalisation={"mean": backbone.config()["mean"], "std": backbone.config()["std"]},
+        dataset=dataset, split=split, view_index=rows.row_views(), view_param_names=VIEW_PARAMS,
+        strides=backbone.strides, dtype=storage, compression=compression,
+        metadata={"views": views, "seed": seed, "root": str(folder), "tasks": [s.name for s in specs],
+                  "specs": [s.to_dict() for s in specs]})
+    if world > 1:
+        writer = create_shard_writer(target, rank, world, **kwargs)
+    else:
+        writer = FeatureCacheWriter.create(target, **kwargs)
+    todo = [int(i) for i in writer.missing_indices()]
+    started = time.perf_counter()
+    loader = DataLoader(Subset(rows, todo), batch_size=batch_size, shuffle=False, **loader_kwargs(device, workers))
+    bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
+               disable=not (progress and distributed.is_main()))
+    background = BackgroundWriter(writer, max_pending=4)
+    try:
+        for batch in loader:
+            images = batch["image"].to(device, non_blocking=device.type == "cuda")
+            features = backbone_features(backbone, images, precision, storage)
+            background.put(batch["row"], features, {s.name: batch[s.name] for s in specs}, batch["view_params"])
+            bar.update(len(images))
+        background.close(finalize=True)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            background.close()
+        writer.close()
+        raise
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+
+    if world > 1:
+        distributed.barrier()
+        if distributed.is_main():
+            join_shards(target, world)
+        distributed.barrier()
+    if distributed.is_main():
+        if overwrite:
+            with atomic_cache(path):
+                pass  # the new cache was built at the partial path; replace the old one now
+        in_use = {shard_path(target, r, world).name for r in range(world)} if world > 1 else set()
+        _remove_stale_shards(path, in_use)
+        _register(ws, key, path, dataset, split, views, size, specs, folder, storage)
+        log.info("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
+    distributed.barrier()
+    return CacheResult(key, path, len(rows), len(todo), elapsed)
+
+
+def _scales(backbone, size) -> list[tuple[int, int, int]]:
+    return [(c, size[0] // s, size[1] // s) for c, s in zip(backbone.channels, backbone.strides)]
+
+
+def _rows(path: Path) -> int:
+    with FeatureCacheReader(path, require_complete=False) as reader:
+        return len(reader)
+
+
+def _remove_stale_shards(path: Path, in_use: set[str]) -> None:
+    """Shard files of an earlier build of ``path`` (single or sharded, overwritten) serve nothing."""
+    for pattern in (f"{path.stem}.shard*of*{path.suffix}", f"{path.name}.shard*of*.partial"):
+        for stale in path.parent.glob(pattern):
+            if stale.name not in in_use:
+                stale.unlink(missing_ok=True)
+
+
+def _register(ws, key, path, dataset, split, views, size, specs, folder, storage) -> None:
+    with ws.manifest.update() as manifest:
+        manifest["caches"][key] = {
+            "file": str(path.relative_to(ws.root)), "dataset": dataset, "split": split, "views": views,
+            "size": list(size), "rows": _rows(path), "tasks": [s.name for s in specs], "root": str(folder.resolve()),
+            "storage": storage, "fingerprint": ws.fingerprint, "created": now()}
+
+
+def require_cache(ws, dataset: str, split: str, views: int | None = None) -> tuple[dict[str, Any], Path]:
+    """The registered cache of ``dataset``/``split`` (most views unless given), checked."""
+    record = ws.find_cache(dataset, split, views)
+    if record is None:
+        raise CacheError(f"no {dataset}/{split} feature cache in workspace {ws.root}; run "
+                         f"`ufl cache-features --dataset {dataset} --split {split}`")
+    return record, ws.root / record["file"]

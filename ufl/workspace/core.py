@@ -1,0 +1,264 @@
+"""The :class:`Workspace`: a frozen backbone, its feature caches, and the registered task heads.
+
+A workspace folder holds::
+
+    workspace.json              the manifest (see ufl.workspace.manifest)
+    backbone.safetensors        the frozen backbone's weights (its config in the metadata)
+    heads/TASK-XXXXXXXX.safetensors   one Medusa head per registered task
+    caches/DATASET-SPLIT-Nv.h5  backbone features (+ decoded targets) per dataset, split and views
+
+The Python API mirrors the CLI (which is a thin layer over it)::
+
+    ws = Workspace.from_checkpoint("ufl-workspace", "runs/medusa")   # ufl init --checkpoint
+    ws.cache_features("pascal", splits=["train", "val"])              # ufl cache-features
+    ws.add_task("saliency")                                           # ufl add-task
+    ws.evaluate()                                                     # ufl evaluate --all-tasks
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..errors import WorkspaceError
+from ..io import load_weights, save_weights
+from ..models import Backbone, MedusaHead
+from ..models.backbone import DEFAULT_BACKBONE
+from ..taskspec import TaskSpec
+from .manifest import Manifest, now
+
+__all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKSPACE = "ufl-workspace"
+BACKBONE_FILE = "backbone.safetensors"
+
+
+def resolve_workspace(path: str | os.PathLike | None) -> Path:
+    """``--workspace`` / ``$UFL_WORKSPACE`` / ``./ufl-workspace``."""
+    return Path(path or os.environ.get("UFL_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Workspace:
+    """An existing workspace (use :meth:`create` or :meth:`from_checkpoint` to make one)."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.root = resolve_workspace(path)
+        self.manifest = Manifest(self.root)
+        self.manifest.read()  # fail early, with one clear line, on a missing or corrupt manifest
+        self._backbone: Backbone | None = None
+
+    # -- creation -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str) -> "Workspace":
+        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks."""
+        root = resolve_workspace(path)
+        if (root / "workspace.json").exists():
+            raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
+        root.mkdir(parents=True, exist_ok=True)
+        backbone = backbone.cpu().freeze()
+        fingerprint = backbone.fingerprint()
+        save_weights(root / BACKBONE_FILE, backbone.model.state_dict(),
+                     metadata={"config": json.dumps(backbone.config()), "fingerprint": fingerprint})
+        Manifest(root).create({"config": backbone.config(), "fingerprint": fingerprint, "weights": BACKBONE_FILE,
+                               "source": source, "channels": backbone.channels, "strides": backbone.strides,
+                               "size_divisor": backbone.size_divisor})
+        log.info("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
+        return cls(root)
+
+    @classmethod
+    def from_backbone(cls, path: str | os.PathLike | None, name: str = DEFAULT_BACKBONE,
+                      pretrained: bool | str | None = None) -> "Workspace":
+        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks."""
+        backbone = Backbone(name, pretrained=pretrained)
+        if pretrained is True:
+            source = "timm ImageNet weights"
+        elif pretrained:
+            source = f"weights file {pretrained}"
+        else:
+            source = "random init"
+        return cls.create(path, backbone, source)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None, run_dir: str | os.PathLike, *,
+                        register: bool = True, **options: Any) -> "Workspace":
+        """``ufl init --checkpoint RUN``: the run's backbone, frozen; with a Medusa checkpoint, its
+        tasks registered with their heads and their val metrics measured through the workspace's
+        own cache (``options`` go to :meth:`register_checkpoint_tasks`)."""
+        ckpt = load_checkpoint(run_dir)
+        backbone = Backbone.from_config(ckpt.meta["backbone"])
+        backbone.load_state_dict({k[len("backbone."):]: v for k, v in ckpt.model_state.items()
+                                  if k.startswith("backbone.")}, strict=True)
+        if backbone.fingerprint() != ckpt.meta.get("fingerprint"):
+            raise WorkspaceError(f"checkpoint {run_dir}: the backbone weights do not match the recorded "
+                                 f"fingerprint; the run folder is damaged")
+        ws = cls.create(path, backbone, f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, "
+                                        f"epoch {ckpt.epoch})")
+        if register:
+            from .registration import register_checkpoint_tasks
+
+            register_checkpoint_tasks(ws, ckpt, **options)
+        return ws
+
+    # -- reading --------------------------------------------------------------------------------
+    def read(self) -> dict[str, Any]:
+        return self.manifest.read()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.read()["backbone"]["fingerprint"]
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """Registered tasks: ``{name: record}``."""
+        return self.read()["tasks"]
+
+    def task(self, name: str) -> dict[str, Any]:
+        tasks = self.tasks
+        if name not in tasks:
+            raise WorkspaceError(f"task {name!r} is not registered in {self.root}; registered: "
+                                 f"{', '.join(sorted(tasks)) or 'none'} (see `ufl list-tasks`)")
+        return tasks[name]
+
+    def spec(self, name: str) -> TaskSpec:
+        return TaskSpec.from_dict(self.task(name)["spec"], source=f"{self.root}/workspace.json:{name}")
+
+    def backbone(self, device: str | torch.device = "cpu") -> Backbone:
+        """The frozen backbone (loaded once; its fingerprint checked against the manifest)."""
+        if self._backbone is None:
+            record = self.read()["backbone"]
+            backbone = Backbone.from_config(record["config"])
+            state = load_weights(self.root / record["weights"])
+            try:
+                backbone.model.load_state_dict(state, strict=True)
+            except RuntimeError as e:
+                raise WorkspaceError(f"{self.root / record['weights']} does not fit backbone "
+                                     f"{record['config']['name']} ({str(e).splitlines()[0]})") from None
+            if backbone.fingerprint() != record["fingerprint"]:
+                raise WorkspaceError(f"{self.root / record['weights']} does not match the workspace's backbone "
+                                     f"fingerprint; the file was changed or damaged")
+            self._backbone = backbone.freeze()
+        return self._backbone.to(device)
+
+    def head(self, name: str, device: str | torch.device = "cpu") -> MedusaHead:
+        """A registered task's head (its file checked against the recorded hash)."""
+        record = self.task(name)
+        path = self.root / record["head"]
+        if not path.is_file():
+            raise WorkspaceError(f"head file of task {name!r} is missing: {path}; re-add the task with "
+                                 f"`ufl add-task {name} --replace`")
+        if file_sha256(path) != record["head_sha256"]:
+            raise WorkspaceError(f"head file of task {name!r} ({path}) does not match its recorded hash; "
+                                 f"it was changed or damaged: re-add the task with --replace")
+        return MedusaHead.load(path, device=device).eval()
+
+    # -- caches ---------------------------------------------------------------------------------
+    @staticmethod
+    def cache_key(dataset: str, split: str, views: int) -> str:
+        return f"{dataset}/{split}/{views}v"
+
+    def cache_file(self, dataset: str, split: str, views: int) -> Path:
+        return self.root / "caches" / f"{dataset}-{split}-{views}v.h5"
+
+    def caches(self, dataset: str | None = None, split: str | None = None) -> dict[str, dict[str, Any]]:
+        """Registered caches, optionally of one dataset and split: ``{key: record}``."""
+        return {k: v for k, v in self.read()["caches"].items()
+                if (dataset is None or v["dataset"] == dataset) and (split is None or v["split"] == split)}
+
+    def find_cache(self, dataset: str, split: str, views: int | None = None) -> dict[str, Any] | None:
+        """The cache record of ``dataset``/``split`` (with ``views`` views, or the most views)."""
+        found = self.caches(dataset, split)
+        if views is not None:
+            return found.get(self.cache_key(dataset, split, views))
+        return max(found.values(), key=lambda r: r["views"], default=None)
+
+    def data_settings(self, dataset: str) -> dict[str, Any]:
+        """What the workspace remembers of a dataset: ``{"root": folder, "size": [H, W]}`` (or {})."""
+        return dict(self.read()["data"].get(dataset, {}))
+
+    # -- task registry --------------------------------------------------------------------------
+    def new_head_path(self, name: str) -> Path:
+        """A fresh file name for ``name``'s head (a replaced head never overwrites the registered one)."""
+        return self.root / "heads" / f"{name}-{secrets.token_hex(4)}.safetensors"
+
+    def register(self, name: str, head: MedusaHead, record: Mapping[str, Any], replace: bool = False) -> None:
+        """Save ``head`` and add ``record`` (spec, dataset, training, eval, registered metrics) to the
+        manifest, atomically; with ``replace`` an existing task's head and record are swapped."""
+        if name in self.tasks and not replace:
+            raise WorkspaceError(f"task {name!r} is already registered; pass --replace to train it again")
+        path = self.new_head_path(name)
+        head.save(path, extra={"task": name, "fingerprint": self.fingerprint})
+        old = None
+        try:
+            with self.manifest.update() as manifest:
+                if name in manifest["tasks"] and not replace:
+                    raise WorkspaceError(f"task {name!r} was registered meanwhile; pass --replace")
+                old = manifest["tasks"].get(name)
+                manifest["tasks"][name] = {**record, "head": str(path.relative_to(self.root)),
+                                           "head_sha256": file_sha256(path), "fingerprint": self.fingerprint,
+                                           "registered_at": now()}
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if old is not None:
+            (self.root / old["head"]).unlink(missing_ok=True)
+
+    def remove_task(self, name: str) -> None:
+        """Unregister ``name`` and delete its head file; other tasks are untouched."""
+        with self.manifest.update() as manifest:
+            if name not in manifest["tasks"]:
+                raise WorkspaceError(f"task {name!r} is not registered in {self.root}; registered: "
+                                     f"{', '.join(sorted(manifest['tasks'])) or 'none'}")
+            record = manifest["tasks"].pop(name)
+        (self.root / record["head"]).unlink(missing_ok=True)
+
+    # -- the pipeline (implemented in sibling modules) --------------------------------------------
+    def cache_features(self, dataset: str, splits: Sequence[str] = ("train", "val"), **options: Any):
+        """Cache the frozen backbone's features of ``dataset`` (see :func:`ufl.workspace.cache.cache_features`)."""
+        from .cache import cache_features
+
+        return cache_features(self, dataset, splits, **options)
+
+    def add_task(self, name: str | None = None, **options: Any):
+        """Train and register a head (see :func:`ufl.workspace.heads.add_task`)."""
+        from .heads import add_task
+
+        return add_task(self, name, **options)
+
+    def evaluate(self, tasks: Sequence[str] | None = None, **options: Any):
+        """Evaluate registered tasks (see :func:`ufl.workspace.evaluate.evaluate_tasks`)."""
+        from .evaluate import evaluate_tasks
+
+        return evaluate_tasks(self, tasks, **options)
+
+    def predict(self, images: Sequence[str | os.PathLike], out: str | os.PathLike, **options: Any):
+        """Predict every (or the given) task on image files (see :func:`ufl.workspace.predict.predict`)."""
+        from .predict import predict
+
+        return predict(self, images, out, **options)
+
+    def visualize(self, out: str | os.PathLike, **options: Any):
+        """Val images with ground truth, predictions and attention (see :func:`ufl.workspace.predict.visualize`)."""
+        from .predict import visualize
+
+        return visualize(self, out, **options)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r}, tasks={sorted(self.tasks)})"

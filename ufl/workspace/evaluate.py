@@ -1,0 +1,133 @@
+"""``ufl evaluate``: every registered task on its own dataset's val split.
+
+Each task is evaluated exactly as it was when it was registered: its head (file checked against
+its hash) on the features of the workspace's val cache of its dataset (or, when that cache is gone,
+the same features computed online through :func:`ufl.workspace.views.backbone_features`), with the
+protocol metrics of :mod:`ufl.metrics`. ``drift`` is the largest absolute difference between the
+metrics now and at registration: the backbone and every other head are frozen, so it is 0.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from feature_cache import FeatureCacheDataset
+
+from ..evaluation import evaluate
+from ..metrics import delta_m
+from ..runtime import resolve_device
+from ..taskspec import TaskSpec
+from .cache import dataset_specs, open_split, resolve_data
+from .views import ViewDataset, backbone_features
+
+__all__ = ["evaluate_tasks", "task_metrics", "Evaluation", "drift"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """Results of ``ufl evaluate``: per task its dataset, metrics now, metrics at registration and
+    drift; ``delta_m`` against references when given."""
+
+    tasks: dict[str, dict[str, Any]]
+    delta_m: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of DESIGN.md section 2 (NaN -> null)."""
+        return _json_safe({"tasks": self.tasks, "delta_m": self.delta_m})
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def drift(now: Mapping[str, float], registered: Mapping[str, float]) -> float:
+    """Largest absolute difference over the registered metrics (NaN on both sides counts as equal)."""
+    worst = 0.0
+    for key, before in registered.items():
+        after = now.get(key, float("nan"))
+        if before is None or (isinstance(before, float) and math.isnan(before)):
+            before = float("nan")
+        if math.isnan(before) and math.isnan(after):
+            continue
+        worst = max(worst, abs(after - before)) if not (math.isnan(before) or math.isnan(after)) else float("inf")
+    return worst
+
+
+@torch.no_grad()
+def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
+                 batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
+                 online: bool | None = None) -> dict[str, float]:
+    """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
+    ``online=False``), else through the backbone (``online=True`` forces that)."""
+    device = resolve_device(device)
+    head = head.to(device).eval()
+    cache = ws.find_cache(dataset, "val", 1)
+    specs = {name: spec}
+    deterministic = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True  # same numbers at registration and at every evaluation
+    try:
+        if cache is not None and not online:
+            data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[name])
+            loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+
+            def predict(batch):
+                return {name: head(batch["features"], out_size=batch[name].shape[-2:])["out"]}
+        else:
+            if online is False:
+                raise ValueError(f"no {dataset}/val cache in {ws.root}")
+            folder, size = resolve_data(ws, dataset, None, None, None)
+            # the cache's task set, so dataset rules that depend on it (PASCAL parts' ignore rule) match
+            rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
+            loader = DataLoader(rows, batch_size=batch_size, shuffle=False)
+            backbone = ws.backbone(device)
+            storage = (cache or {}).get("storage", "float16")
+
+            def predict(batch):
+                features = [f.float() for f in backbone_features(backbone, batch["image"], None, storage)]
+                return {name: head(features, out_size=batch[name].shape[-2:])["out"]}
+
+        return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
+                        progress=progress)[name]
+    finally:
+        torch.backends.cudnn.deterministic = deterministic
+
+
+def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
+                   references: Mapping[str, Any] | None = None, online: bool | None = None,
+                   progress: bool = True) -> Evaluation:
+    """Evaluate ``tasks`` (default: every registered task); ``references`` ({task: value or
+    {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover."""
+    registered = ws.tasks
+    names = list(registered) if tasks is None else list(tasks)
+    for name in names:
+        ws.task(name)  # one clear error for an unknown name
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        record = registered[name]
+        spec = ws.spec(name)
+        evaluation = record.get("eval", {})
+        metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
+                               batch_size=evaluation.get("batch_size", 16), progress=progress, online=online)
+        results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
+                         "drift": drift(metrics, record["registered"])}
+    score = None
+    if references:
+        covered = {n: {ws.spec(n).metric: r["metrics"][ws.spec(n).metric]} for n, r in results.items() if n in references}
+        if covered:
+            score = delta_m(covered, {n: references[n] for n in covered},
+                            higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
+    return Evaluation(results, score)

@@ -1,0 +1,173 @@
+"""``ufl add-task``: train one Medusa head on cached features and register it.
+
+The head (:class:`ufl.models.MedusaHead`: per-scale shared feature attention, deep-supervised
+initial predictions, multi-scale attention head) trains on the workspace's cached features of the
+dataset's train split (cached first when missing) with the reference schedule, is evaluated on the
+val cache with the protocol metrics, and is saved on its own and registered with its spec, dataset,
+backbone fingerprint, training settings and val metrics. Nothing else in the workspace changes, so
+every earlier task keeps its exact predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from feature_cache import FeatureCacheDataset, available_memory_bytes
+
+from ..datasets import DATASETS
+from ..errors import CacheError, SpecError, WorkspaceError
+from ..evaluation import EDGE_THRESHOLDS_QUICK
+from ..losses import MultiTaskLoss
+from ..models import build_head
+from ..runtime import loader_kwargs, precision_for, resolve_device
+from ..taskspec import TaskSpec, resolve_spec
+from ..training import Callback, Trainer
+from ..training.callbacks import ProgressBar, Validation
+from .evaluate import task_metrics
+
+__all__ = ["add_task", "AddTaskResult", "default_dataset", "HeadTrainingConfig"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HeadTrainingConfig:
+    """How a head is trained; the defaults are the reference schedule (DESIGN.md section 6)."""
+
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_every: int | None = None
+    head_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "weight_decay": self.weight_decay, "seed": self.seed, "head_options": dict(self.head_options),
+                "schedule": "poly 0.9 per epoch", "optimizer": "Adam"}
+
+
+@dataclass
+class AddTaskResult:
+    """A registered task: where it trained, its val metrics at registration, what it cost."""
+
+    name: str
+    dataset: str
+    metrics: dict[str, float]
+    history: list[dict[str, Any]]
+    seconds: float
+
+
+def default_dataset(spec: TaskSpec) -> str:
+    """The dataset a task trains on when none is named: PASCAL (the new domain) when the spec
+    covers it, else the first dataset it lists, else a folder dataset."""
+    listed = [d for d in spec.datasets() if d != "*"]
+    if "pascal" in listed:
+        return "pascal"
+    return listed[0] if listed else "folder"
+
+
+def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None, dataset: str | None = None,
+             config: HeadTrainingConfig | None = None, views: int | None = None, replace: bool = False,
+             device: str = "auto", workers: int | None = 0, data_root=None, root=None,
+             size: Sequence[int] | None = None, in_memory: bool | None = None, progress: bool = True,
+             callbacks: Sequence[Callback] = ()) -> AddTaskResult:
+    """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task)."""
+    config = config or HeadTrainingConfig()
+    spec = resolve_spec(name, spec_file)
+    name = spec.name
+    if name in ws.tasks and not replace:
+        raise WorkspaceError(f"task {name!r} is already registered in {ws.root}; pass --replace to train it "
+                             f"again (other tasks are not affected)")
+    dataset = dataset or default_dataset(spec)
+    if not spec.supports(dataset):
+        raise SpecError(f"task {name!r} is not defined on dataset {dataset!r} (it is defined on: "
+                        f"{', '.join(spec.datasets())}); pick one of those or give a --spec")
+    provided = DATASETS.get(dataset).supported_tasks if dataset != "folder" else None
+    if provided is not None and name not in provided:
+        raise SpecError(f"dataset {dataset!r} has no task {name!r}; it provides: {', '.join(provided)} "
+                        f"(for your own targets use a folder dataset and --spec)")
+    device = resolve_device(device)
+    train_record, val_record = _ensure_caches(ws, spec, dataset, views, data_root, root, size, device)
+
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    head = build_head(ws.read()["backbone"]["channels"], spec.out_channels(dataset), **config.head_options)
+    head.to(device)
+    train_set = FeatureCacheDataset(ws.root / train_record["file"], ws.fingerprint, tasks=[name],
+                                    in_memory=_fits_in_memory(ws, train_record) if in_memory is None else in_memory)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
+                        drop_last=len(train_set) > config.batch_size, **loader_kwargs(device, workers))
+    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    specs = {name: spec}
+
+    def forward(model, batch):
+        return {name: model(batch["features"], out_size=batch[name].shape[-2:])}
+
+    def validate() -> dict[str, dict[str, float]]:
+        return {name: task_metrics(ws, name, spec, dataset, head, device=device, progress=False,
+                                   edge_thresholds=EDGE_THRESHOLDS_QUICK)}
+
+    val_every = config.val_every or max(1, config.epochs // 5)
+    trainer = Trainer(head, optimizer, forward, MultiTaskLoss(specs, dataset).to(device), epochs=config.epochs,
+                      base_lr=config.lr, device=device, precision=precision_for(device), seed=config.seed,
+                      callbacks=[Validation(validate, val_every), ProgressBar(f"add-task {name}", progress),
+                                 *callbacks])
+    log.info("training a %s head for %s on %s (%d cached rows, %d epochs)", spec.kind, name, dataset,
+             len(train_set), config.epochs)
+    state = trainer.fit(loader)
+    train_set.close()
+    seconds = time.perf_counter() - started
+
+    metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress)
+    record = {"spec": spec.to_dict(), "dataset": dataset, "source": "add-task",
+              "training": {**config.to_dict(), "train_cache": ws.cache_key(dataset, "train", train_record["views"]),
+                           "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device)},
+              "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
+                       "batch_size": 16},
+              "registered": metrics}
+    ws.register(name, head.cpu(), record, replace=replace)
+    log.info("registered %s: %s", name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return AddTaskResult(name, dataset, metrics, state.history, seconds)
+
+
+def _ensure_caches(ws, spec: TaskSpec, dataset: str, views, data_root, root, size, device):
+    """The train and val caches of ``dataset`` holding ``spec``'s targets (cached first if missing)."""
+    missing = [split for split in ("train", "val")
+               if ws.find_cache(dataset, split, views if split == "train" else 1) is None]
+    if missing:
+        log.info("no %s feature cache for %s yet: caching %s first", "/".join(missing), dataset, " and ".join(missing))
+        specs = [spec] if dataset == "folder" else None
+        if dataset == "folder" and ws.data_settings("folder").get("specs"):
+            known = [TaskSpec.from_dict(s) for s in ws.data_settings("folder")["specs"]]
+            specs = known + [spec] if spec.name not in {s.name for s in known} else known
+        ws.cache_features(dataset, missing, views=views or 1, data_root=data_root, root=root, size=size,
+                          specs=specs, device=str(device))
+    train = ws.find_cache(dataset, "train", views)
+    val = ws.find_cache(dataset, "val", 1)
+    for record in (train, val):
+        if spec.name not in record["tasks"]:
+            raise CacheError(f"the {dataset}/{record['split']} cache ({ws.root / record['file']}) holds no targets "
+                             f"for {spec.name!r}; re-cache it with --overwrite and --spec for every task")
+    if tuple(train["size"]) != tuple(val["size"]):
+        raise CacheError(f"the {dataset} train and val caches differ in size ({train['size']} vs {val['size']}); "
+                         f"re-cache both with the same --size")
+    return train, val
+
+
+def _fits_in_memory(ws, record) -> bool:
+    """Hold a training cache in RAM when it takes under a quarter of the free memory."""
+    path = ws.root / record["file"]
+    try:
+        return path.stat().st_size < available_memory_bytes() // 4
+    except OSError:
+        return False

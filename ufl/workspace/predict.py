@@ -1,0 +1,157 @@
+"""``ufl predict`` and ``ufl visualize``: registered heads on new images, as viewable PNGs.
+
+``predict`` runs the frozen backbone and the heads on image files and writes, per image and task,
+a colour-mapped PNG (labels through the dataset palette, depth through a colour map, normals as
+RGB, saliency and edges in grey), optionally the Medusa attention maps per scale (SFA and MSA),
+and a panel figure of all of them. ``visualize`` does the same on a dataset's val images with
+their ground truth beside the predictions, like the poster's qualitative panel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..evaluation import postprocess
+from ..images import read_image
+from ..runtime import resolve_device
+from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
+from .cache import dataset_specs, open_split, resolve_data
+from .views import ViewDataset
+
+__all__ = ["predict", "visualize"]
+
+log = logging.getLogger(__name__)
+
+
+def _task_groups(ws, tasks: Sequence[str] | None) -> dict[tuple[int, int], list[str]]:
+    """Registered tasks grouped by the input size they were trained at (one backbone pass each)."""
+    names = list(ws.tasks) if tasks is None else list(tasks)
+    if not names:
+        from ..errors import WorkspaceError
+
+        raise WorkspaceError(f"no tasks registered in {ws.root}; add one with `ufl add-task NAME`")
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name in names:
+        size = tuple(ws.task(name)["eval"]["size"])
+        groups.setdefault(size, []).append(name)
+    return groups
+
+
+@torch.no_grad()
+def _run_heads(ws, names: Sequence[str], images: torch.Tensor, device, attention: bool) -> dict[str, dict]:
+    """Backbone once, then each head: ``{task: {"pred": postprocessed (B, ...), "attention": ...}}``."""
+    backbone = ws.backbone(device)
+    features = backbone(images.to(device))
+    out = {}
+    for name in names:
+        spec = ws.spec(name)
+        result = ws.head(name, device)(features, out_size=images.shape[-2:], return_attention=attention)
+        out[name] = {"pred": postprocess(spec.kind, result["out"]).cpu(), "attention": result.get("attention"),
+                     "kind": spec.kind, "dataset": ws.task(name)["dataset"],
+                     "classes": spec.out_channels(ws.task(name)["dataset"])}
+    return out
+
+
+def _resize_back(kind: str, pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A prediction (one sample) at the original image size: nearest for labels, bilinear else."""
+    if kind == "segmentation":
+        return F.interpolate(pred[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    x = F.interpolate(pred[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+    return F.normalize(x, dim=0) if kind == "normals" else x
+
+
+def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, tasks: Sequence[str] | None = None,
+            attention: bool = False, raw: bool = False, device: str = "auto") -> dict[str, dict[str, Path]]:
+    """Predict ``tasks`` (default: all registered) on image files; write PNGs under ``out/<image stem>/``.
+
+    Each image is resized to the size the tasks were trained at, and the predictions are resized
+    back to the image's own size. With ``attention`` the per-scale SFA and MSA maps are written
+    too; with ``raw`` the predictions also as ``.npy`` (labels, metres, unit normals, probabilities).
+    Returns ``{image: {task: png, ..., "panel": png}}``.
+    """
+    device = resolve_device(device)
+    out = Path(out)
+    groups = _task_groups(ws, tasks)
+    written: dict[str, dict[str, Path]] = {}
+    scales = len(ws.read()["backbone"]["channels"])
+    for file in images:
+        file = Path(file)
+        rgb = read_image(file)
+        height, width = rgb.shape[:2]
+        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)[None]
+        folder = out / file.stem
+        record: dict[str, Path] = {}
+        rows = []
+        for size, names in groups.items():
+            resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+            for name, result in _run_heads(ws, names, resized, device, attention).items():
+                pred = _resize_back(result["kind"], result["pred"][0], (height, width))
+                png = colorize(result["kind"], pred, dataset=result["dataset"], task=name,
+                               num_classes=result["classes"])
+                record[name] = save_png(png, folder / f"{name}.png")
+                if raw:
+                    np.save(folder / f"{name}.npy", pred.squeeze(0).numpy() if pred.ndim == 3 and
+                            pred.shape[0] == 1 else pred.numpy())
+                maps = None
+                if attention:
+                    images_ = attention_images(result["attention"], rgb, index=0)
+                    maps = images_["sfa"] + images_["msa"] + images_["msa_argmax"]
+                    for kind, pictures in images_.items():
+                        for s, picture in enumerate(pictures):
+                            save_png(picture, folder / f"{name}_{kind}{'' if kind == 'msa_argmax' else f'_s{s}'}.png")
+                rows.append({"task": name, "pred": png, "attention": maps,
+                             "attention_labels": _attention_labels(scales) if maps else None})
+        record["panel"] = prediction_grids([{"image": rgb, "rows": rows, "name": file.name}], folder / "panel.png")
+        written[str(file)] = record
+        log.info("%s: %d task(s) -> %s", file, len(rows), folder)
+    return written
+
+
+def _attention_labels(scales: int) -> list[str]:
+    return ([f"SFA s{s}" for s in range(scales)] + [f"MSA s{s}" for s in range(scales)] + ["MSA argmax"])
+
+
+@torch.no_grad()
+def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = None, num: int = 4,
+              attention: bool = True, device: str = "auto") -> list[Path]:
+    """A panel per dataset (``out/visualize-DATASET.png``): ``num`` val images with, per registered
+    task of that dataset, ground truth, prediction and (optionally) the attention maps."""
+    device = resolve_device(device)
+    out = Path(out)
+    by_dataset: dict[str, list[str]] = {}
+    for name, record in ws.tasks.items():
+        by_dataset.setdefault(record["dataset"], []).append(name)
+    if datasets:
+        by_dataset = {d: by_dataset.get(d, []) for d in datasets}
+    paths = []
+    scales = len(ws.read()["backbone"]["channels"])
+    for dataset, names in by_dataset.items():
+        if not names:
+            log.info("no task registered on %s: nothing to visualise", dataset)
+            continue
+        folder, size = resolve_data(ws, dataset, None, None, tuple(ws.task(names[0])["eval"]["size"]))
+        rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
+        samples = []
+        for index in range(min(num, len(rows))):
+            sample = rows[index]
+            results = _run_heads(ws, names, sample["image"][None], device, attention)
+            sample_rows = []
+            for name, result in results.items():
+                maps = None
+                if attention:
+                    images_ = attention_images(result["attention"], sample["image"], index=0)
+                    maps = images_["sfa"] + images_["msa"] + images_["msa_argmax"]
+                sample_rows.append({"task": name, "gt": sample[name], "pred": result["pred"][0], "kind": result["kind"],
+                                    "dataset": dataset, "num_classes": result["classes"], "attention": maps,
+                                    "attention_labels": _attention_labels(scales) if maps else None})
+            samples.append({"image": as_rgb(sample["image"]), "rows": sample_rows, "name": sample["id"]})
+        paths.append(prediction_grids(samples, out / f"visualize-{dataset}.png",
+                                      title=f"{dataset} val: ground truth, prediction, attention"))
+    return paths

@@ -1,0 +1,57 @@
+"""Registering the tasks of a Medusa pretraining checkpoint in a new workspace (``ufl init``).
+
+A Medusa checkpoint holds one independent head per task, so each becomes a registered task as it
+is; its val metrics at registration are measured the way ``ufl evaluate`` will measure them later
+(through the workspace's val cache of the checkpoint's dataset), so their drift starts at 0. The
+baselines' heads are not independent of each other (MTI-Net's distillation, shared HRNet heads);
+from those checkpoints only the backbone is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..checkpoint import Checkpoint
+from ..models import MedusaHead
+from ..taskspec import TaskSpec
+from .evaluate import task_metrics
+
+__all__ = ["register_checkpoint_tasks"]
+
+log = logging.getLogger(__name__)
+
+
+def register_checkpoint_tasks(ws, ckpt: Checkpoint, *, data_root=None, root=None, device: str = "auto",
+                              batch_size: int = 16, progress: bool = True) -> list[str]:
+    """Register every task of a Medusa checkpoint; return their names ([] for other models)."""
+    meta = ckpt.meta
+    if meta.get("model") != "medusa":
+        log.info("checkpoint model %r has no independent per-task heads: only its backbone is used; add tasks "
+                 "with `ufl add-task`", meta.get("model"))
+        return []
+    dataset = meta["dataset"]
+    if root is None and data_root is None:
+        root = meta.get("root")
+    ws.cache_features(dataset, ["val"], data_root=data_root, root=root, size=meta.get("size"), device=device,
+                      batch_size=batch_size, progress=progress)
+    names = [*meta["tasks"], *meta.get("aux", [])]
+    channels = ws.read()["backbone"]["channels"]
+    options = meta.get("model_options") or {}
+    for name in names:
+        spec = TaskSpec.from_dict(meta["specs"][name], source=f"{ckpt.path}/checkpoint.json")
+        head = MedusaHead(channels, meta["out_channels"][name], **options)
+        prefix = f"heads.{name}."
+        head.load_state_dict({k[len(prefix):]: v for k, v in ckpt.model_state.items() if k.startswith(prefix)})
+        metrics = task_metrics(ws, name, spec, dataset, head, device=device, batch_size=batch_size,
+                               progress=progress)
+        record: dict[str, Any] = {
+            "spec": spec.to_dict(), "dataset": dataset, "source": f"checkpoint {ckpt.path} (epoch {ckpt.epoch})",
+            "role": "main" if name in meta["tasks"] else "auxiliary",
+            "training": {"pretrain": meta.get("config", {}), "epochs": ckpt.epoch},
+            "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val",
+                     "size": ws.find_cache(dataset, "val", 1)["size"], "batch_size": batch_size},
+            "registered": metrics}
+        ws.register(name, head, record)
+        log.info("registered %s (%s): %s", name, dataset, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return names
