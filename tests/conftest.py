@@ -8,6 +8,12 @@
 
 from __future__ import annotations
 
+import os
+
+# One intra-op thread: the tests' tensors are tiny, and two OpenMP threads sharing a busy core with
+# another process slow every op down by an order of magnitude. Subprocesses inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -16,6 +22,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 class FileWriter:

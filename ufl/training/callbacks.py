@@ -7,6 +7,7 @@ on every process (each evaluates its share and the metric counts are summed).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -54,7 +55,7 @@ class ProgressBar(Callback):
                     f"({time.perf_counter() - self.started:.1f} s)")
             if state.history and "metrics" in state.history[-1]:
                 line += "  " + format_metrics(state.metrics)
-            tqdm.write(line)
+            tqdm.write(line, file=sys.stderr)
 
 
 class Validation(Callback):

@@ -20,13 +20,15 @@ from torch.utils.data import DataLoader
 from feature_cache import FeatureCacheDataset
 
 from ..evaluation import evaluate
+from ..io import json_safe
 from ..metrics import delta_m
 from ..runtime import resolve_device
 from ..taskspec import TaskSpec
+from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
 from .views import ViewDataset, backbone_features
 
-__all__ = ["evaluate_tasks", "task_metrics", "Evaluation", "drift"]
+__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift"]
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md section 2 (NaN -> null)."""
-        return _json_safe({"tasks": self.tasks, "delta_m": self.delta_m})
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
+        return json_safe({"tasks": self.tasks, "delta_m": self.delta_m})
 
 
 def drift(now: Mapping[str, float], registered: Mapping[str, float]) -> float:
@@ -131,3 +123,22 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
             score = delta_m(covered, {n: references[n] for n in covered},
                             higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
     return Evaluation(results, score)
+
+
+@torch.no_grad()
+def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
+    """Val metrics of the prior predictor (majority class, mean depth, mean normal, positive rate)
+    for a registered task, fitted on its dataset's train split: the floor a head must clear."""
+    record = ws.task(name)
+    spec, dataset = ws.spec(name), record["dataset"]
+    train = ws.find_cache(dataset, "train")
+    if train is not None:
+        fit_on = FeatureCacheDataset(ws.root / train["file"], ws.fingerprint, tasks=[name])
+    else:
+        folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
+        fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
+    prior = PriorPredictor({name: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
+    val = ws.find_cache(dataset, "val", 1)
+    loader = DataLoader(FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[name]),
+                        batch_size=batch_size)
+    return evaluate(prior, loader, {name: spec}, dataset, torch.device("cpu"), progress=False)[name]

@@ -1,0 +1,119 @@
+"""Benchmark: one epoch of head training from the feature cache vs. on the frozen backbone online.
+
+    python bench/add_task.py [--json] [--images 64] [--size 128] [--task saliency] [--device auto]
+
+Same data, same head (same initial weights), same optimiser, same process:
+
+* ``cached``: a Medusa head trained for one epoch on ``FeatureCacheDataset`` batches (what
+  ``ufl add-task`` does);
+* ``online``: the same epoch with every batch decoded from the dataset files and run through the
+  frozen backbone first (what training a new head costs without the cache);
+* ``speedup = online / cached`` (target >= 3x on CPU).
+
+Prints one JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from feature_cache import FeatureCacheDataset  # noqa: E402
+from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.losses import MultiTaskLoss  # noqa: E402
+from ufl.models import Backbone, build_head  # noqa: E402
+from ufl.runtime import loader_kwargs, resolve_device  # noqa: E402
+from ufl.taskspec import get_spec  # noqa: E402
+from ufl.workspace import Workspace  # noqa: E402
+from ufl.workspace.cache import dataset_specs, open_split, resolve_data  # noqa: E402
+from ufl.workspace.views import ViewDataset, backbone_features  # noqa: E402
+
+
+def epoch(head, loader, features_of, task, loss_fn, device) -> float:
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-4, weight_decay=1e-4)
+    head.train()
+    start = time.perf_counter()
+    for batch in loader:
+        target = batch[task].to(device)
+        features = features_of(batch)
+        outputs = {task: head(features, out_size=target.shape[-2:])}
+        loss, _ = loss_fn(outputs, {task: target})
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128, help="input size (square, multiple of 32)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--task", default="saliency", choices=["saliency", "human_parts", "semseg", "normals", "edges"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best of each is kept")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    spec = get_spec(args.task)
+    loss_fn = MultiTaskLoss({args.task: spec}, "pascal").to(device)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False)
+        ws = Workspace.create(tmp / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")
+        size = (args.size, args.size)
+        ws.cache_features("pascal", ["train"], data_root=tmp / "data", size=size, device=str(device), progress=False)
+        backbone = ws.backbone(device)
+        cached = DataLoader(FeatureCacheDataset(ws.cache_file("pascal", "train", 1), ws.fingerprint, tasks=[args.task],
+                                                in_memory=True),
+                            batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+        folder, _ = resolve_data(ws, "pascal", None, None, size)
+        rows = ViewDataset(open_split(ws, "pascal", "train", folder, dataset_specs(ws, "pascal", None)), 1, size)
+        online = DataLoader(rows, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0),
+                            **loader_kwargs(device))
+        initial = build_head(backbone.channels, spec.out_channels("pascal")).state_dict()
+
+        def from_cache(batch):
+            return [f.to(device, non_blocking=True) for f in batch["features"]]
+
+        def from_backbone(batch):
+            images = batch["image"].to(device, non_blocking=True)
+            return [f.float() for f in backbone_features(backbone, images)]
+
+        cached_times, online_times = [], []
+        for _ in range(args.repeats):
+            for times, loader, features_of in ((cached_times, cached, from_cache), (online_times, online, from_backbone)):
+                head = build_head(backbone.channels, spec.out_channels("pascal")).to(device)
+                head.load_state_dict(initial)
+                times.append(epoch(head, loader, features_of, args.task, loss_fn, device))
+
+    cached_s, online_s = min(cached_times), min(online_times)
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}{gpu}",
+              "device": str(device), "task": args.task, "images": args.images, "size": list(size),
+              "batch_size": args.batch_size, "speedup": online_s / cached_s, "cached_epoch_seconds": cached_s,
+              "online_epoch_seconds": online_s}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
+
+
+if __name__ == "__main__":
+    main()
