@@ -3,11 +3,12 @@
 from .base import main
 
 # Each module adds its commands to ``main``; keep this list sorted by the pipeline's order.
+from . import demo  # noqa: F401,E402  demo
 from . import data  # noqa: F401,E402  make-synthetic
 from . import train  # noqa: F401,E402  pretrain
-from . import profile  # noqa: F401,E402  profile
-from . import workspace  # noqa: F401,E402  init, cache-features, add-task, evaluate, list-tasks, remove-task
+from . import workspace  # noqa: F401,E402  init, cache-features, add-task, evaluate, list-tasks, remove-task, ...
+from . import continual  # noqa: F401,E402  continual
 from . import reproduce  # noqa: F401,E402  reproduce
-from . import demo  # noqa: F401,E402  demo
+from . import profile  # noqa: F401,E402  profile
 
 __all__ = ["main"]

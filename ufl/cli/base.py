@@ -35,6 +35,10 @@ class UflGroup(click.Group):
     """A click group that turns :class:`UflError`, feature-cache errors and a few OS errors into one
     clear line."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Commands in the pipeline's order (the order their modules register them), not A-Z."""
+        return list(self.commands)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

@@ -31,7 +31,8 @@ DEFAULT_STRATEGIES = "frozen,naive,ewc,lwf"
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Adam learning rate (constant).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Adam weight decay.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Adam weight decay.")
 @click.option("--size", default=None, callback=parse_size,
               help="Image size HxW for every task (default: NYUD 480x640, PASCAL 512x512).")
 @click.option("--no-augment", is_flag=True, help="Turn off the reference training augmentations.")
@@ -61,7 +62,8 @@ def continual_cmd(ctx, data_root, strategies, tasks, checkpoint, backbone, pretr
     just after it was learnt to the end, positive = worse (after - end for mIoU/maxF, end - after
     for rmse). With frozen, forgetting is exactly 0.
     """
-    from ..continual import ContinualConfig, format_results, parse_strategies, parse_tasks, run_continual, to_json_safe
+    from ..continual import (ContinualConfig, format_results, parse_strategies, parse_tasks, run_continual,
+                             to_json_safe)
     from ..models.backbone import resolve_pretrained
 
     parse_strategies(strategies)  # bad names fail before the backbone is looked for
