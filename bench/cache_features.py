@@ -98,8 +98,9 @@ def read_throughput(path: Path, tmp: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--images", type=int, default=64, help="training images to cache")
-    parser.add_argument("--size", type=int, default=128, help="input size (square, multiple of 32)")
+    parser.add_argument("--images", type=int, default=256, help="training images to cache")
+    parser.add_argument("--dataset", choices=["pascal", "nyud"], default="pascal", help="generated data set to cache")
+    parser.add_argument("--size", type=int, default=128, help="input height (multiple of 32; NYUD: 4:3)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers of the caching run")
     parser.add_argument("--device", default="auto")
@@ -112,16 +113,17 @@ def main() -> None:
         tmp = Path(tmp)
         make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False)
         ws = Workspace.create(tmp / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")
-        size = (args.size, args.size)
-        folder, _ = resolve_data(ws, "pascal", tmp / "data", None, size)
-        rows = ViewDataset(open_split(ws, "pascal", "train", folder, dataset_specs(ws, "pascal", None)), 1, size)
+        size = (args.size, args.size * 4 // 3 // 32 * 32 if args.dataset == "nyud" else args.size)
+        folder, _ = resolve_data(ws, args.dataset, tmp / "data", None, size)
+        rows = ViewDataset(open_split(ws, args.dataset, "train", folder, dataset_specs(ws, args.dataset, None)), 1,
+                           size)
         images = torch.stack([rows[i]["image"] for i in range(len(rows))])
 
         forward_times, cache_times, busy = [], [], []
         for repeat in range(args.repeats):
             forward_times.append(time_forward(ws, images, args.batch_size, device))
             with _kernel_timer(ws, device) as kernel_seconds:
-                result = ws.cache_features("pascal", ["train"], size=size, device=str(device),
+                result = ws.cache_features(args.dataset, ["train"], root=folder, size=size, device=str(device),
                                            batch_size=args.batch_size, workers=args.workers, overwrite=repeat > 0,
                                            progress=False)[0]
             cache_times.append(result.seconds)
@@ -133,7 +135,7 @@ def main() -> None:
 
     forward_s, cache_s = min(forward_times), min(cache_times)
     report = {
-        "machine": machine(), "device": str(device), "images": args.images, "size": [args.size, args.size],
+        "machine": machine(), "device": str(device), "dataset": args.dataset, "images": args.images, "size": list(size),
         "batch_size": args.batch_size, "ratio": cache_s / forward_s, "cache_seconds": cache_s,
         "forward_seconds": forward_s, "cache_images_per_s": args.images / cache_s,
         "forward_images_per_s": args.images / forward_s, "bytes_per_image": on_disk,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import distributed
@@ -14,6 +13,7 @@ from .metrics import Metric, build_metric
 from .runtime import Precision
 from .taskspec import TaskSpec
 from .training.trainer import move_to_device
+from .vectors import unit_vectors
 
 __all__ = ["postprocess", "make_metric", "evaluate", "EDGE_THRESHOLDS_QUICK"]
 
@@ -34,7 +34,7 @@ def postprocess(kind: str, logits: torch.Tensor) -> torch.Tensor:
     if kind == "depth":
         return logits
     if kind == "normals":
-        return F.normalize(logits, dim=1)
+        return unit_vectors(logits, dim=1)
     if kind in ("edges", "saliency"):
         return torch.sigmoid(logits)
     raise ValueError(f"unknown task kind {kind!r}")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy.io import loadmat  # imported here, not per call: DataLoader workers fork with it
 
 from .errors import DataError
 
@@ -107,7 +108,6 @@ def read_npy(path: str | os.PathLike, what: str) -> np.ndarray:
 
 def read_mat(path: str | os.PathLike, what: str, key: str) -> Any:
     """Read a MATLAB ``.mat`` file and return its variable ``key``."""
-    from scipy.io import loadmat  # scipy is imported lazily: only PASCAL needs it
 
     path = require_file(path, what)
     try:

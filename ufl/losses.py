@@ -25,6 +25,7 @@ from torch import nn
 from .errors import SpecError
 from .registry import Registry
 from .taskspec import TaskSpec
+from .vectors import vector_norm
 
 __all__ = [
     "IGNORE_INDEX", "CrossEntropyLoss", "MaskedL1Loss", "NormalsL1Loss", "BalancedBCELoss",
@@ -109,7 +110,8 @@ class NormalsL1Loss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.to(pred.dtype)
         _check_size(pred, target, "normals_l1")
-        unit = pred / (torch.linalg.vector_norm(pred, dim=1, keepdim=True) + 1e-12)
+        # eps: a zero vector gets a zero gradient instead of NaN (as torch.linalg.vector_norm)
+        unit = pred / (vector_norm(pred, dim=1, eps=1e-12) + 1e-12)
         valid = ((target.abs().sum(dim=1, keepdim=True) > 0)
                  & (target != IGNORE_INDEX).all(dim=1, keepdim=True)).expand_as(target)
         return _masked_mean((unit - target).abs(), valid)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 import torch
-import torch.nn.functional as F
 
 from .taskspec import TaskSpec
+from .vectors import unit_vectors, vector_norm
 
 __all__ = ["PriorPredictor"]
 
@@ -44,7 +44,7 @@ class PriorPredictor:
             if spec.kind == "segmentation":
                 self.value[name] = s.argmax()  # class histogram -> majority class
             elif spec.kind == "normals":
-                self.value[name] = F.normalize(s, dim=0)
+                self.value[name] = unit_vectors(s, dim=0)
             else:
                 self.value[name] = s / n.clamp(min=1)
         return self
@@ -77,7 +77,7 @@ def _statistics(spec: TaskSpec, channels: int, target: torch.Tensor) -> tuple[to
         valid = target > 0
         return target[valid].double().sum(), valid.sum()
     if spec.kind == "normals":
-        valid = target.norm(dim=1, keepdim=True) > 0
+        valid = vector_norm(target, dim=1) > 0
         return (target * valid).double().sum(dim=(0, 2, 3)), valid.sum()
     valid = target != 255
     return target[valid].double().sum(), valid.sum()

@@ -25,6 +25,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from scipy.ndimage import laplace
+from skimage.morphology import thin
 
 from ..errors import DataError
 from ..images import decode_normals_rgb, read_mat, read_png
@@ -114,7 +116,6 @@ def labelmap_boundaries(label_map: np.ndarray) -> np.ndarray:
     NOTE: kept as MTI-Net has it for comparability: both sides of a class boundary are marked, and
     a pixel whose neighbours' labels happen to cancel (e.g. 1 between 0 and 2 along a line) is not.
     """
-    from scipy.ndimage import laplace
 
     return laplace(np.asarray(label_map, dtype=np.float64), mode="mirror") != 0
 
@@ -124,7 +125,6 @@ def labelmap_edges(label_map: np.ndarray) -> np.ndarray:
 
     Thinning by ``skimage.morphology.thin`` (MTI-Net ``_load_edge``).
     """
-    from skimage.morphology import thin
 
     return thin(labelmap_boundaries(label_map)).astype(np.float32)
 

@@ -56,6 +56,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from ..vectors import vector_norm
+
 __all__ = [
     "MODALITIES",
     "View",
@@ -128,7 +130,7 @@ def _meta(sample: dict[str, Any], **values: float) -> dict[str, Any]:
 
 def _renormalize(normals: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Unit-length ``(3, H, W)`` vectors; vectors shorter than ``eps`` become zero (invalid)."""
-    norm = normals.norm(dim=0, keepdim=True)
+    norm = vector_norm(normals, dim=0)
     return torch.where(norm > eps, normals / norm.clamp_min(eps), torch.zeros_like(normals))
 
 

@@ -67,8 +67,8 @@ class Backbone(nn.Module):
         if isinstance(pretrained, (str, os.PathLike)):
             _load_weights_file(self.model, name, Path(pretrained))
         elif not pretrained and warn_random_init:
-            logger.warning("backbone %s is randomly initialised (no pretrained weights); "
-                           "pass pretrained=True or a weights file for ImageNet features", name)
+            logger.warning("backbone %s is randomly initialised (no pretrained weights; --pretrained "
+                           "imagenet or a weights file gives ImageNet features)", name)
 
         cfg = self.model.pretrained_cfg
         mean = tuple(float(m) for m in (mean if mean is not None else cfg["mean"]))

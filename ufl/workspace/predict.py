@@ -24,6 +24,7 @@ from ..runtime import resolve_device
 from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
 from .cache import dataset_specs, open_split, resolve_data
 from .views import ViewDataset
+from ..vectors import unit_vectors
 
 __all__ = ["predict", "visualize"]
 
@@ -64,7 +65,7 @@ def _resize_back(kind: str, pred: torch.Tensor, size: tuple[int, int]) -> torch.
     if kind == "segmentation":
         return F.interpolate(pred[None, None].float(), size=size, mode="nearest")[0, 0].long()
     x = F.interpolate(pred[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-    return F.normalize(x, dim=0) if kind == "normals" else x
+    return unit_vectors(x, dim=0) if kind == "normals" else x
 
 
 def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, tasks: Sequence[str] | None = None,

@@ -87,8 +87,8 @@ def backbone_features(backbone, images: torch.Tensor, precision: Precision | Non
     This one function feeds both the cache writer and online evaluation, so a head evaluated
     online sees bit for bit the features it would read from a cache made on the same device.
     """
-    if images.device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
+    # channels_last: faster convolutions on CUDA and on CPU (oneDNN: about 20% for HRNet-18 here)
+    images = images.contiguous(memory_format=torch.channels_last)
     if precision is not None:
         with precision.autocast():
             features = backbone(images)
