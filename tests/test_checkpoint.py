@@ -45,7 +45,7 @@ def test_damaged_weights_and_records_are_refused(tmp_path):
     with pytest.raises(UflError, match="do not match their recorded hash"):
         load_checkpoint(tmp_path)
     (tmp_path / "checkpoint.json").write_text("{not json")
-    with pytest.raises(UflError, match="checkpoint record .* is corrupt"):
+    with pytest.raises(UflError, match="checkpoint record .* is not valid JSON"):
         load_checkpoint(tmp_path)
     with pytest.raises(UflError, match="checkpoint folder not found"):
         load_checkpoint(tmp_path / "missing")

@@ -80,7 +80,7 @@ def test_missing_and_corrupt_manifest_give_one_line(tmp_path, ws):
     assert result.exit_code == 1 and "no workspace at" in result.stderr and len(result.stderr.splitlines()) == 1
     (ws.root / "workspace.json").write_text("{broken")
     result = _invoke("list-tasks", "--workspace", ws.root)
-    assert result.exit_code == 1 and "is corrupt" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 1 and "is not valid JSON" in result.stderr and "Traceback" not in result.output
 
 
 # -- the feature cache ------------------------------------------------------------------------

@@ -44,8 +44,8 @@ class DemoConfig:
     size: int = 96
     train: int = 96
     val: int = 24
-    pretrain_epochs: int = 16
-    head_epochs: int = 24
+    pretrain_epochs: int = 24
+    head_epochs: int = 30
     batch_size: int = 8
     lr: float = 1e-3
     views: int = 2

@@ -69,15 +69,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Read JSON, turning a missing or corrupt file into one clear :class:`UflError`."""
+def read_json(path: str | os.PathLike, what: str = "JSON file", error: type[UflError] = UflError,
+              hint: str = "") -> Any:
+    """Read JSON, turning a missing or corrupt file into one clear ``error`` (a :class:`UflError`);
+    ``hint`` says what the file should hold."""
     path = Path(path)
+    hint = f"; {hint}" if hint else ""
     if not path.is_file():
-        raise UflError(f"{what} not found: {path}")
+        raise error(f"{what} not found: {path}{hint}")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UflError(f"{what} {path} is corrupt ({e}); restore it or recreate it") from None
+        raise error(f"{what} {path} is not valid JSON ({e}){hint}") from None
 
 
 def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor],

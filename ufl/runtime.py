@@ -89,10 +89,14 @@ def precision_for(device: torch.device, amp: bool = True) -> Precision:
 
 
 def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
-    """DataLoader settings: pinned memory and persistent workers on CUDA; few workers on a small CPU."""
+    """DataLoader settings: workers and pinned memory on CUDA; on a CPU of 2 cores or fewer no worker
+    processes (they would take cores from the model's OpenMP threads and cost a start-up per epoch).
+
+    Workers are not persistent: each epoch's loader reseeds them, so a resumed run is exact.
+    """
     if num_workers is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        num_workers = min(8, max(0, cpus - 1)) if device.type == "cuda" else min(2, max(0, cpus - 1))
+        num_workers = min(8, max(0, cpus - 1)) if device.type == "cuda" else (0 if cpus <= 2 else min(4, cpus // 2))
     kwargs = {"num_workers": num_workers, "pin_memory": device.type == "cuda", "worker_init_fn": seed_worker}
     if num_workers > 0:
         kwargs["persistent_workers"] = False

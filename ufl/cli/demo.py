@@ -14,9 +14,9 @@ from .base import device_option, main, seed_option
               help="Image height in pixels (NYUD-like images are 4:3; multiples of 32).")
 @click.option("--train", type=click.IntRange(4), default=96, show_default=True, help="Training images per dataset.")
 @click.option("--val", type=click.IntRange(2), default=24, show_default=True, help="Validation images per dataset.")
-@click.option("--pretrain-epochs", type=click.IntRange(1), default=16, show_default=True,
+@click.option("--pretrain-epochs", type=click.IntRange(1), default=24, show_default=True,
               help="Epochs of Medusa pretraining on the NYUD-like data.")
-@click.option("--head-epochs", type=click.IntRange(1), default=24, show_default=True,
+@click.option("--head-epochs", type=click.IntRange(1), default=30, show_default=True,
               help="Epochs of each new head on cached PASCAL-like features.")
 @device_option
 @seed_option

@@ -18,7 +18,6 @@ annotation.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,6 +29,7 @@ from skimage.morphology import thin
 
 from ..errors import DataError
 from ..images import decode_normals_rgb, read_mat, read_png
+from ..io import read_json
 from .base import (DATASETS, IGNORE_INDEX, DenseDataset, TaskLike, to_binary_target, to_label_target,
                    to_normals_target)
 
@@ -228,13 +228,8 @@ class PASCALContext(DenseDataset):
     def _persons_index(self) -> dict[str, list[int]]:
         if self._parts_index is None:
             path = self.parts_file()
-            if not path.is_file():
-                raise DataError(f"human parts index not found: {path}; PASCAL_MT ships it as JSON "
-                                f"(id -> list of VOC classes present)")
-            try:
-                index = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise DataError(f"human parts index {path} is not valid JSON ({e}); re-extract it") from None
+            index = read_json(path, "human parts index", DataError,
+                              hint="PASCAL_MT ships it as JSON (id -> list of VOC classes present)")
             if not isinstance(index, dict) or not all(isinstance(v, list) for v in index.values()):
                 raise DataError(f"human parts index {path} must map each id to a list of VOC classes")
             self._parts_index = {str(k): [int(c) for c in v] for k, v in index.items()}
@@ -307,13 +302,8 @@ def _valid_classes(value: Sequence[int] | str | os.PathLike | None) -> np.ndarra
         return None
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
-        if not path.is_file():
-            raise DataError(f"normals valid-classes file not found: {path}; it should hold a JSON list of "
-                            f"Context class ids")
-        try:
-            value = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"normals valid-classes file {path} is not valid JSON ({e})") from None
+        value = read_json(path, "normals valid-classes file", DataError,
+                          hint="it should hold a JSON list of Context class ids")
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise DataError(f"normals valid-classes file {path} must hold a JSON list of integer class ids")
     return np.asarray(list(value), dtype=np.int64)

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
-from ..errors import UflError, WorkspaceError
+from ..errors import WorkspaceError
 from ..io import read_json, write_json
 
 __all__ = ["Manifest", "SCHEMA_VERSION", "MANIFEST", "now"]
@@ -65,10 +65,8 @@ class Manifest:
         if not self.path.is_file():
             raise WorkspaceError(f"{self.path} is missing: {self.root} is not a ufl workspace; "
                                  f"create one with `ufl init` or pass --workspace")
-        try:
-            data = read_json(self.path, what="workspace manifest")
-        except UflError as e:
-            raise WorkspaceError(str(e)) from None
+        data = read_json(self.path, "workspace manifest", WorkspaceError,
+                         hint="restore it, or make a new workspace with `ufl init`")
         self.validate(data)
         return data
 
