@@ -107,3 +107,10 @@ def test_torchrun_two_cpu_processes(synthetic_root, tmp_path):
     ckpt = load_checkpoint(out)
     assert ckpt.epoch == 1 and set(ckpt.meta["metrics"]) == {"semseg", "depth"}
     assert not any(k.startswith("module.") for k in ckpt.model_state)
+
+
+def test_a_size_the_backbone_cannot_take_is_one_line(synthetic_root, tmp_path):
+    result = CliRunner().invoke(main, ["pretrain", "--data-root", str(synthetic_root), "--size", "64x80", "--epochs",
+                                       "1", "--device", "cpu", "--pretrained", "none", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "input size 64x80 does not suit backbone hrnet_w18_small_v2" in result.stderr and "64x64" in result.stderr

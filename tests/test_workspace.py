@@ -343,3 +343,20 @@ def test_predict_and_visualize_write_pngs(ws, synthetic_root, tmp_path):
     result = _invoke("visualize", "--out", tmp_path / "vis", "--num", "2", "--workspace", ws.root)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "vis" / "visualize-pascal.png").is_file() and (tmp_path / "vis" / "visualize-nyud.png").is_file()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_truncated_image_fails_with_one_line_naming_it(synthetic_root, tmp_path, workers):
+    data = tmp_path / "PASCAL_MT"
+    shutil.copytree(synthetic_root / "PASCAL_MT", data)
+    victim = sorted((data / "JPEGImages").iterdir())[-1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
+    Workspace.from_backbone(tmp_path / "ws", "resnet18")
+    result = _invoke("cache-features", "--workspace", tmp_path / "ws", "--dataset", "pascal", "--root", data,
+                     "--size", "64x64", "--device", "cpu", "--workers", workers)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.startswith("ufl: error")]
+    assert len(errors) == 1 and victim.name in errors[0] and "truncated" in errors[0]
+    assert "Traceback" not in result.output
+    split = "val" if victim.stem in (data / "ImageSets" / "Context" / "val.txt").read_text() else "train"
+    assert Workspace(tmp_path / "ws").find_cache("pascal", split) is None  # nothing half-written is registered

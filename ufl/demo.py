@@ -69,7 +69,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     def done(name: str):
         timings[name] = round(time.perf_counter() - timings[name], 1)
 
-    height, width = config.size, config.size * 4 // 3
+    height, width = config.size, (config.size * 4 // 3 + 16) // 32 * 32  # 4:3, multiples of 32
     step("make-synthetic")
     make_synthetic(out / "data", size=config.size, n_train=config.train, n_val=config.val, seed=config.seed,
                    progress=config.progress)

@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {
     # a fresh augmentation every epoch.
     "paper": Preset("paper", (480, 640), (512, 512), 100, 100, 8, 1e-4, 4, "auto", 5),
     # 2-core CPU on `ufl make-synthetic --size 96` data; random init, so a higher learning rate.
-    "quick": Preset("quick", (96, 128), (96, 96), 10, 16, 8, 1e-3, 2, "none", 5),
+    "quick": Preset("quick", (96, 128), (96, 96), 16, 30, 8, 1e-3, 2, "none", 4),
 }
 
 #: Display name and head description per model key (``st`` = one single-task model per task).

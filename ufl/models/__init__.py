@@ -28,14 +28,14 @@ from ..registry import Registry
 from .attention import MultiScaleAttentionHead, SharedFeatureAttention
 from .backbone import DEFAULT_BACKBONE, Backbone
 from .baselines import MultiTaskBaseline, SingleTaskModel
-from .heads import HRNetHead
+from .heads import HRNetHead, init_prediction_bias
 from .medusa import Medusa, MedusaHead, build_head, read_head_metadata
 from .mtinet import MTINet
 
 __all__ = [
     "Backbone", "DEFAULT_BACKBONE", "Medusa", "MedusaHead", "SharedFeatureAttention", "MultiScaleAttentionHead",
     "HRNetHead", "MultiTaskBaseline", "SingleTaskModel", "MTINet", "MODELS", "build_model", "build_head",
-    "read_head_metadata",
+    "read_head_metadata", "init_prediction_bias",
 ]
 
 #: Model factories by name: ``factory(backbone, out_channels, **options) -> nn.Module``.

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .heads import basic_block, conv_bn_relu, resize
+from .heads import basic_block, conv_bn_relu, prediction_conv, resize
 
 __all__ = ["SharedFeatureAttention", "MultiScaleAttentionHead"]
 
@@ -85,7 +85,7 @@ class MultiScaleAttentionHead(nn.Module):
             conv_bn_relu(scales * width, width, kernel_size=1),
             nn.Conv2d(width, scales, 3, padding=1),
         )
-        self.predict = nn.Sequential(conv_bn_relu(width, width, kernel_size=3), nn.Conv2d(width, out_channels, 1))
+        self.predict = nn.Sequential(conv_bn_relu(width, width, kernel_size=3), prediction_conv(width, out_channels))
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         size = features[0].shape[-2:]

@@ -97,6 +97,14 @@ class Backbone(nn.Module):
         factors of 2; other backbones: 1). Callers resize or pad to it."""
         return max(self.strides) if self._is_hrnet else 1
 
+    def check_size(self, size: Sequence[int]) -> None:
+        """A :class:`UflError` (one line) when an input size ``(H, W)`` does not suit the backbone."""
+        d = self.size_divisor
+        h, w = int(size[0]), int(size[1])
+        if h % d or w % d:
+            raise UflError(f"input size {h}x{w} does not suit backbone {self.name}: its sides must be multiples "
+                           f"of {d} (e.g. {max(d, h // d * d)}x{max(d, w // d * d)})")
+
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] -> normalised with the backbone's mean and std."""
         return (images - self.mean) / self.std

@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops import Conv2dNormActivation
 
-__all__ = ["basic_block", "conv_bn_relu", "resize", "HRNetHead"]
+__all__ = ["basic_block", "conv_bn_relu", "prediction_conv", "init_prediction_bias", "resize", "HRNetHead"]
 
 
 def basic_block(in_channels: int, out_channels: int) -> BasicBlock:
@@ -35,6 +35,31 @@ def basic_block(in_channels: int, out_channels: int) -> BasicBlock:
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> Conv2dNormActivation:
     """Conv (no bias, 'same' padding) - BatchNorm - ReLU."""
     return Conv2dNormActivation(in_channels, out_channels, kernel_size=kernel_size)
+
+
+def prediction_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """The 1x1 conv that outputs a task's prediction (tagged, so its bias can start at the prior)."""
+    conv = nn.Conv2d(in_channels, out_channels, 1)
+    conv.predicts_task = True
+    return conv
+
+
+def init_prediction_bias(model: nn.Module, task: str, value: float) -> int:
+    """Set the bias of every prediction conv of ``task`` in ``model`` to ``value``; return their count.
+
+    A task's prediction convs are the :func:`prediction_conv` layers under a submodule keyed by the
+    task's name (``heads.depth...``, ``initial.0.decode.depth``), or all of them when ``model`` is a
+    single head. Used to start regression outputs at the training mean (e.g. depth in metres): with
+    Adam's bounded steps a 64-wide head otherwise needs many steps just to reach the target scale,
+    the same reasoning as RetinaNet's prior-probability bias initialisation.
+    """
+    count = 0
+    for name, module in model.named_modules():
+        if getattr(module, "predicts_task", False) and (task in name.split(".") or not hasattr(model, "tasks")):
+            with torch.no_grad():
+                module.bias.fill_(value)
+            count += 1
+    return count
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -63,7 +88,7 @@ class HRNetHead(nn.Module):
         # NOTE: the reference's first 1x1 conv keeps its bias although BN follows; kept for
         # parameter-count parity with MTI-Net's tables.
         self.fuse = nn.Sequential(nn.Conv2d(total, total, 1), nn.BatchNorm2d(total), nn.ReLU(inplace=True))
-        self.classifier = nn.Conv2d(total, out_channels, 1)
+        self.classifier = prediction_conv(total, out_channels)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         size = features[0].shape[-2:]

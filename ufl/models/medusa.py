@@ -26,7 +26,7 @@ from ..errors import UflError
 from ..io import load_weights, save_weights
 from .attention import MultiScaleAttentionHead, SharedFeatureAttention
 from .backbone import Backbone
-from .heads import resize
+from .heads import prediction_conv, resize
 
 __all__ = ["MedusaHead", "Medusa", "build_head"]
 
@@ -67,7 +67,7 @@ class MedusaHead(nn.Module):
             raise UflError(f"invalid Medusa head sizes: in_channels={self.in_channels}, "
                            f"out_channels={self.out_channels}, width={self.width}")
         self.sfa = nn.ModuleList(SharedFeatureAttention(c, self.attention_reduction) for c in self.in_channels)
-        self.initial = nn.ModuleList(nn.Conv2d(c, self.out_channels, 1) for c in self.in_channels)
+        self.initial = nn.ModuleList(prediction_conv(c, self.out_channels) for c in self.in_channels)
         self.msa = MultiScaleAttentionHead(self.in_channels, self.out_channels, self.width)
 
     def forward(self, features: Sequence[torch.Tensor], out_size: Sequence[int] | None = None,

@@ -30,7 +30,7 @@ from torchvision.ops import SqueezeExcitation
 
 from ..errors import UflError
 from .backbone import Backbone
-from .heads import HRNetHead, basic_block, resize
+from .heads import HRNetHead, basic_block, prediction_conv, resize
 
 __all__ = ["MTINet", "InitialTaskPrediction", "FeaturePropagation", "SpatialAttention", "MultiModalDistillation"]
 
@@ -47,7 +47,7 @@ class InitialTaskPrediction(nn.Module):
         self.refine = nn.ModuleDict({
             t: nn.Sequential(basic_block(in_channels, channels), basic_block(channels, channels)) for t in out_channels
         })
-        self.decode = nn.ModuleDict({t: nn.Conv2d(channels, n, 1) for t, n in out_channels.items()})
+        self.decode = nn.ModuleDict({t: prediction_conv(channels, n) for t, n in out_channels.items()})
 
     def forward(self, shared: torch.Tensor, propagated: Mapping[str, torch.Tensor] | None = None,
                 predict: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:

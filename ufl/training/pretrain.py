@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .. import distributed
 from ..checkpoint import has_checkpoint, load_checkpoint
-from ..datasets import build_transforms, dataset_root, get_dataset
+from ..datasets import RECIPES, build_transforms, dataset_root, get_dataset
 from ..errors import UflError
 from ..evaluation import EDGE_THRESHOLDS_QUICK, evaluate
 from ..losses import MultiTaskLoss
@@ -29,6 +29,7 @@ from ..models import Backbone, build_model
 from ..runtime import loader_kwargs, precision_for, resolve_device, seed_everything
 from ..taskspec import TaskSpec, get_spec
 from .callbacks import Checkpointer, JsonLog, ProgressBar, Validation
+from .priors import start_at_prior
 from .trainer import Callback, Trainer
 
 __all__ = ["PretrainConfig", "PretrainResult", "pretrain", "RESUME_KEYS"]
@@ -150,22 +151,25 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     root, train_set, val_set = _datasets(config, specs)
     backbone = Backbone(config.backbone, pretrained=None if checkpoint else config.pretrained,
                         warn_random_init=checkpoint is None and distributed.is_main())
+    backbone.check_size(config.size or RECIPES[config.dataset].size)
     out_channels = {name: spec.out_channels(config.dataset) for name, spec in specs.items()}
     model = build_model(config.model, backbone, out_channels, **config.model_options)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                  weight_decay=config.weight_decay)
+    train_loader = _train_loader(train_set, config, device)
     start_epoch = 0
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model_state)
         optimizer.load_state_dict(checkpoint.optimizer_state)
         start_epoch = checkpoint.epoch
+    else:
+        start_at_prior(model, specs, next(iter(train_loader)))
 
     precision = precision_for(device, config.amp)
     model.to(device).to(memory_format=torch.channels_last)  # faster convolutions, on CPU too
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if distributed.is_distributed() else model
 
-    train_loader = _train_loader(train_set, config, device)
     val_loader = DataLoader(_shard(val_set), batch_size=config.batch_size, shuffle=False,
                             **loader_kwargs(device, config.workers))
 

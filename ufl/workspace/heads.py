@@ -30,6 +30,7 @@ from ..runtime import loader_kwargs, precision_for, resolve_device
 from ..taskspec import TaskSpec, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
+from ..training.priors import start_at_prior
 from .evaluate import task_metrics
 
 __all__ = ["add_task", "AddTaskResult", "default_dataset", "HeadTrainingConfig"]
@@ -109,6 +110,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
                         drop_last=len(train_set) > config.batch_size, **loader_kwargs(device, workers))
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     specs = {name: spec}
+    start_at_prior(head, specs, next(iter(loader)))
 
     def forward(model, batch):
         return {name: model(batch["features"], out_size=batch[name].shape[-2:])}
