@@ -19,7 +19,7 @@ from skimage.segmentation import find_boundaries
 from ufl.datasets import synthetic
 from ufl.datasets.render import Box, Camera, Capsule, Cylinder, Rect, cast, sphere
 from ufl.datasets.catalog import NYUD_CLASSES
-from ufl.datasets.synthetic import (NYUD40_CLASSES, PERSON_PARTS, VOC_TO_CONTEXT, make_synthetic, nyud_intrinsics,
+from ufl.datasets.synthetic import (PERSON_PARTS, VOC_TO_CONTEXT, make_synthetic, nyud_intrinsics,
                                     render_nyud_sample, render_pascal_sample)
 from ufl.errors import DataError, UflError
 
@@ -89,12 +89,6 @@ def test_every_file_of_both_formats_is_present_for_every_id(data):
         parts = json.loads((data / f"PASCAL_MT/ImageSets/Parts/{split}.txt").read_text())
         assert sorted(parts) == sorted(_ids(data / f"PASCAL_MT/ImageSets/Context/{split}.txt"))
     assert not list(data.glob(".*partial"))  # no temporary folder left behind
-
-
-def test_nyud_labels_follow_the_nyud40_order_the_loaders_name():
-    assert len(NYUD40_CLASSES) == len(NYUD_CLASSES) == 40
-    spelling = {"refridgerator": "refrigerator"}  # the NYUD toolbox's spelling vs the catalog's
-    assert [spelling.get(name, name) for name in NYUD40_CLASSES] == list(NYUD_CLASSES)
 
 
 def test_nyud_value_conventions(data):
@@ -201,7 +195,7 @@ def _nyud(seed: int, height: int = 72):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_nyud_floor_faces_up_and_depth_grows_towards_the_far_wall(seed):
     s = _nyud(seed)
-    floor = (s["segmentation"] == NYUD40_CLASSES.index("floor") + 1) & (s["depth"] > 0)
+    floor = (s["segmentation"] == NYUD_CLASSES.index("floor") + 1) & (s["depth"] > 0)
     assert floor.sum() > 50
     n = s["normals"][floor]
     assert (n[:, 1] < -0.9).all() and (n[:, 2] > 0).all()  # up (y is down), tilted towards the camera

@@ -24,7 +24,7 @@ from torch import nn
 
 from .errors import SpecError
 from .registry import Registry
-from .taskspec import TaskSpec
+from .taskspec import IGNORE_INDEX, TaskSpec
 from .vectors import vector_norm
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "LOSSES", "build_loss", "MultiTaskLoss",
 ]
 
-IGNORE_INDEX = 255
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -59,6 +59,7 @@ from skimage.morphology import thin
 
 from .errors import UflError
 from .registry import Registry
+from .taskspec import IGNORE_INDEX
 
 __all__ = [
     "Metric",
@@ -75,7 +76,6 @@ __all__ = [
     "delta_m",
 ]
 
-IGNORE_INDEX = 255
 
 #: Whether a larger value is better, per metric key (used for Delta_m and for forgetting).
 METRIC_DIRECTIONS: dict[str, bool] = {

@@ -45,9 +45,12 @@ import yaml
 
 from .errors import SpecError
 
-__all__ = ["TaskSpec", "KINDS", "KindInfo", "load_spec", "builtin_specs", "get_spec", "resolve_spec"]
+__all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "KindInfo", "load_spec", "builtin_specs", "get_spec", "resolve_spec"]
 
 ANY_DATASET = "*"
+
+IGNORE_INDEX = 255
+"""Target value that losses and metrics skip (segmentation labels, edge and saliency maps)."""
 
 
 @dataclass(frozen=True)

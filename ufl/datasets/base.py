@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..images import read_image
 from ..registry import Registry
-from ..taskspec import KINDS, TaskSpec, get_spec
+from ..taskspec import IGNORE_INDEX, KINDS, TaskSpec, get_spec
 
 __all__ = [
     "DATASETS",
@@ -47,8 +47,6 @@ __all__ = [
     "IGNORE_INDEX",
 ]
 
-IGNORE_INDEX = 255
-"""Target value that losses and metrics skip (segmentation, edges, saliency)."""
 
 DATASETS: Registry[type["DenseDataset"]] = Registry("dataset")
 """Dataset classes by name (``"nyud"``, ``"pascal"``, ``"folder"``)."""

@@ -61,26 +61,18 @@ from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
 from ..errors import DataError, UflError
-from .catalog import VOC_CLASSES, voc_palette
+from .catalog import NYUD_CLASSES, VOC_CLASSES, voc_palette
 from .render import (Box, Camera, Capsule, Cylinder, Ellipsoid, Material, Plane, Rect, Shape, cast,
                      rot_x, rot_y, rot_z, shade, sphere)
 
 __all__ = [
     "make_synthetic", "nyud_intrinsics", "render_nyud_sample", "render_pascal_sample",
-    "NYUD40_CLASSES", "VOC_TO_CONTEXT", "CONTEXT_IDS", "PERSON_PARTS",
+    "VOC_TO_CONTEXT", "CONTEXT_IDS", "PERSON_PARTS",
 ]
 
 # -- class tables ---------------------------------------------------------------------------------
-#: NYUD-v2 40-class names (Gupta et al. 2013) as the NYUD toolbox spells them; class k is
-#: NYUD40_CLASSES[k - 1], 0 = unlabeled. (VOC class names come from :mod:`ufl.datasets.catalog`.)
-NYUD40_CLASSES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
-    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
-    "floor mat", "clothes", "ceiling", "books", "refridgerator", "television", "paper", "towel",
-    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
-    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
-)
-_NYU = {name: k for k, name in enumerate(NYUD40_CLASSES, start=1)}
+#: Stored NYUD label of each class name: class k of the catalogue is stored as k + 1 (0 = unlabeled).
+_NYU = {name: k for k, name in enumerate(NYUD_CLASSES, start=1)}
 
 _VOC = {name: k for k, name in enumerate(VOC_CLASSES)}
 
@@ -554,7 +546,7 @@ def _refrigerator(rng):
     mat = _mat(rng, _pick(rng, [(235, 235, 235), (190, 190, 195)]), "stripes", scale=h * 0.9, axis=(0, 1, 0), dark=0.8,
                jitter=0.03)
     handle = Capsule((w / 2 - 0.08, h * 0.45, d / 2 + 0.03), (w / 2 - 0.08, h * 0.75, d / 2 + 0.03), 0.015)
-    return Model([Thing(_NYU["refridgerator"], [Piece(_on_floor_box((w, h, d)), mat),
+    return Model([Thing(_NYU["refrigerator"], [Piece(_on_floor_box((w, h, d)), mat),
                                                  Piece(handle, _mat(rng, _pick(rng, _METAL)))])], (w, h, d))
 
 
