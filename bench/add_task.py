@@ -41,12 +41,14 @@ from ufl.workspace.views import ViewDataset, backbone_features  # noqa: E402
 
 
 def epoch(head, loader, features_of, task, loss_fn, device) -> float:
+    """One epoch of head training as ``ufl add-task`` runs it (channels_last, Adam, the task's loss)."""
+    head.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-4, weight_decay=1e-4)
     head.train()
     start = time.perf_counter()
     for batch in loader:
         target = batch[task].to(device)
-        features = features_of(batch)
+        features = [f.contiguous(memory_format=torch.channels_last) for f in features_of(batch)]
         outputs = {task: head(features, out_size=target.shape[-2:])}
         loss, _ = loss_fn(outputs, {task: target})
         optimizer.zero_grad(set_to_none=True)

@@ -9,6 +9,7 @@ metrics now and at registration: the backbone and every other head are frozen, s
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -66,7 +67,9 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that)."""
     device = resolve_device(device)
-    head = head.to(device).eval()
+    # A copy in the default memory format: registration (right after training, channels_last) and
+    # every later evaluation (a head loaded from disk) then run the very same kernels.
+    head = copy.deepcopy(head).to(device, memory_format=torch.contiguous_format).eval()
     cache = ws.find_cache(dataset, "val", 1)
     specs = {name: spec}
     deterministic = torch.backends.cudnn.deterministic
