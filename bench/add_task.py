@@ -33,7 +33,8 @@ from feature_cache import FeatureCacheDataset  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.losses import MultiTaskLoss  # noqa: E402
 from ufl.models import Backbone, build_head  # noqa: E402
-from ufl.runtime import loader_kwargs, resolve_device  # noqa: E402
+from ufl.runtime import loader_kwargs, precision_for, resolve_device  # noqa: E402
+from ufl.training import Trainer  # noqa: E402
 from ufl.taskspec import get_spec  # noqa: E402
 from ufl.workspace import Workspace  # noqa: E402
 from ufl.workspace.cache import dataset_specs, open_split, resolve_data  # noqa: E402
@@ -41,19 +42,20 @@ from ufl.workspace.views import ViewDataset, backbone_features  # noqa: E402
 
 
 def epoch(head, loader, features_of, task, loss_fn, device) -> float:
-    """One epoch of head training as ``ufl add-task`` runs it (channels_last, Adam, the task's loss)."""
+    """One epoch of head training as ``ufl add-task`` runs it (``Trainer.train_step``: channels_last,
+    Adam, the task's loss, AMP on CUDA)."""
     head.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(head.parameters(), lr=1e-4, weight_decay=1e-4)
+
+    def forward(model, batch):
+        features = [f.contiguous(memory_format=torch.channels_last) for f in features_of(batch)]
+        return {task: model(features, out_size=batch[task].shape[-2:])}
+
+    trainer = Trainer(head, torch.optim.Adam(head.parameters(), lr=1e-4, weight_decay=1e-4), forward, loss_fn,
+                      epochs=1, base_lr=1e-4, device=device, precision=precision_for(device))
     head.train()
     start = time.perf_counter()
     for batch in loader:
-        target = batch[task].to(device)
-        features = [f.contiguous(memory_format=torch.channels_last) for f in features_of(batch)]
-        outputs = {task: head(features, out_size=target.shape[-2:])}
-        loss, _ = loss_fn(outputs, {task: target})
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        trainer.train_step(batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -76,14 +78,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False)
+        make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False,
+                       workers=min(8, os.cpu_count() or 1))
         ws = Workspace.create(tmp / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")
         size = (args.size, args.size)
         ws.cache_features("pascal", ["train"], data_root=tmp / "data", size=size, device=str(device), progress=False)
         backbone = ws.backbone(device)
         cached = DataLoader(FeatureCacheDataset(ws.cache_file("pascal", "train", 1), ws.fingerprint, tasks=[args.task],
                                                 in_memory=True),
-                            batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+                            batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0),
+                            **loader_kwargs(device, 0))  # as add-task: in-memory rows, no workers
         folder, _ = resolve_data(ws, "pascal", None, None, size)
         rows = ViewDataset(open_split(ws, "pascal", "train", folder, dataset_specs(ws, "pascal", None)), 1, size)
         online = DataLoader(rows, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0),
@@ -91,11 +95,10 @@ def main() -> None:
         initial = build_head(backbone.channels, spec.out_channels("pascal")).state_dict()
 
         def from_cache(batch):
-            return [f.to(device, non_blocking=True) for f in batch["features"]]
+            return batch["features"]
 
         def from_backbone(batch):
-            images = batch["image"].to(device, non_blocking=True)
-            return [f.float() for f in backbone_features(backbone, images)]
+            return [f.float() for f in backbone_features(backbone, batch["image"])]
 
         cached_times, online_times = [], []
         for _ in range(args.repeats):

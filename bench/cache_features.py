@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from feature_cache import FeatureCacheDataset  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.models import Backbone  # noqa: E402
-from ufl.runtime import resolve_device  # noqa: E402
+from ufl.runtime import Precision, resolve_device  # noqa: E402
 from ufl.workspace import Workspace  # noqa: E402
 from ufl.workspace.cache import dataset_specs, open_split, resolve_data  # noqa: E402
 from ufl.workspace.views import ViewDataset, backbone_features  # noqa: E402
@@ -48,13 +48,15 @@ def machine() -> str:
 
 
 def time_forward(ws, images: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    """Seconds of the backbone forward alone, run as cache-features runs it (float16 autocast on CUDA)."""
     backbone = ws.backbone(device)
     images = images.to(device)
-    backbone_features(backbone, images[:batch_size])  # warm-up (kernel selection)
+    precision = Precision("cuda", torch.float16) if device.type == "cuda" else None
+    backbone_features(backbone, images[:batch_size], precision)  # warm-up (kernel selection)
     _sync(device)
     start = time.perf_counter()
     for i in range(0, len(images), batch_size):
-        backbone_features(backbone, images[i:i + batch_size])
+        backbone_features(backbone, images[i:i + batch_size], precision)
     _sync(device)
     return time.perf_counter() - start
 
@@ -111,7 +113,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False)
+        make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False,
+                       workers=min(8, os.cpu_count() or 1))
         ws = Workspace.create(tmp / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")
         size = (args.size, args.size * 4 // 3 // 32 * 32 if args.dataset == "nyud" else args.size)
         folder, _ = resolve_data(ws, args.dataset, tmp / "data", None, size)

@@ -52,7 +52,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +81,7 @@ from .losses import MultiTaskLoss
 from .models import DEFAULT_BACKBONE, Backbone, MedusaHead
 from .models.heads import resize
 from .registry import Registry
-from .runtime import loader_kwargs, resolve_device, seed_everything
+from .runtime import cudnn_exact, loader_kwargs, resolve_device, seed_everything
 from .taskspec import TaskSpec, builtin_specs
 
 __all__ = [
@@ -730,21 +730,6 @@ def starting_backbone(config: ContinualConfig) -> Backbone:
     return backbone
 
 
-@contextlib.contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
-    """cuDNN in deterministic mode (no autotuning) while the comparison runs, so the same weights give
-    the same predictions at every evaluation (CPU kernels already are)."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
-
-
 def _run_strategy(name: str, start: Backbone, tasks: Sequence[ContinualTask], config: ContinualConfig,
                   device: torch.device, workers: int) -> dict[str, Any]:
     """Train strategy ``name`` over the stream; return its final metrics, forgetting and matrix."""
@@ -804,7 +789,7 @@ def run_continual(config: ContinualConfig, keep_models: bool = False) -> dict[st
     workers = config.workers if config.workers is not None else loader_kwargs(device)["num_workers"]
     out: dict[str, Any] = {"strategies": {}, "tasks": [t.key for t in tasks],
                            "metric": {t.key: t.metric for t in tasks}}
-    with _deterministic(device):
+    with cudnn_exact():
         for name in strategies:
             result = _run_strategy(name, start, tasks, config, device, workers)
             if not keep_models:

@@ -6,7 +6,7 @@ refuses duplicate names and lists the known names when asked for an unknown one.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from .errors import UflError
 

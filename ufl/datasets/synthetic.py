@@ -55,8 +55,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.io
+from scipy.ndimage import binary_dilation
 from PIL import Image
-from skimage.morphology import binary_dilation, disk, thin
+from skimage.morphology import disk, thin
 from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
@@ -1287,7 +1288,7 @@ def _void_band(instances: np.ndarray, size: int) -> np.ndarray:
     band = find_boundaries(instances, connectivity=1, mode="inner", background=0)
     radius = size // 200
     if radius:
-        band = binary_dilation(band, disk(radius))
+        band = binary_dilation(band, structure=disk(radius))
     return band
 
 

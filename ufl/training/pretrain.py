@@ -160,13 +160,14 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     start_epoch = 0
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model_state)
-        optimizer.load_state_dict(checkpoint.optimizer_state)
         start_epoch = checkpoint.epoch
     else:
         start_at_prior(model, specs, next(iter(train_loader)))
 
     precision = precision_for(device, config.amp)
     model.to(device).to(memory_format=torch.channels_last)  # faster convolutions, on CPU too
+    if checkpoint is not None:  # after the move: Adam puts its state on its parameters' device
+        optimizer.load_state_dict(checkpoint.optimizer_state)
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if distributed.is_distributed() else model
 

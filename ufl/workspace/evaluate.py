@@ -23,7 +23,7 @@ from feature_cache import FeatureCacheDataset
 from ..evaluation import evaluate
 from ..io import json_safe
 from ..metrics import delta_m
-from ..runtime import resolve_device
+from ..runtime import cudnn_exact, resolve_device
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
@@ -72,9 +72,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     head = copy.deepcopy(head).to(device, memory_format=torch.contiguous_format).eval()
     cache = ws.find_cache(dataset, "val", 1)
     specs = {name: spec}
-    deterministic = torch.backends.cudnn.deterministic
-    torch.backends.cudnn.deterministic = True  # same numbers at registration and at every evaluation
-    try:
+    with cudnn_exact():  # same numbers at registration and at every evaluation
         if cache is not None and not online:
             data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[name])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
@@ -97,8 +95,6 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
 
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
                         progress=progress)[name]
-    finally:
-        torch.backends.cudnn.deterministic = deterministic
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
