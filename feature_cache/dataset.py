@@ -88,6 +88,11 @@ class FeatureCacheDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether every row was read into RAM at construction."""
+        return self._memory is not None
+
     def _open(self) -> FeatureCacheReader:
         """This process's reader, opened on first use (a handle from another process is dropped)."""
         if self._reader is None or self._reader_pid != os.getpid():

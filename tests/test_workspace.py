@@ -226,6 +226,15 @@ def test_add_task_registers_head_spec_and_metrics(ws):
     assert (ws.root / record["head"]).is_file()
 
 
+def test_a_head_trained_from_disk_with_workers_equals_one_trained_in_memory(ws):
+    ws.add_task("human_parts", config=QUICK, device="cpu", progress=False, in_memory=False, workers=2)
+    from_disk = ws.head("human_parts").state_dict()
+    ws.add_task("human_parts", config=QUICK, device="cpu", progress=False, in_memory=True, replace=True)
+    in_memory = ws.head("human_parts").state_dict()
+    for key, value in from_disk.items():
+        assert torch.equal(value, in_memory[key]), key
+
+
 def test_evaluate_json_contract_and_zero_drift_after_add_and_remove(ws):
     result = _invoke("evaluate", "--workspace", ws.root, "--all-tasks", "--json")
     assert result.exit_code == 0, result.output

@@ -122,11 +122,13 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
 @click.option("--views", type=click.IntRange(1), default=None,
               help="Train on the cache with this many views (default: the one with most views; 1 if caching now).")
 @click.option("--replace", is_flag=True, help="Train again and replace a task that is already registered.")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="DataLoader workers reading the cache (default: none when it fits in RAM, else by device).")
 @_data_options
 @device_option
 @seed_option
 def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, weight_decay, val_every, views,
-                 replace, data_root, root, size, device, seed) -> None:
+                 replace, workers, data_root, root, size, device, seed) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
@@ -140,7 +142,7 @@ def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, we
     config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every)
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
-                         device=device, data_root=data_root, root=root, size=size)
+                         device=device, workers=workers, data_root=data_root, root=root, size=size)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     click.echo(f"registered {result.name} on {result.dataset} ({result.seconds:.1f} s): {metrics}")
 

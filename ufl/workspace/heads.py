@@ -78,7 +78,7 @@ def default_dataset(spec: TaskSpec) -> str:
 
 def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None, dataset: str | None = None,
              config: HeadTrainingConfig | None = None, views: int | None = None, replace: bool = False,
-             device: str = "auto", workers: int | None = 0, data_root=None, root=None,
+             device: str = "auto", workers: int | None = None, data_root=None, root=None,
              size: Sequence[int] | None = None, in_memory: bool | None = None, progress: bool = True,
              callbacks: Sequence[Callback] = ()) -> AddTaskResult:
     """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task)."""
@@ -105,6 +105,8 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     head.to(device, memory_format=torch.channels_last)  # faster convolutions while training
     train_set = FeatureCacheDataset(ws.root / train_record["file"], ws.fingerprint, tasks=[name],
                                     in_memory=_fits_in_memory(ws, train_record) if in_memory is None else in_memory)
+    if workers is None and train_set.in_memory:
+        workers = 0  # rows already in RAM: worker processes would only add copies
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
                         drop_last=len(train_set) > config.batch_size, **loader_kwargs(device, workers))
