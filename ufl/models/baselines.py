@@ -20,12 +20,12 @@ from torch import nn
 
 from ..errors import UflError
 from .backbone import Backbone
-from .heads import HRNetHead, resize
+from .heads import HRNetHead, MultiTaskModel, resize
 
 __all__ = ["MultiTaskBaseline", "SingleTaskModel"]
 
 
-class MultiTaskBaseline(nn.Module):
+class MultiTaskBaseline(MultiTaskModel):
     """Shared backbone, one :class:`~ufl.models.heads.HRNetHead` per task."""
 
     def __init__(self, backbone: Backbone, out_channels: Mapping[str, int]):
@@ -34,14 +34,6 @@ class MultiTaskBaseline(nn.Module):
             raise UflError("a model needs at least one task")
         self.backbone = backbone
         self.heads = nn.ModuleDict({task: HRNetHead(backbone.channels, n) for task, n in out_channels.items()})
-
-    @classmethod
-    def build(cls, backbone: Backbone, out_channels: Mapping[str, int]) -> "MultiTaskBaseline":
-        return cls(backbone, out_channels)
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.heads)
 
     def forward(self, images: torch.Tensor, out_size: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
         size = tuple(images.shape[-2:]) if out_size is None else out_size

@@ -7,7 +7,7 @@ BasicBlocks with a 1x1 conv-BN shortcut when the width changes, and from conv-BN
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,21 @@ def init_prediction_bias(model: nn.Module, task: str, value: float) -> int:
                 module.bias.fill_(value)
             count += 1
     return count
+
+
+class MultiTaskModel(nn.Module):
+    """A shared backbone with one head per task in ``self.heads`` (every model of ``build_model``)."""
+
+    heads: nn.ModuleDict
+
+    @classmethod
+    def build(cls, backbone, out_channels: Mapping[str, int], **options: Any) -> "MultiTaskModel":
+        """The model for ``out_channels`` ({task: channels}) on ``backbone``."""
+        return cls(backbone, out_channels, **options)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.heads)
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

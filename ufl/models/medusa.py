@@ -26,7 +26,7 @@ from ..errors import UflError
 from ..io import load_weights, save_weights
 from .attention import MultiScaleAttentionHead, SharedFeatureAttention
 from .backbone import Backbone
-from .heads import prediction_conv, resize
+from .heads import MultiTaskModel, prediction_conv, resize
 
 __all__ = ["MedusaHead", "Medusa", "build_head"]
 
@@ -136,7 +136,7 @@ def build_head(in_channels: Sequence[int], out_channels: int, **options: Any) ->
     return MedusaHead(in_channels, out_channels, **options)
 
 
-class Medusa(nn.Module):
+class Medusa(MultiTaskModel):
     """Shared backbone + one :class:`MedusaHead` per task.
 
     ``model(images, out_size=None)`` -> ``{task: head output}`` with ``"out"`` resized to
@@ -156,10 +156,6 @@ class Medusa(nn.Module):
         """One fresh head per task of ``out_channels`` ({task: channels})."""
         return cls(backbone, {task: MedusaHead(backbone.channels, n, width, attention_reduction)
                               for task, n in out_channels.items()})
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.heads)
 
     def add_head(self, task: str, head: MedusaHead) -> None:
         if task in self.heads:

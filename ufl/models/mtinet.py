@@ -30,7 +30,7 @@ from torchvision.ops import SqueezeExcitation
 
 from ..errors import UflError
 from .backbone import Backbone
-from .heads import HRNetHead, basic_block, prediction_conv, resize
+from .heads import HRNetHead, MultiTaskModel, basic_block, prediction_conv, resize
 
 __all__ = ["MTINet", "InitialTaskPrediction", "FeaturePropagation", "SpatialAttention", "MultiModalDistillation"]
 
@@ -124,7 +124,7 @@ class MultiModalDistillation(nn.Module):
         return out
 
 
-class MTINet(nn.Module):
+class MTINet(MultiTaskModel):
     """MTI-Net on any four-level backbone; ``out_channels`` = {task: channels}.
 
     ``model(images, out_size=None)`` -> {task: {"out": logits at ``out_size`` (default the images'
@@ -146,14 +146,6 @@ class MTINet(nn.Module):
         self.fpm = nn.ModuleList(FeaturePropagation(tasks, c[s]) for s in range(1, len(c)))
         self.distillation = nn.ModuleList(MultiModalDistillation(tasks, ch) for ch in c)
         self.heads = nn.ModuleDict({t: HRNetHead(c, n) for t, n in out_channels.items()})
-
-    @classmethod
-    def build(cls, backbone: Backbone, out_channels: Mapping[str, int]) -> "MTINet":
-        return cls(backbone, out_channels)
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.heads)
 
     def forward(self, images: torch.Tensor, out_size: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
         size = tuple(images.shape[-2:]) if out_size is None else out_size
