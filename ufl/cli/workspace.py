@@ -163,7 +163,9 @@ def evaluate_cmd(workspace, all_tasks, tasks, as_json, plot, references, online,
     """Evaluate registered tasks on their own dataset's val split (NYUD tasks on NYUD, PASCAL tasks
     on PASCAL), from the cache when present, else online.
 
-    `drift` is the largest change of a task's metrics since it was registered: always 0.
+    `drift` is the largest change of a task's metrics since it was registered: 0 on the device and
+    CPU thread count it was registered with (another thread count sums float32 in another order:
+    drifts of about 1e-8).
     """
     from ..io import read_json
     from ..tables import text_table
