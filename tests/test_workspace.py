@@ -271,6 +271,29 @@ def test_refusals_of_add_task(ws, tmp_path):
     assert result.exit_code == 1 and "not registered" in result.stderr
 
 
+def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws):
+    args = ("--dataset", "pascal", "--epochs", "1", "--batch-size", "4", "--workspace", ws.root, "--device", "cpu")
+    result = _invoke("add-task", "semseg", *args)  # semseg is NYUD's, from pretraining
+    assert result.exit_code == 1 and "--as NAME" in result.stderr and "pascal_semseg" in result.stderr
+    for alias, message in (("Pascal-Seg", "lower-case letters"), ("depth", "built-in task 'depth'")):
+        result = _invoke("add-task", "semseg", *args, "--as", alias)
+        assert result.exit_code == 1 and message in result.stderr, result.output
+    before = ws.evaluate(device="cpu", progress=False).to_dict()["tasks"]
+
+    result = _invoke("add-task", "semseg", *args, "--as", "pascal_semseg")
+    assert result.exit_code == 0, result.output
+    record = ws.tasks["pascal_semseg"]
+    assert record["dataset"] == "pascal" and record["spec"]["name"] == "semseg"
+    assert ws.head("pascal_semseg").out_channels == 21 and ws.head("semseg").out_channels == 40
+    after = ws.evaluate(device="cpu", progress=False).to_dict()["tasks"]
+    assert after["pascal_semseg"]["dataset"] == "pascal" and after["pascal_semseg"]["drift"] == 0.0
+    assert after["pascal_semseg"]["metrics"] == record["registered"] and "mIoU" in record["registered"]
+    for name, task in before.items():
+        assert after[name]["metrics"] == task["metrics"], name
+    listing = _invoke("list-tasks", "--workspace", ws.root)
+    assert "pascal_semseg" in listing.stdout and "segmentation (semseg)" in listing.stdout
+
+
 def test_replace_swaps_the_head_file(ws):
     old = ws.tasks["saliency"]["head"]
     ws.add_task("saliency", config=HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-3, seed=1), device="cpu",

@@ -122,13 +122,16 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
 @click.option("--views", type=click.IntRange(1), default=None,
               help="Train on the cache with this many views (default: the one with most views; 1 if caching now).")
 @click.option("--replace", is_flag=True, help="Train again and replace a task that is already registered.")
+@click.option("--as", "register_as", default=None, metavar="NAME",
+              help="Register under this name, e.g. `ufl add-task semseg --dataset pascal --as pascal_semseg` "
+                   "beside NYUD's semseg.")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="DataLoader workers reading the cache (default: none when it fits in RAM, else by device).")
 @_data_options
 @device_option
 @seed_option
 def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, weight_decay, val_every, views,
-                 replace, workers, data_root, root, size, device, seed) -> None:
+                 replace, register_as, workers, data_root, root, size, device, seed) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
@@ -142,7 +145,8 @@ def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, we
     config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every)
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
-                         device=device, workers=workers, data_root=data_root, root=root, size=size)
+                         device=device, workers=workers, data_root=data_root, root=root, size=size,
+                         register_as=register_as)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     click.echo(f"registered {result.name} on {result.dataset} ({result.seconds:.1f} s): {metrics}")
 
@@ -219,7 +223,8 @@ def list_tasks_cmd(workspace, as_json) -> None:
     rows = []
     for name, record in tasks.items():
         spec = ws.spec(name)
-        rows.append([name, record["dataset"], spec.kind, spec.metric, record["registered"].get(spec.metric),
+        kind = spec.kind if spec.name == name else f"{spec.kind} ({spec.name})"
+        rows.append([name, record["dataset"], kind, spec.metric, record["registered"].get(spec.metric),
                      record.get("source", ""), record.get("registered_at", "")])
     click.echo(text_table(["task", "dataset", "kind", "metric", "value", "source", "registered"], rows))
 

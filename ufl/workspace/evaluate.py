@@ -67,18 +67,19 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that)."""
     device = resolve_device(device)
+    target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
     # every later evaluation (a head loaded from disk) then run the very same kernels.
     head = copy.deepcopy(head).to(device, memory_format=torch.contiguous_format).eval()
     cache = ws.find_cache(dataset, "val", 1)
-    specs = {name: spec}
+    specs = {target: spec}
     with cudnn_exact():  # same numbers at registration and at every evaluation
         if cache is not None and not online:
-            data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[name])
+            data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
-                return {name: head(batch["features"], out_size=batch[name].shape[-2:])["out"]}
+                return {target: head(batch["features"], out_size=batch[target].shape[-2:])["out"]}
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
@@ -91,10 +92,10 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
 
             def predict(batch):
                 features = [f.float() for f in backbone_features(backbone, batch["image"], None, storage)]
-                return {name: head(features, out_size=batch[name].shape[-2:])["out"]}
+                return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
 
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress)[name]
+                        progress=progress)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
@@ -130,14 +131,15 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     for a registered task, fitted on its dataset's train split: the floor a head must clear."""
     record = ws.task(name)
     spec, dataset = ws.spec(name), record["dataset"]
+    target = spec.name
     train = ws.find_cache(dataset, "train")
     if train is not None:
-        fit_on = FeatureCacheDataset(ws.root / train["file"], ws.fingerprint, tasks=[name])
+        fit_on = FeatureCacheDataset(ws.root / train["file"], ws.fingerprint, tasks=[target])
     else:
         folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
-    prior = PriorPredictor({name: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
+    prior = PriorPredictor({target: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
     val = ws.find_cache(dataset, "val", 1)
-    loader = DataLoader(FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[name]),
+    loader = DataLoader(FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[target]),
                         batch_size=batch_size)
-    return evaluate(prior, loader, {name: spec}, dataset, torch.device("cpu"), progress=False)[name]
+    return evaluate(prior, loader, {target: spec}, dataset, torch.device("cpu"), progress=False)[target]

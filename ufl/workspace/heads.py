@@ -11,6 +11,7 @@ every earlier task keeps its exact predictions.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..evaluation import EDGE_THRESHOLDS_QUICK
 from ..losses import MultiTaskLoss
 from ..models import build_head
 from ..runtime import loader_kwargs, precision_for, resolve_device
-from ..taskspec import TaskSpec, resolve_spec
+from ..taskspec import TaskSpec, builtin_specs, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
 from ..training.priors import start_at_prior
@@ -80,15 +81,18 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
              config: HeadTrainingConfig | None = None, views: int | None = None, replace: bool = False,
              device: str = "auto", workers: int | None = None, data_root=None, root=None,
              size: Sequence[int] | None = None, in_memory: bool | None = None, progress: bool = True,
-             callbacks: Sequence[Callback] = ()) -> AddTaskResult:
-    """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task)."""
+             register_as: str | None = None, callbacks: Sequence[Callback] = ()) -> AddTaskResult:
+    """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task), under
+    ``register_as`` when given (e.g. ``semseg`` on PASCAL as ``pascal_semseg`` beside NYUD's ``semseg``)."""
     config = config or HeadTrainingConfig()
     spec = resolve_spec(name, spec_file)
     name = spec.name
-    if name in ws.tasks and not replace:
-        raise WorkspaceError(f"task {name!r} is already registered in {ws.root}; pass --replace to train it "
-                             f"again (other tasks are not affected)")
     dataset = dataset or default_dataset(spec)
+    key = _registration_name(register_as, name, dataset)
+    if key in ws.tasks and not replace:
+        raise WorkspaceError(f"task {key!r} is already registered in {ws.root}; pass --replace to train it "
+                             f"again (other tasks are not affected), or --as NAME to register another head "
+                             f"for it (e.g. --as {dataset}_{name})")
     if not spec.supports(dataset):
         raise SpecError(f"task {name!r} is not defined on dataset {dataset!r} (it is defined on: "
                         f"{', '.join(spec.datasets())}); pick one of those or give a --spec")
@@ -140,9 +144,22 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
               "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
                        "batch_size": 16},
               "registered": metrics}
-    ws.register(name, head.cpu(), record, replace=replace)
-    log.info("registered %s: %s", name, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    return AddTaskResult(name, dataset, metrics, state.history, seconds)
+    ws.register(key, head.cpu(), record, replace=replace)
+    log.info("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return AddTaskResult(key, dataset, metrics, state.history, seconds)
+
+
+def _registration_name(register_as: str | None, task: str, dataset: str) -> str:
+    """The name a head is registered under: the task's own, or a valid alias that is no other task's."""
+    if register_as is None or register_as == task:
+        return task
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", register_as):
+        raise SpecError(f"--as {register_as!r}: use lower-case letters, digits and '_', starting with a letter "
+                        f"(e.g. {dataset}_{task})")
+    if register_as in builtin_specs():
+        raise SpecError(f"--as {register_as!r} is the name of the built-in task {register_as!r}; choose another "
+                        f"(e.g. {dataset}_{task})")
+    return register_as
 
 
 def _ensure_caches(ws, spec: TaskSpec, dataset: str, views, data_root, root, size, device):

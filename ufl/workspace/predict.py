@@ -149,7 +149,7 @@ def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = No
                 if attention:
                     images_ = attention_images(result["attention"], sample["image"], index=0)
                     maps = images_["sfa"] + images_["msa"] + images_["msa_argmax"]
-                sample_rows.append({"task": name, "gt": sample[name], "pred": result["pred"][0], "kind": result["kind"],
+                sample_rows.append({"task": name, "gt": sample[ws.spec(name).name], "pred": result["pred"][0], "kind": result["kind"],
                                     "dataset": dataset, "num_classes": result["classes"], "attention": maps,
                                     "attention_labels": _attention_labels(scales) if maps else None})
             samples.append({"image": as_rgb(sample["image"]), "rows": sample_rows, "name": sample["id"]})
