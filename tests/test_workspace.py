@@ -273,15 +273,14 @@ def test_refusals_of_add_task(ws, tmp_path):
 
 def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws):
     args = ("--dataset", "pascal", "--epochs", "1", "--batch-size", "4", "--workspace", ws.root, "--device", "cpu")
-    result = _invoke("add-task", "semseg", *args)  # semseg is NYUD's, from pretraining
-    assert result.exit_code == 1 and "--as NAME" in result.stderr and "pascal_semseg" in result.stderr
     for alias, message in (("Pascal-Seg", "lower-case letters"), ("depth", "built-in task 'depth'")):
         result = _invoke("add-task", "semseg", *args, "--as", alias)
         assert result.exit_code == 1 and message in result.stderr, result.output
     before = ws.evaluate(device="cpu", progress=False).to_dict()["tasks"]
 
-    result = _invoke("add-task", "semseg", *args, "--as", "pascal_semseg")
+    result = _invoke("add-task", "semseg", *args)  # semseg is registered for NYUD (pretraining)
     assert result.exit_code == 0, result.output
+    assert "registered pascal_semseg on pascal" in result.stdout
     record = ws.tasks["pascal_semseg"]
     assert record["dataset"] == "pascal" and record["spec"]["name"] == "semseg"
     assert ws.head("pascal_semseg").out_channels == 21 and ws.head("semseg").out_channels == 40
@@ -292,6 +291,10 @@ def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws):
         assert after[name]["metrics"] == task["metrics"], name
     listing = _invoke("list-tasks", "--workspace", ws.root)
     assert "pascal_semseg" in listing.stdout and "segmentation (semseg)" in listing.stdout
+    result = _invoke("add-task", "semseg", *args)  # the same again: PASCAL's semseg head exists now
+    assert result.exit_code == 1 and "'pascal_semseg' is already registered" in result.stderr
+    result = _invoke("add-task", "semseg", *args, "--as", "semseg_b")
+    assert result.exit_code == 0 and set(ws.tasks) >= {"semseg", "pascal_semseg", "semseg_b"}
 
 
 def test_replace_swaps_the_head_file(ws):

@@ -6,9 +6,9 @@ add-task saliency -> evaluate --all-tasks, printed beside a trivial predictor (m
 mean depth, mean normal, positive rate) so you can see the heads learnt.
 
 It leaves ``OUT/data`` (NYUD_MT/, PASCAL_MT/), ``OUT/run`` (the pretraining checkpoint) and
-``OUT/workspace`` to keep working with (``ufl add-task semseg --dataset pascal --as pascal_semseg
---workspace OUT/workspace`` adds PASCAL segmentation beside NYUD's; every other task stays
-bit-identical), plus ``OUT/results.json`` and ``OUT/evaluate.png``.
+``OUT/workspace`` to keep working with (``ufl add-task normals --dataset pascal --workspace
+OUT/workspace`` adds PASCAL normals as ``pascal_normals`` beside NYUD's ``normals``; every other
+task stays bit-identical), plus ``OUT/results.json`` and ``OUT/evaluate.png``.
 
 NOTE: the demo trains from a randomly initialised backbone (no ImageNet weights here) on a small
 data set, so it uses a higher learning rate (1e-3) than the reference schedule (1e-4, made for

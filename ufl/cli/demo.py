@@ -35,6 +35,6 @@ def demo_cmd(out, size, train, val, pretrain_epochs, head_epochs, device, seed) 
                                   head_epochs=head_epochs, device=device, seed=seed))
     click.echo(format_results(results))
     click.echo(f"\nresults: {out}/results.json, chart: {out}/evaluate.png; keep going with "
-               f"`ufl add-task semseg --dataset pascal --as pascal_semseg --workspace {out}/workspace` (PASCAL "
-               f"segmentation beside NYUD's; every other task stays bit-identical), then "
+               f"`ufl add-task normals --dataset pascal --workspace {out}/workspace` (PASCAL normals, "
+               f"registered as pascal_normals beside NYUD's; every other task stays bit-identical), then "
                f"`ufl evaluate --all-tasks --workspace {out}/workspace`")

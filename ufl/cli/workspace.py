@@ -123,8 +123,8 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
               help="Train on the cache with this many views (default: the one with most views; 1 if caching now).")
 @click.option("--replace", is_flag=True, help="Train again and replace a task that is already registered.")
 @click.option("--as", "register_as", default=None, metavar="NAME",
-              help="Register under this name, e.g. `ufl add-task semseg --dataset pascal --as pascal_semseg` "
-                   "beside NYUD's semseg.")
+              help="Register under this name (default: the task's, or DATASET_TASK when the task is "
+                   "registered for another dataset, e.g. pascal_semseg beside NYUD's semseg).")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="DataLoader workers reading the cache (default: none when it fits in RAM, else by device).")
 @_data_options

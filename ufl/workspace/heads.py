@@ -82,17 +82,20 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
              device: str = "auto", workers: int | None = None, data_root=None, root=None,
              size: Sequence[int] | None = None, in_memory: bool | None = None, progress: bool = True,
              register_as: str | None = None, callbacks: Sequence[Callback] = ()) -> AddTaskResult:
-    """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task), under
-    ``register_as`` when given (e.g. ``semseg`` on PASCAL as ``pascal_semseg`` beside NYUD's ``semseg``)."""
+    """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task).
+
+    It is registered under ``register_as`` when given, else under the task's name, or under
+    ``DATASET_NAME`` when that name is taken by the task's head for another dataset (``normals``
+    on PASCAL becomes ``pascal_normals`` beside NYUD's ``normals``)."""
     config = config or HeadTrainingConfig()
     spec = resolve_spec(name, spec_file)
     name = spec.name
     dataset = dataset or default_dataset(spec)
-    key = _registration_name(register_as, name, dataset)
+    key = _registration_name(ws, register_as, name, dataset)
     if key in ws.tasks and not replace:
         raise WorkspaceError(f"task {key!r} is already registered in {ws.root}; pass --replace to train it "
                              f"again (other tasks are not affected), or --as NAME to register another head "
-                             f"for it (e.g. --as {dataset}_{name})")
+                             f"for it (e.g. --as {key}_2)")
     if not spec.supports(dataset):
         raise SpecError(f"task {name!r} is not defined on dataset {dataset!r} (it is defined on: "
                         f"{', '.join(spec.datasets())}); pick one of those or give a --spec")
@@ -149,9 +152,16 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     return AddTaskResult(key, dataset, metrics, state.history, seconds)
 
 
-def _registration_name(register_as: str | None, task: str, dataset: str) -> str:
-    """The name a head is registered under: the task's own, or a valid alias that is no other task's."""
-    if register_as is None or register_as == task:
+def _registration_name(ws, register_as: str | None, task: str, dataset: str) -> str:
+    """The name a head is registered under (see :func:`add_task`); an alias is checked."""
+    if register_as is None:
+        record = ws.tasks.get(task)
+        if record is None or record["dataset"] == dataset:
+            return task
+        log.info("%s is registered for %s; this head for %s is registered as %s_%s (--as NAME to choose)",
+                 task, record["dataset"], dataset, dataset, task)
+        return f"{dataset}_{task}"
+    if register_as == task:
         return task
     if not re.fullmatch(r"[a-z][a-z0-9_]*", register_as):
         raise SpecError(f"--as {register_as!r}: use lower-case letters, digits and '_', starting with a letter "
