@@ -223,7 +223,7 @@ def list_tasks_cmd(workspace, as_json) -> None:
     rows = []
     for name, record in tasks.items():
         spec = ws.spec(name)
-        kind = spec.kind if spec.name == name else f"{spec.kind} ({spec.name})"
+        kind = spec.kind if spec.name in (name, spec.kind) else f"{spec.kind} ({spec.name})"
         rows.append([name, record["dataset"], kind, spec.metric, record["registered"].get(spec.metric),
                      record.get("source", ""), record.get("registered_at", "")])
     click.echo(text_table(["task", "dataset", "kind", "metric", "value", "source", "registered"], rows))
