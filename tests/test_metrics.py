@@ -402,6 +402,25 @@ def test_edge_matching_is_reproducible():
         np.testing.assert_array_equal(states[0][key], states[1][key])
 
 
+def test_edge_matching_in_worker_processes_gives_the_same_counts():
+    edges = np.zeros((6, 40, 48))
+    edges[:, 10, 5:40] = 1
+    edges[:, 5:35, 30] = 1
+    edges[:3, 20:, 12] = 1
+    edges[5, :4] = 255  # an ignored band
+    pred = np.clip(0.6 * edges * (edges <= 1) + 0.5 * rng(3).random(edges.shape), 0, 1)
+    here, pooled = EdgeMetric(num_thresholds=9), EdgeMetric(num_thresholds=9, workers=2)
+    for metric in (here, pooled):
+        metric.update(pred[:4], edges[:4])
+        metric.update(pred[4:], edges[4:])
+    state_here, state_pooled = here.state(), pooled.state()
+    for key, value in state_here.items():
+        np.testing.assert_array_equal(state_pooled[key], value, err_msg=key)
+    assert pooled.compute() == here.compute() and int(state_here["num_images"]) == 6
+    with pytest.raises(MetricInputError, match="workers"):
+        EdgeMetric(workers=-1)
+
+
 def test_edge_one_pixel_shift_matches_far_shift_does_not():
     gt = edge_map(rows=[40])
     near, far = EdgeMetric(num_thresholds=5), EdgeMetric(num_thresholds=5)

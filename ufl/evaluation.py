@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -15,7 +16,7 @@ from .taskspec import TaskSpec
 from .training.trainer import move_to_device
 from .vectors import unit_vectors
 
-__all__ = ["postprocess", "make_metric", "evaluate", "EDGE_THRESHOLDS_QUICK"]
+__all__ = ["postprocess", "make_metric", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK"]
 
 #: Thresholds for edge evaluation during training (the protocol's 99 are kept for registration
 #: and ``ufl evaluate``); odsF over 19 thresholds is within a fraction of a point of 99.
@@ -40,11 +41,22 @@ def postprocess(kind: str, logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown task kind {kind!r}")
 
 
+def edge_workers() -> int:
+    """Processes for edge matching: this process's CPUs shared among the torchrun processes of
+    this machine (0, i.e. in this process, when that leaves fewer than 2)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return share if share >= 2 else 0
+
+
 def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None) -> Metric:
-    """The metric accumulator of ``spec`` on ``dataset``."""
+    """The metric accumulator of ``spec`` on ``dataset`` (edges matched in :func:`edge_workers`
+    processes)."""
     kwargs: dict[str, Any] = {}
-    if spec.kind == "edges" and edge_thresholds is not None:
-        kwargs["num_thresholds"] = edge_thresholds
+    if spec.kind == "edges":
+        kwargs["workers"] = edge_workers()
+        if edge_thresholds is not None:
+            kwargs["num_thresholds"] = edge_thresholds
     return build_metric(spec.kind, num_classes=spec.out_channels(dataset), **kwargs)
 
 

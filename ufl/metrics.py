@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import ctypes
 import math
+import multiprocessing
 import sys
 import threading
 import warnings
+from concurrent.futures import Future, ProcessPoolExecutor
 from numbers import Real
 from typing import Any, Mapping
 
@@ -633,6 +635,47 @@ def _match_pixels(predicted: np.ndarray, edges: np.ndarray, max_dist: float):
     return _MATCHER(predicted, edges, max_dist)
 
 
+def _edge_image_counts(thresholds: np.ndarray, max_dist: float, pred: np.ndarray, edges: np.ndarray,
+                       valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-threshold (count_r, sum_r, count_p, sum_p) of one (H, W) image (see :class:`EdgeMetric`);
+    a module-level function so that worker processes can run it."""
+    k = thresholds.size
+    counts = {name: np.zeros(k, np.int64) for name in ("count_r", "sum_r", "count_p", "sum_p")}
+    counts["sum_r"][:] = edges.sum()
+    previous, previous_counts = None, (0, 0, 0)
+    for i, t in enumerate(thresholds):
+        binary = pred >= max(np.finfo(np.float64).eps, t)  # edgesEvalImg: E >= max(eps, thrs(k))
+        if previous is not None and np.array_equal(binary, previous):
+            matched_r, matched_p, total_p = previous_counts  # same map, same counts
+        else:
+            matched_r, matched_p, total_p = _edge_match(binary, edges, valid, max_dist)
+        counts["count_r"][i], counts["count_p"][i], counts["sum_p"][i] = matched_r, matched_p, total_p
+        previous, previous_counts = binary, (matched_r, matched_p, total_p)
+    return counts
+
+
+def _edge_match(binary: np.ndarray, edges: np.ndarray, valid: np.ndarray, max_dist: float) -> tuple[int, int, int]:
+    """(matched ground truth, matched prediction, predicted pixels) for one binary map."""
+    if not binary.any():
+        return 0, 0, 0
+    predicted = thin(binary) & valid
+    if not edges.any() or not predicted.any():
+        return 0, 0, int(predicted.sum())  # nothing to match: every prediction is a false positive
+    match_pred, match_gt, _, _ = _match_pixels(predicted, edges, max_dist)
+    return int((match_gt > 0).sum()), int((match_pred > 0).sum()), int(predicted.sum())
+
+
+_EDGE_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _edge_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool shared by every EdgeMetric of this process with this many workers (spawned,
+    not forked: the parent may hold OpenMP and CUDA state)."""
+    if workers not in _EDGE_POOLS:
+        _EDGE_POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _EDGE_POOLS[workers]
+
+
 @METRICS.register("edges")
 class EdgeMetric(Metric):
     """Boundary F-measure at the optimal dataset scale (odsF), with one-to-one pixel matching.
@@ -645,6 +688,9 @@ class EdgeMetric(Metric):
         interpolated: False (default): odsF is the largest F over the thresholds, as SEISM's
             ``general_ods.m``, which made MTI-Net's numbers. True: the BSDS / pyEdgeEval
             interpolated maximum between neighbouring thresholds (never smaller).
+        workers: 0 (default) matches in this process; N > 0 matches the images in N worker
+            processes (the same counts: integer sums). Matching is the slow part of the protocol:
+            about 0.4 s per threshold on a 480 x 640 image, 40 s per image for 99 thresholds.
 
     ``update(pred, target)``: ``pred`` edge probabilities in [0, 1], ``target`` {0, 1} (values
     > 0.5 are edges) with 255 = ignore; both (B, H, W) or (B, 1, H, W). Per image and threshold
@@ -677,7 +723,8 @@ class EdgeMetric(Metric):
 
     keys = ("odsF",)
 
-    def __init__(self, num_thresholds: int = 99, max_dist: float = 0.0075, interpolated: bool = False):
+    def __init__(self, num_thresholds: int = 99, max_dist: float = 0.0075, interpolated: bool = False,
+                 workers: int = 0):
         if not _is_positive_int(num_thresholds):
             raise MetricInputError(
                 f"EdgeMetric: num_thresholds must be a positive integer, got {num_thresholds!r}")
@@ -688,6 +735,10 @@ class EdgeMetric(Metric):
         self.thresholds = np.linspace(1.0 / (k + 1), 1.0 - 1.0 / (k + 1), k)
         self.max_dist = float(max_dist)
         self.interpolated = bool(interpolated)
+        if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0):
+            raise MetricInputError(f"EdgeMetric: workers must be a non-negative integer, got {workers!r}")
+        self.workers = workers
+        self._pending: list[Future] = []
         super().__init__()
 
     def _empty_state(self) -> dict[str, np.ndarray]:
@@ -708,44 +759,52 @@ class EdgeMetric(Metric):
             valid = labels != IGNORE_INDEX
             if not valid.any():
                 continue
-            counts = self._image_counts(image, (labels > 0.5) & valid, valid)
-            for key, value in counts.items():
-                self._state[key] += value
-            self._state["num_images"] += 1
-
-    def _image_counts(self, pred: np.ndarray, edges: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-threshold (count_r, sum_r, count_p, sum_p) of one (H, W) image."""
-        k = self.thresholds.size
-        counts = {name: np.zeros(k, np.int64) for name in ("count_r", "sum_r", "count_p", "sum_p")}
-        counts["sum_r"][:] = edges.sum()
-        previous, previous_counts = None, (0, 0, 0)
-        for i, t in enumerate(self.thresholds):
-            binary = pred >= max(np.finfo(np.float64).eps, t)  # edgesEvalImg: E >= max(eps, thrs(k))
-            if previous is not None and np.array_equal(binary, previous):
-                matched_r, matched_p, total_p = previous_counts  # same map, same counts
+            args = (self.thresholds, self.max_dist, image, (labels > 0.5) & valid, valid)
+            if self.workers:
+                self._pending.append(_edge_pool(self.workers).submit(_edge_image_counts, *args))
+                if len(self._pending) > 4 * self.workers:  # bound the images held in flight
+                    self._add(self._pending.pop(0).result())
             else:
-                matched_r, matched_p, total_p = self._match(binary, edges, valid)
-            counts["count_r"][i], counts["count_p"][i], counts["sum_p"][i] = matched_r, matched_p, total_p
-            previous, previous_counts = binary, (matched_r, matched_p, total_p)
-        return counts
+                self._add(_edge_image_counts(*args))
 
-    def _match(self, binary: np.ndarray, edges: np.ndarray, valid: np.ndarray) -> tuple[int, int, int]:
-        """(matched ground truth, matched prediction, predicted pixels) for one binary map."""
-        if not binary.any():
-            return 0, 0, 0
-        predicted = thin(binary) & valid
-        if not edges.any() or not predicted.any():
-            return 0, 0, int(predicted.sum())  # nothing to match: every prediction is a false positive
-        match_pred, match_gt, _, _ = _match_pixels(predicted, edges, self.max_dist)
-        return int((match_gt > 0).sum()), int((match_pred > 0).sum()), int(predicted.sum())
+    def _add(self, counts: Mapping[str, np.ndarray]) -> None:
+        for key, value in counts.items():
+            self._state[key] += value
+        self._state["num_images"] += 1
+
+    def _drain(self) -> None:
+        """Add the counts of the images still being matched in worker processes."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            self._add(future.result())
+
+    def reset(self) -> None:
+        self._drain()
+        super().reset()
+
+    def state(self) -> dict[str, np.ndarray]:
+        self._drain()
+        return super().state()
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self._drain()
+        super().load_state(state)
+
+    def merge(self, other: "Metric") -> "Metric":
+        self._drain()
+        if isinstance(other, EdgeMetric):
+            other._drain()
+        return super().merge(other)
 
     def curves(self) -> dict[str, np.ndarray]:
         """Per threshold: pooled ``precision``, ``recall``, ``f1`` (fractions) and ``thresholds``."""
+        self._drain()
         s = {key: self._state[key].astype(np.float64) for key in ("count_r", "sum_r", "count_p", "sum_p")}
         recall, precision, f1 = compute_rec_prec_f1(s["count_r"], s["sum_r"], s["count_p"], s["sum_p"])
         return {"thresholds": self.thresholds.copy(), "precision": precision, "recall": recall, "f1": f1}
 
     def compute(self) -> dict[str, float]:
+        self._drain()
         if int(self._state["num_images"]) == 0:
             return {"odsF": math.nan}
         c = self.curves()
