@@ -271,7 +271,7 @@ def test_refusals_of_add_task(ws, tmp_path):
     assert result.exit_code == 1 and "not registered" in result.stderr
 
 
-def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws):
+def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws, tmp_path):
     args = ("--dataset", "pascal", "--epochs", "1", "--batch-size", "4", "--workspace", ws.root, "--device", "cpu")
     for alias, message in (("Pascal-Seg", "lower-case letters"), ("depth", "built-in task 'depth'")):
         result = _invoke("add-task", "semseg", *args, "--as", alias)
@@ -295,6 +295,8 @@ def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws):
     assert result.exit_code == 1 and "'pascal_semseg' is already registered" in result.stderr
     result = _invoke("add-task", "semseg", *args, "--as", "semseg_b")
     assert result.exit_code == 0 and set(ws.tasks) >= {"semseg", "pascal_semseg", "semseg_b"}
+    panels = ws.visualize(tmp_path / "vis", datasets=["pascal"], num=1, attention=False, device="cpu")
+    assert [p.name for p in panels] == ["visualize-pascal.png"]  # ground truth read from the spec's target
 
 
 def test_replace_swaps_the_head_file(ws):
