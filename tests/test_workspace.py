@@ -252,6 +252,19 @@ def test_evaluate_json_contract_and_zero_drift_after_add_and_remove(ws):
     assert all(t["drift"] == 0.0 for t in after["tasks"].values())
 
 
+def test_evaluation_repeats_the_registration_with_another_thread_count(ws):
+    registered = {name: record["eval"]["threads"] for name, record in ws.tasks.items()}
+    assert set(registered.values()) == {torch.get_num_threads()}  # recorded at init and add-task
+    saved = torch.get_num_threads()
+    torch.set_num_threads(saved + 1)
+    try:
+        tasks = ws.evaluate(device="cpu", progress=False).to_dict()["tasks"]
+        assert torch.get_num_threads() == saved + 1  # restored after each task
+    finally:
+        torch.set_num_threads(saved)
+    assert all(task["drift"] == 0.0 for task in tasks.values()), {n: t["drift"] for n, t in tasks.items()}
+
+
 def test_online_evaluation_reproduces_the_cached_metrics(ws):
     cached = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False).to_dict()
     online = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False, online=True).to_dict()

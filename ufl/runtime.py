@@ -20,7 +20,7 @@ import torch
 from .errors import UflError
 
 __all__ = ["resolve_device", "seed_everything", "Precision", "precision_for", "loader_kwargs", "seed_worker",
-           "cudnn_exact"]
+           "cudnn_exact", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,22 @@ def cudnn_exact():
         yield
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's CPU intra-op threads set to ``n`` inside the block (None: as they are). Float32 sums
+    split over another number of threads add up in another order (differences of about 1e-8), so an
+    evaluation repeats a registration's numbers exactly with the registration's thread count."""
+    saved = torch.get_num_threads()
+    if n is None or n == saved:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:

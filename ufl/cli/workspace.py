@@ -167,9 +167,10 @@ def evaluate_cmd(workspace, all_tasks, tasks, as_json, plot, references, online,
     """Evaluate registered tasks on their own dataset's val split (NYUD tasks on NYUD, PASCAL tasks
     on PASCAL), from the cache when present, else online.
 
-    `drift` is the largest change of a task's metrics since it was registered: 0 on the device and
-    CPU thread count it was registered with (another thread count sums float32 in another order:
-    drifts of about 1e-8).
+    `drift` is the largest change of a task's metrics since it was registered: 0, since the backbone
+    and every other head are frozen and each task is evaluated as it was registered (on the CPU
+    with the registration's thread count). A task registered on a GPU and evaluated on the CPU
+    differs by float rounding.
     """
     from ..io import read_json
     from ..tables import text_table

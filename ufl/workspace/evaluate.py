@@ -23,13 +23,13 @@ from feature_cache import FeatureCacheDataset
 from ..evaluation import evaluate
 from ..io import json_safe
 from ..metrics import delta_m
-from ..runtime import cudnn_exact, resolve_device
+from ..runtime import cudnn_exact, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
 from .views import ViewDataset, backbone_features
 
-__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift"]
+__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,19 @@ def drift(now: Mapping[str, float], registered: Mapping[str, float]) -> float:
     return worst
 
 
+def eval_threads(device: str | torch.device) -> int | None:
+    """The CPU threads a registration computes its metrics with (recorded in the task's ``eval``
+    record, so that every later evaluation on the CPU uses as many); None on a GPU."""
+    return torch.get_num_threads() if resolve_device(device).type == "cpu" else None
+
+
 @torch.no_grad()
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
-                 online: bool | None = None) -> dict[str, float]:
+                 online: bool | None = None, threads: int | None = None) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
-    ``online=False``), else through the backbone (``online=True`` forces that)."""
+    ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
+    ``threads`` intra-op threads when given (see :func:`eval_threads`)."""
     device = resolve_device(device)
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
@@ -73,7 +80,8 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     head = copy.deepcopy(head).to(device, memory_format=torch.contiguous_format).eval()
     cache = ws.find_cache(dataset, "val", 1)
     specs = {target: spec}
-    with cudnn_exact():  # same numbers at registration and at every evaluation
+    # same numbers at registration and at every evaluation
+    with cudnn_exact(), torch_threads(threads if device.type == "cpu" else None):
         if cache is not None and not online:
             data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
@@ -113,7 +121,8 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         spec = ws.spec(name)
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
-                               batch_size=evaluation.get("batch_size", 16), progress=progress, online=online)
+                               batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
+                               threads=evaluation.get("threads"))
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
     score = None

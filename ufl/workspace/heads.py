@@ -32,7 +32,7 @@ from ..taskspec import TaskSpec, builtin_specs, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
 from ..training.priors import start_at_prior
-from .evaluate import task_metrics
+from .evaluate import eval_threads, task_metrics
 
 __all__ = ["add_task", "AddTaskResult", "default_dataset", "HeadTrainingConfig"]
 
@@ -145,7 +145,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
               "training": {**config.to_dict(), "train_cache": ws.cache_key(dataset, "train", train_record["views"]),
                            "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device)},
               "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
-                       "batch_size": 16},
+                       "batch_size": 16, "threads": eval_threads(device)},
               "registered": metrics}
     ws.register(key, head.cpu(), record, replace=replace)
     log.info("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

@@ -15,7 +15,7 @@ from typing import Any
 from ..checkpoint import Checkpoint
 from ..models import MedusaHead
 from ..taskspec import TaskSpec
-from .evaluate import task_metrics
+from .evaluate import eval_threads, task_metrics
 
 __all__ = ["register_checkpoint_tasks"]
 
@@ -50,7 +50,8 @@ def register_checkpoint_tasks(ws, ckpt: Checkpoint, *, data_root=None, root=None
             "role": "main" if name in meta["tasks"] else "auxiliary",
             "training": {"pretrain": meta.get("config", {}), "epochs": ckpt.epoch},
             "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val",
-                     "size": ws.find_cache(dataset, "val", 1)["size"], "batch_size": batch_size},
+                     "size": ws.find_cache(dataset, "val", 1)["size"], "batch_size": batch_size,
+                     "threads": eval_threads(device)},
             "registered": metrics}
         ws.register(name, head, record)
         log.info("registered %s (%s): %s", name, dataset, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
