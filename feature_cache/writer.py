@@ -30,6 +30,7 @@ import contextlib
 import datetime as _dt
 import os
 import queue
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -200,6 +201,8 @@ class FeatureCacheWriter:
                     f"cache {path} already exists; resume it, or pass overwrite=True "
                     "(cache-features --overwrite) to replace it")
             return cls._resume(path, layout, ids_array, views, first_index, shard)
+        if shard is None and layout.compression is None:
+            _check_free_space(path, layout)
         cls._create_skeleton(path, layout, ids_array, views, metadata, first_index, shard)
         return cls(open_h5(path, "r+"), path, layout, first_index, resumed=False)
 
@@ -451,6 +454,19 @@ def _cast_checked(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
     elif not np.array_equal(np.isfinite(out), np.isfinite(arr)):
         raise LayoutMismatchError(f"{what} overflow the stored dtype {dtype}; store float32")
     return out
+
+
+def _check_free_space(path: Path, layout: CacheLayout) -> None:
+    """Refuse, before anything is written, a cache that cannot fit on its disk (uncompressed rows
+    have a known size; the file is allocated up front and filled as rows come)."""
+    row = fmt.estimate_bytes_per_sample(layout.scales, layout.dtype, layout.targets, len(layout.view_param_names))
+    needed = layout.num_samples * row
+    free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    if needed > free:
+        raise FeatureCacheError(
+            f"cache {path} needs about {needed / 1e9:.1f} GB ({layout.num_samples} rows of {row / 1e6:.2f} MB) "
+            f"but only {free / 1e9:.1f} GB are free there; free space, cache fewer views, or use compression "
+            f"(cache-features --compression lzf)")
 
 
 def write_skeleton(f: h5py.File, layout: CacheLayout, ids: np.ndarray, views: np.ndarray,

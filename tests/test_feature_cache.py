@@ -164,6 +164,19 @@ def test_chunks_hold_one_sample_and_layout_is_plain_hdf5(reference):
         assert f["features/0"].compression is None
 
 
+def test_a_cache_that_cannot_fit_on_its_disk_is_refused_before_writing(tmp_path, monkeypatch):
+    import collections
+    import feature_cache.writer as writer
+
+    row = fc.estimate_bytes_per_sample(SCALES, "float16", TARGETS, view_params=3)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: usage(10**12, 0, row * 3))
+    with pytest.raises(fc.FeatureCacheError, match=r"needs about .* GB .* but only .* free there"):
+        fc.FeatureCacheWriter.create(tmp_path / "big.h5", **CREATE_KW)
+    assert not (tmp_path / "big.h5").exists()
+    fc.FeatureCacheWriter.create(tmp_path / "small.h5", **{**CREATE_KW, "compression": "lzf"}).close()
+
+
 @pytest.mark.parametrize("compression", ["lzf", "gzip", "zstd", "blosc"])
 def test_compression_options_store_equal_data(tmp_path, reference, compression):
     if compression in ("zstd", "blosc") and not HAS_HDF5PLUGIN:
