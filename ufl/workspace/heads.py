@@ -85,7 +85,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task).
 
     It is registered under ``register_as`` when given, else under the task's name, or under
-    ``DATASET_NAME`` when that name is taken by the task's head for another dataset (``normals``
+    ``DATASET_TASK`` when that name is taken by the task's head for another dataset (``normals``
     on PASCAL becomes ``pascal_normals`` beside NYUD's ``normals``)."""
     config = config or HeadTrainingConfig()
     spec = resolve_spec(name, spec_file)
