@@ -3,7 +3,8 @@
 # scikit-image, click, pyyaml, safetensors and pyEdgeEval (the package itself need not be installed):
 #   the CUDA tests (AMP pretraining and resume, GPU cache against CPU cache, heads trained on the GPU
 #   evaluating without drift), then bench/train_step.py at the real resolutions, then the cache and
-#   add-task benches at their CPU settings. Logs and JSON go to ${OUT:-gpu-check}/.
+#   add-task benches at their CPU settings, and the edge evaluation over that machine's CPUs.
+#   Logs and JSON go to ${OUT:-gpu-check}/.
 #
 #   bash bench/gpu_check.sh
 set -u
@@ -17,3 +18,4 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/tes
 python3 bench/train_step.py --json | tee "$out/train_step.json"
 python3 bench/cache_features.py --json --device cuda --batch-size 64 | tee "$out/cache_features.json"
 python3 bench/add_task.py --json --device cuda | tee "$out/add_task.json"
+python3 bench/edge_metric.py --json --images 8 | tee "$out/edge_metric.json"
