@@ -18,7 +18,7 @@ from feature_cache.errors import FeatureCacheError
 from ..errors import UflError
 
 __all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
-           "parse_names", "pretrained_option"]
+           "parse_names", "pretrained_option", "optimizer_options"]
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -117,6 +117,16 @@ def device_option(f):
         "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
         help="Where to run; auto picks CUDA when available.",
     )(f)
+
+
+def optimizer_options(schedule: str = "poly decay, power 0.9, per epoch"):
+    """``--lr`` and ``--weight-decay`` of Adam, with the reference protocol's defaults."""
+    def decorate(f):
+        f = click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+                         help="Adam weight decay.")(f)
+        return click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+                            help=f"Adam learning rate ({schedule}).")(f)
+    return decorate
 
 
 def seed_option(f):

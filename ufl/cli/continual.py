@@ -8,7 +8,8 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UflError
-from .base import data_root_option, device_option, main, parse_names, parse_size, pretrained_option, seed_option
+from .base import (data_root_option, device_option, main, optimizer_options, parse_names, parse_size,
+                   pretrained_option, seed_option)
 
 # The defaults of ufl.continual, spelt out so that `ufl --help` does not import avalanche.
 DEFAULT_TASKS = "nyud:semseg,nyud:depth,pascal:human_parts,pascal:saliency"
@@ -29,10 +30,7 @@ DEFAULT_STRATEGIES = "frozen,naive,ewc,lwf"
 @pretrained_option
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Epochs per experience.")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="Adam learning rate (constant).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Adam weight decay.")
+@optimizer_options("constant")
 @click.option("--size", default=None, callback=parse_size,
               help="Image size HxW for every task (default: NYUD 480x640, PASCAL 512x512).")
 @click.option("--no-augment", is_flag=True, help="Turn off the reference training augmentations.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .base import data_root_option, device_option, main, parse_names, parse_size, pretrained_option, seed_option
+from .base import (data_root_option, device_option, main, optimizer_options, parse_names, parse_size,
+                   pretrained_option, seed_option)
 
 
 @main.command("pretrain")
@@ -28,9 +29,7 @@ from .base import data_root_option, device_option, main, parse_names, parse_size
               help="Training/validation size HxW (default: NYUD 480x640, PASCAL 512x512).")
 @click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Epochs.")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size per process.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="Adam learning rate (poly decay, power 0.9, per epoch).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Adam weight decay.")
+@optimizer_options()
 @click.option("--val-every", type=click.IntRange(1), default=1, show_default=True,
               help="Validate every k epochs (and after the last).")
 @click.option("--no-augment", is_flag=True, help="Turn off the reference augmentations.")

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from .base import device_option, main, parse_size, pretrained_option, seed_option, workspace_option
+from .base import device_option, main, optimizer_options, parse_size, pretrained_option, seed_option, workspace_option
 
 
 def _data_options(f):
@@ -114,9 +114,7 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
               help="Your own task spec (YAML); NAME may then be omitted.")
 @click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Training epochs.")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="Adam learning rate (poly decay, power 0.9, per epoch).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Adam weight decay.")
+@optimizer_options()
 @click.option("--val-every", type=click.IntRange(1), default=None,
               help="Validate every k epochs (default: 5 times per run).")
 @click.option("--views", type=click.IntRange(1), default=None,
