@@ -486,7 +486,20 @@ class HeadlineScorePluginMetric(GenericPluginMetric):
         return "Headline"
 
 
-class HeadlineExperienceForgetting(GenericExperienceForgetting):
+class _HeadlineForgettingUpdates:
+    """What avalanche's generic forgetting metrics need from a subclass: how the current score
+    is updated from the strategy and read."""
+
+    _current_metric: HeadlineScore
+
+    def metric_update(self, strategy) -> None:
+        _update_from_strategy(self._current_metric, strategy)
+
+    def metric_result(self, strategy) -> float | None:
+        return self._current_metric.score()
+
+
+class HeadlineExperienceForgetting(_HeadlineForgettingUpdates, GenericExperienceForgetting):
     """Per task: score just after its experience minus score now, on the higher-is-better score, so
     positive = worse in every unit (``after - end`` for mIoU, ``end - after`` for rmse). Logged as
     ``HeadlineForgetting/eval_phase/test_stream/TaskTTT/ExpEEE`` for every task learnt before the last
@@ -501,17 +514,11 @@ class HeadlineExperienceForgetting(GenericExperienceForgetting):
     def result(self) -> dict[int, float]:
         return self.forgetting.result()
 
-    def metric_update(self, strategy) -> None:
-        _update_from_strategy(self._current_metric, strategy)
-
-    def metric_result(self, strategy) -> float | None:
-        return self._current_metric.score()
-
     def __str__(self) -> str:
         return "HeadlineForgetting"
 
 
-class HeadlineStreamForgetting(GenericStreamForgetting):
+class HeadlineStreamForgetting(_HeadlineForgettingUpdates, GenericStreamForgetting):
     """The mean of :class:`HeadlineExperienceForgetting` over the earlier tasks, logged as
     ``StreamHeadlineForgetting/eval_phase/test_stream``.
 
@@ -520,12 +527,6 @@ class HeadlineStreamForgetting(GenericStreamForgetting):
 
     def __init__(self, tasks: Sequence[ContinualTask]):
         super().__init__(HeadlineScore(tasks))
-
-    def metric_update(self, strategy) -> None:
-        _update_from_strategy(self._current_metric, strategy)
-
-    def metric_result(self, strategy) -> float | None:
-        return self._current_metric.score()
 
     def __str__(self) -> str:
         return "StreamHeadlineForgetting"
