@@ -45,18 +45,22 @@ def _task_groups(ws, tasks: Sequence[str] | None) -> dict[tuple[int, int], list[
     return groups
 
 
+def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
+    """``{task: (head on device, spec, dataset)}``, read (and hash-checked) once for many images."""
+    return {name: (ws.head(name, device), ws.spec(name), ws.task(name)["dataset"]) for name in names}
+
+
 @torch.no_grad()
-def _run_heads(ws, names: Sequence[str], images: torch.Tensor, device, attention: bool) -> dict[str, dict]:
-    """Backbone once, then each head: ``{task: {"pred": postprocessed (B, ...), "attention": ...}}``."""
-    backbone = ws.backbone(device)
-    features = backbone(images.to(device))
+def _run_heads(ws, heads: dict[str, tuple], images: torch.Tensor, device, attention: bool) -> dict[str, dict]:
+    """Backbone once, then each head of :func:`_load_heads`: ``{task: {"pred": postprocessed (B, ...),
+    "attention": ..., "kind", "dataset", "classes", "target": the spec's target name}}``."""
+    features = ws.backbone(device)(images.to(device))
     out = {}
-    for name in names:
-        spec = ws.spec(name)
-        result = ws.head(name, device)(features, out_size=images.shape[-2:], return_attention=attention)
+    for name, (head, spec, dataset) in heads.items():
+        result = head(features, out_size=images.shape[-2:], return_attention=attention)
         out[name] = {"pred": postprocess(spec.kind, result["out"]).cpu(), "attention": result.get("attention"),
-                     "kind": spec.kind, "dataset": ws.task(name)["dataset"],
-                     "classes": spec.out_channels(ws.task(name)["dataset"])}
+                     "kind": spec.kind, "dataset": dataset, "classes": spec.out_channels(dataset),
+                     "target": spec.name}
     return out
 
 
@@ -79,7 +83,7 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     """
     device = resolve_device(device)
     out = Path(out)
-    groups = _task_groups(ws, tasks)
+    groups = {size: _load_heads(ws, names, device) for size, names in _task_groups(ws, tasks).items()}
     written: dict[str, dict[str, Path]] = {}
     scales = len(ws.read()["backbone"]["channels"])
     for file in images:
@@ -90,9 +94,9 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         folder = out / file.stem
         record: dict[str, Path] = {}
         rows = []
-        for size, names in groups.items():
+        for size, heads in groups.items():
             resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-            for name, result in _run_heads(ws, names, resized, device, attention).items():
+            for name, result in _run_heads(ws, heads, resized, device, attention).items():
                 pred = _resize_back(result["kind"], result["pred"][0], (height, width))
                 png = colorize(result["kind"], pred, dataset=result["dataset"], task=name,
                                num_classes=result["classes"])
@@ -139,18 +143,19 @@ def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = No
             continue
         folder, size = resolve_data(ws, dataset, None, None, tuple(ws.task(names[0])["eval"]["size"]))
         rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
+        heads = _load_heads(ws, names, device)
         samples = []
         for index in range(min(num, len(rows))):
             sample = rows[index]
-            results = _run_heads(ws, names, sample["image"][None], device, attention)
+            results = _run_heads(ws, heads, sample["image"][None], device, attention)
             sample_rows = []
             for name, result in results.items():
                 maps = None
                 if attention:
                     images_ = attention_images(result["attention"], sample["image"], index=0)
                     maps = images_["sfa"] + images_["msa"] + images_["msa_argmax"]
-                sample_rows.append({"task": name, "gt": sample[ws.spec(name).name], "pred": result["pred"][0], "kind": result["kind"],
-                                    "dataset": dataset, "num_classes": result["classes"], "attention": maps,
+                sample_rows.append({"task": name, "gt": sample[result["target"]], "pred": result["pred"][0],
+                                    "kind": result["kind"], "dataset": dataset, "num_classes": result["classes"], "attention": maps,
                                     "attention_labels": _attention_labels(scales) if maps else None})
             samples.append({"image": as_rgb(sample["image"]), "rows": sample_rows, "name": sample["id"]})
         paths.append(prediction_grids(samples, out / f"visualize-{dataset}.png",
