@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .metrics import Metric, build_metric
-from .runtime import Precision
+from .runtime import Precision, usable_cpus
 from .taskspec import TaskSpec
 from .training.trainer import move_to_device
 from .vectors import unit_vectors
@@ -44,8 +44,7 @@ def postprocess(kind: str, logits: torch.Tensor) -> torch.Tensor:
 def edge_workers() -> int:
     """Processes for edge matching: this process's CPUs shared among the torchrun processes of
     this machine (0, i.e. in this process, when that leaves fewer than 2)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    share = cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    share = usable_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return share if share >= 2 else 0
 
 

@@ -20,7 +20,7 @@ import torch
 from .errors import UflError
 
 __all__ = ["resolve_device", "seed_everything", "Precision", "precision_for", "loader_kwargs", "seed_worker",
-           "cudnn_exact", "torch_threads"]
+           "cudnn_exact", "torch_threads", "usable_cpus"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,11 @@ def torch_threads(n: int | None):
         torch.set_num_threads(saved)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
     """DataLoader settings: workers and pinned memory on CUDA; on a CPU of 2 cores or fewer no worker
     processes (they would take cores from the model's OpenMP threads and cost a start-up per epoch).
@@ -125,7 +130,7 @@ def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
     Workers are not persistent: each epoch's loader reseeds them, so a resumed run is exact.
     """
     if num_workers is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = usable_cpus()
         num_workers = min(8, max(0, cpus - 1)) if device.type == "cuda" else (0 if cpus <= 2 else min(4, cpus // 2))
     kwargs = {"num_workers": num_workers, "pin_memory": device.type == "cuda", "worker_init_fn": seed_worker}
     if num_workers > 0:

@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -91,8 +91,9 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     spec = resolve_spec(name, spec_file)
     name = spec.name
     dataset = dataset or default_dataset(spec)
-    key = _registration_name(ws, register_as, name, dataset)
-    if key in ws.tasks and not replace:
+    registered = ws.tasks
+    key = _registration_name(registered, register_as, name, dataset)
+    if key in registered and not replace:
         raise WorkspaceError(f"task {key!r} is already registered in {ws.root}; pass --replace to train it "
                              f"again (other tasks are not affected), or --as NAME to register another head "
                              f"for it (e.g. --as {key}_2)")
@@ -152,10 +153,11 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     return AddTaskResult(key, dataset, metrics, state.history, seconds)
 
 
-def _registration_name(ws, register_as: str | None, task: str, dataset: str) -> str:
-    """The name a head is registered under (see :func:`add_task`); an alias is checked."""
+def _registration_name(registered: Mapping[str, Any], register_as: str | None, task: str, dataset: str) -> str:
+    """The name a head is registered under (see :func:`add_task`) among the ``registered`` tasks'
+    records; an alias is checked."""
     if register_as is None:
-        record = ws.tasks.get(task)
+        record = registered.get(task)
         if record is None or record["dataset"] == dataset:
             return task
         log.info("%s is registered for %s; this head for %s is registered as %s_%s (--as NAME to choose)",
