@@ -197,17 +197,24 @@ class Metric:
     def compute(self) -> dict[str, float]:
         raise NotImplementedError
 
+    def _settle(self) -> None:
+        """Finish accumulating work still in flight (e.g. in worker processes); the shared methods
+        below call it before they read or replace the state. Nothing to do by default."""
+
     # -- shared ------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget everything accumulated."""
+        self._settle()
         self._state = self._empty_state()
 
     def state(self) -> dict[str, np.ndarray]:
         """The raw counts (copies), by name; sum them over processes to pool a split."""
+        self._settle()
         return {name: value.copy() for name, value in self._state.items()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Replace the counts with ``state`` (e.g. all-reduced :meth:`state` arrays or tensors)."""
+        self._settle()
         empty = self._empty_state()
         if set(state) != set(empty):
             raise MetricInputError(
@@ -232,6 +239,8 @@ class Metric:
         if type(other) is not type(self) or other._config() != self._config():
             raise MetricInputError(
                 f"cannot merge {other!r} into {self!r}: the class and settings must be the same")
+        self._settle()
+        other._settle()
         self._state = {name: value + other._state[name] for name, value in self._state.items()}
         return self
 
@@ -772,39 +781,21 @@ class EdgeMetric(Metric):
             self._state[key] += value
         self._state["num_images"] += 1
 
-    def _drain(self) -> None:
+    def _settle(self) -> None:
         """Add the counts of the images still being matched in worker processes."""
         pending, self._pending = self._pending, []
         for future in pending:
             self._add(future.result())
 
-    def reset(self) -> None:
-        self._drain()
-        super().reset()
-
-    def state(self) -> dict[str, np.ndarray]:
-        self._drain()
-        return super().state()
-
-    def load_state(self, state: Mapping[str, Any]) -> None:
-        self._drain()
-        super().load_state(state)
-
-    def merge(self, other: "Metric") -> "Metric":
-        self._drain()
-        if isinstance(other, EdgeMetric):
-            other._drain()
-        return super().merge(other)
-
     def curves(self) -> dict[str, np.ndarray]:
         """Per threshold: pooled ``precision``, ``recall``, ``f1`` (fractions) and ``thresholds``."""
-        self._drain()
+        self._settle()
         s = {key: self._state[key].astype(np.float64) for key in ("count_r", "sum_r", "count_p", "sum_p")}
         recall, precision, f1 = compute_rec_prec_f1(s["count_r"], s["sum_r"], s["count_p"], s["sum_p"])
         return {"thresholds": self.thresholds.copy(), "precision": precision, "recall": recall, "f1": f1}
 
     def compute(self) -> dict[str, float]:
-        self._drain()
+        self._settle()
         if int(self._state["num_images"]) == 0:
             return {"odsF": math.nan}
         c = self.curves()
