@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import machine, sync  # noqa: E402
 from feature_cache import FeatureCacheDataset  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.losses import MultiTaskLoss  # noqa: E402
@@ -56,8 +56,7 @@ def epoch(head, loader, features_of, task, loss_fn, device) -> float:
     start = time.perf_counter()
     for batch in loader:
         trainer.train_step(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -108,8 +107,7 @@ def main() -> None:
                 times.append(epoch(head, loader, features_of, args.task, loss_fn, device))
 
     cached_s, online_s = min(cached_times), min(online_times)
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}{gpu}",
+    report = {"machine": machine(),
               "device": str(device), "task": args.task, "images": args.images, "size": list(size),
               "batch_size": args.batch_size, "speedup": online_s / cached_s, "cached_epoch_seconds": cached_s,
               "online_epoch_seconds": online_s}

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import machine, sync  # noqa: E402
 from feature_cache import FeatureCacheDataset  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.models import Backbone  # noqa: E402
@@ -42,28 +42,18 @@ from ufl.workspace.cache import dataset_specs, open_split, resolve_data  # noqa:
 from ufl.workspace.views import ViewDataset, backbone_features  # noqa: E402
 
 
-def machine() -> str:
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}{gpu}"
-
-
 def time_forward(ws, images: torch.Tensor, batch_size: int, device: torch.device) -> float:
     """Seconds of the backbone forward alone, run as cache-features runs it (float16 autocast on CUDA)."""
     backbone = ws.backbone(device)
     images = images.to(device)
     precision = Precision("cuda", torch.float16) if device.type == "cuda" else None
     backbone_features(backbone, images[:batch_size], precision)  # warm-up (kernel selection)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for i in range(0, len(images), batch_size):
         backbone_features(backbone, images[i:i + batch_size], precision)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def read_throughput(path: Path, tmp: Path) -> dict[str, float]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from skimage.segmentation import find_boundaries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import machine  # noqa: E402
 from ufl.evaluation import edge_workers  # noqa: E402
 from ufl.metrics import EdgeMetric  # noqa: E402
 
@@ -66,7 +65,7 @@ def main() -> None:
     pool_s, pool_state = run(pred, edges, workers)
     here_s, here_state = run(pred, edges, 0)
     same = all(np.array_equal(here_state[k], pool_state[k]) for k in here_state)
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "size": list(size), "images": args.images,
+    report = {"machine": machine(), "size": list(size), "images": args.images,
               "thresholds": 99, "seconds_per_image": here_s / args.images, "workers": workers,
               "pool_seconds_per_image": pool_s / args.images, "speedup": here_s / pool_s, "same_counts": same}
     if args.json:

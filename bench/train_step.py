@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import machine, sync  # noqa: E402
 from ufl.datasets import build_transforms, get_dataset  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.losses import MultiTaskLoss  # noqa: E402
@@ -52,12 +52,11 @@ def rate(step, batch_size: int, steps: int, device: torch.device) -> float:
     """Images per second of ``step()`` after 3 warm-up calls."""
     for _ in range(3):
         step()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    sync()
+    sync(device)
     return batch_size * steps / (time.perf_counter() - start)
 
 
@@ -99,8 +98,7 @@ def main() -> None:
     device = resolve_device(args.device)
     nyud_size = tuple(int(v) for v in args.nyud_size.split("x"))
     pascal_size = tuple(int(v) for v in args.pascal_size.split("x"))
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
-                         + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
+    report = {"machine": machine(),
               "device": str(device), "amp": str(precision_for(device).dtype), "nyud_size": list(nyud_size),
               "pascal_size": list(pascal_size), "images_per_second": {}, "protocol_hours": {}}
     ips, hours = report["images_per_second"], report["protocol_hours"]
