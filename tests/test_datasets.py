@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from ufl.datasets import (DATASETS, NYUD, FolderDataset, MetadataCatalog, PASCALContext, build_transforms,
                           dataset_root, get_dataset)
+from ufl.datasets.catalog import PASCAL_NORMALS_VALID_CLASSES
 from ufl.datasets.pascal import labelmap_boundaries, labelmap_edges
 from ufl.errors import DataError, SpecError, UflError
 from ufl.taskspec import TaskSpec, get_spec
@@ -309,7 +310,7 @@ def test_labelmap_boundaries_mirror_borders_and_thinning():
 
 
 def test_pascal_saliency_threshold_and_normals_decoding(pascal):
-    s = PASCALContext(pascal.root, "train", tasks=["saliency", "normals"])[0]
+    s = PASCALContext(pascal.root, "train", tasks=["saliency", "normals"], normals_valid_classes=None)[0]
     # grey 0, 127, 128, 255 -> /255 > 0.5 -> 0, 0, 1, 1
     assert s["saliency"][0, 0, :4].tolist() == [0.0, 0.0, 1.0, 1.0]
     # RGB v -> 2v/255 - 1, re-normalised: (255, 128, 0) -> (1, 1/255, -1)/|.|, (128, 0, 255) -> (1/255, -1, 1)/|.|
@@ -318,6 +319,20 @@ def test_pascal_saliency_threshold_and_normals_decoding(pascal):
     assert np.allclose(s["normals"][:, 5, 3].numpy(), left, atol=1e-6)
     assert np.allclose(s["normals"][:, 5, 12].numpy(), right, atol=1e-6)
     assert torch.allclose(s["normals"].norm(dim=0), torch.ones(H, W), atol=1e-6)
+
+
+def test_pascal_normals_default_to_the_context_classes_shared_with_nyud(pascal):
+    # MTI-Net's list: 170 Context classes; the fixture's LabelMap columns are 10 (ball) x7, 20 (beer), 30 (board) x8
+    assert len(PASCAL_NORMALS_VALID_CLASSES) == 170
+    assert PASCAL_NORMALS_VALID_CLASSES[427] == "tvmonitor" and PASCAL_NORMALS_VALID_CLASSES[284] == "person"
+    assert {10, 30} <= set(PASCAL_NORMALS_VALID_CLASSES) and 20 not in PASCAL_NORMALS_VALID_CLASSES
+    assert not {360, 187, 420, 431} & set(PASCAL_NORMALS_VALID_CLASSES)  # sky, grass, tree, unknown
+    ds = PASCALContext(pascal.root, "train", tasks=["normals"])
+    assert ds.required_files("normals", ds.ids[0])[-1] == ds.labelmap_path(ds.ids[0])
+    s = ds[0]
+    norm = s["normals"].norm(dim=0)
+    assert (norm[:, 7] == 0).all()  # beer: not an NYUD class -> invalid
+    assert (norm[:, :7] > 0.99).all() and (norm[:, 8:] > 0.99).all()
 
 
 def test_pascal_normals_valid_classes_from_a_file(pascal, write):

@@ -32,6 +32,7 @@ from ..images import decode_normals_rgb, read_mat, read_png
 from ..io import read_json
 from .base import (DATASETS, IGNORE_INDEX, DenseDataset, TaskLike, to_binary_target, to_label_target,
                    to_normals_target)
+from .catalog import PASCAL_NORMALS_VALID_CLASSES
 
 __all__ = ["PASCALContext", "HUMAN_PARTS_6", "PERSON_CLASS", "paint_human_parts", "labelmap_boundaries",
            "labelmap_edges"]
@@ -146,17 +147,18 @@ class PASCALContext(DenseDataset):
         persons_only: keep only the images that contain persons (``ImageSets/Parts``): the images
             the human-parts metric is computed on.
         normals_valid_classes: Context classes (``LabelMap`` values) on which the distilled normals
-            count as valid: a sequence of ints or a JSON file holding a list of ints. ``None``
-            (default): every pixel is valid.
+            count as valid (elsewhere the normal is the zero vector, i.e. invalid): a sequence of
+            ints or a JSON file holding a list of ints. Default: the 170 classes of
+            :data:`~ufl.datasets.catalog.PASCAL_NORMALS_VALID_CLASSES`, the Context classes shared
+            with NYUD, as MTI-Net's loader and evaluation use. ``None``: every pixel is valid.
 
     NOTE: MTI-Net drops the images without persons from the dataset when human parts is the only
     task, and sets every all-background parts map to 255 (``AddIgnoreRegions``); here the rule is
     the explicit ``parts_without_persons`` flag and ``persons_only`` selects the person images.
 
-    NOTE: MTI-Net masks the distilled PASCAL normals to the Context classes it shares with NYUD
-    (``nyu_classes.json`` and ``context_classes.json`` from its repository, plus ``tvmonitor``):
-    those class lists are not part of PASCAL_MT and are not shipped here, so by default all pixels
-    are valid. Pass ``normals_valid_classes`` to reproduce MTI-Net's masking.
+    The distilled normals are masked, by default, to the Context classes shared with NYUD, as
+    MTI-Net's ``data/pascal_context.py`` does (``_load_normals_distilled``); the loader then reads the
+    Context ``LabelMap`` of every image for its normals as well.
     """
 
     name = "pascal"
@@ -166,7 +168,7 @@ class PASCALContext(DenseDataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", tasks: Sequence[TaskLike] | TaskLike | None = None,
                  transform=None, *, parts_without_persons: str = "auto", persons_only: bool = False,
-                 normals_valid_classes: Sequence[int] | str | os.PathLike | None = None):
+                 normals_valid_classes: Sequence[int] | str | os.PathLike | None = tuple(PASCAL_NORMALS_VALID_CLASSES)):
         if parts_without_persons not in _PARTS_MODES:
             raise DataError(f"parts_without_persons must be one of {', '.join(_PARTS_MODES)}, "
                             f"got {parts_without_persons!r}")

@@ -34,6 +34,10 @@ PASCAL_MT/
   human_parts/ID.mat                   'anno' struct (imname, objects(class, class_ind, mask, parts(part_name, mask)))
   sal_distill/ID.png                   'L': 255 salient (the largest visible VOC object), 0 not
   normals_distill/ID.png               RGB v = round((n + 1) * 255 / 2), camera-frame normals everywhere
+                                       (the loader keeps them on the Context classes shared with NYUD
+                                       only, as MTI-Net's: persons, chairs, tables, vehicles, screens,
+                                       bottles, ...; sky, ground, grass, trees and buildings are
+                                       invalid: about 12 % of the pixels are valid at 96 px)
 
 Camera-frame normals follow NYUD-v2 and ufl's transforms: x right, y down (image rows), z towards
 the viewer (a wall facing the camera is (0, 0, 1), the floor seen from a level camera (0, -1, 0)).
