@@ -645,7 +645,7 @@ def _match_pixels(predicted: np.ndarray, edges: np.ndarray, max_dist: float):
 
 
 def _edge_image_counts(thresholds: np.ndarray, max_dist: float, pred: np.ndarray, edges: np.ndarray,
-                       valid: np.ndarray) -> dict[str, np.ndarray]:
+                       valid: np.ndarray, thin_predictions: bool = True) -> dict[str, np.ndarray]:
     """Per-threshold (count_r, sum_r, count_p, sum_p) of one (H, W) image (see :class:`EdgeMetric`);
     a module-level function so that worker processes can run it."""
     k = thresholds.size
@@ -657,17 +657,18 @@ def _edge_image_counts(thresholds: np.ndarray, max_dist: float, pred: np.ndarray
         if previous is not None and np.array_equal(binary, previous):
             matched_r, matched_p, total_p = previous_counts  # same map, same counts
         else:
-            matched_r, matched_p, total_p = _edge_match(binary, edges, valid, max_dist)
+            matched_r, matched_p, total_p = _edge_match(binary, edges, valid, max_dist, thin_predictions)
         counts["count_r"][i], counts["count_p"][i], counts["sum_p"][i] = matched_r, matched_p, total_p
         previous, previous_counts = binary, (matched_r, matched_p, total_p)
     return counts
 
 
-def _edge_match(binary: np.ndarray, edges: np.ndarray, valid: np.ndarray, max_dist: float) -> tuple[int, int, int]:
+def _edge_match(binary: np.ndarray, edges: np.ndarray, valid: np.ndarray, max_dist: float,
+                thin_predictions: bool = True) -> tuple[int, int, int]:
     """(matched ground truth, matched prediction, predicted pixels) for one binary map."""
     if not binary.any():
         return 0, 0, 0
-    predicted = thin(binary) & valid
+    predicted = (thin(binary) if thin_predictions else binary) & valid
     if not edges.any() or not predicted.any():
         return 0, 0, int(predicted.sum())  # nothing to match: every prediction is a false positive
     match_pred, match_gt, _, _ = _match_pixels(predicted, edges, max_dist)
@@ -693,7 +694,11 @@ class EdgeMetric(Metric):
         num_thresholds: K thresholds ``linspace(1/(K+1), 1 - 1/(K+1), K)``; the default 99 gives
             0.01, 0.02, ..., 0.99 (SEISM / BSDS / Piotr's ``edgesEvalImg``). Fewer is faster.
         max_dist: matching tolerance as a fraction of the image diagonal (default 0.0075: 1.2
-            pixels on a 96 x 128 image, 6 on 480 x 640).
+            pixels on a 96 x 128 image, 6 on 480 x 640). The benchmark fixes it per dataset
+            (``ufl.datasets.catalog.EDGE_PROTOCOL``: 0.0075 on PASCAL-Context, 0.011 on NYUD), and
+            :func:`ufl.evaluation.make_metric` passes it.
+        thin: thin each thresholded prediction to one-pixel-wide lines before matching (default
+            True, as SEISM runs ``edgesEvalImg``); False matches the thick maps.
         interpolated: False (default): odsF is the largest F over the thresholds, as SEISM's
             ``general_ods.m``, which made MTI-Net's numbers. True: the BSDS / pyEdgeEval
             interpolated maximum between neighbouring thresholds (never smaller).
@@ -712,9 +717,16 @@ class EdgeMetric(Metric):
 
     ``compute()`` -> ``{"odsF": %}``. DESIGN.md section 5.
 
-    NOTE: predictions are thinned as DESIGN.md, BSDS's ``evaluation_bdry_image`` and
-    ``edgesEvalImg``'s default say; SEISM as MTI-Net ran it calls ``edgesEvalImg(..., 'thin', 0)``
-    (no thinning), so MTI-Net's odsF of thick predictions is lower than here.
+    Thinning: SEISM's ``src/measures/eval_cont.m`` (github.com/jponttuset/seism, the version with
+    the ``PASCALContext`` database that MTI-Net's ``evaluation/eval_edge.py`` drives) calls
+    ``edgesEvalImg(contours, ground_truth, params)`` with ``params.maxDist`` only, so
+    ``edgesEvalImg``'s default ``thin = 1`` applies (``bwmorph(E1, 'thin', inf)``); only one
+    intermediate SEISM commit (Feb 2016, before PASCALContext was added) passed ``'thin', 0``.
+    maxDist: SEISM's ``src/scripts/eval_method.m`` uses 0.0075 for PASCALContext; NYUD's 0.011 is
+    Dollar's structured-edge benchmark (github.com/pdollar/edges, ``edgesDemoRgbd.m``).
+    NOTE: SEISM builds its PASCAL ground truth as ``bwmorph(seg2bmap(LabelMap), 'thin', Inf)`` (the
+    boundary pixels of the Context map); ``ufl`` matches against the dataset's edge target (on
+    PASCAL, MTI-Net's thinned Laplacian of the same map, the map its models are trained on).
     NOTE: thinning is ``skimage.morphology.thin`` (Guo & Hall's two-subiteration algorithm, the
     one of MATLAB's ``bwmorph(.., 'thin', Inf)``, run until nothing changes). pyEdgeEval's
     ``binary_thin`` is the same algorithm but (0.2.8) cannot be imported without OpenCV (its
@@ -733,7 +745,7 @@ class EdgeMetric(Metric):
     keys = ("odsF",)
 
     def __init__(self, num_thresholds: int = 99, max_dist: float = 0.0075, interpolated: bool = False,
-                 workers: int = 0):
+                 workers: int = 0, thin: bool = True):
         if not _is_positive_int(num_thresholds):
             raise MetricInputError(
                 f"EdgeMetric: num_thresholds must be a positive integer, got {num_thresholds!r}")
@@ -744,6 +756,7 @@ class EdgeMetric(Metric):
         self.thresholds = np.linspace(1.0 / (k + 1), 1.0 - 1.0 / (k + 1), k)
         self.max_dist = float(max_dist)
         self.interpolated = bool(interpolated)
+        self.thin = bool(thin)
         if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0):
             raise MetricInputError(f"EdgeMetric: workers must be a non-negative integer, got {workers!r}")
         self.workers = workers
@@ -757,7 +770,7 @@ class EdgeMetric(Metric):
         return state
 
     def _config(self) -> tuple:
-        return (self.thresholds.size, self.max_dist)
+        return (self.thresholds.size, self.max_dist, self.thin)
 
     def update(self, pred: Any, target: Any) -> None:
         name = type(self).__name__
@@ -768,7 +781,7 @@ class EdgeMetric(Metric):
             valid = labels != IGNORE_INDEX
             if not valid.any():
                 continue
-            args = (self.thresholds, self.max_dist, image, (labels > 0.5) & valid, valid)
+            args = (self.thresholds, self.max_dist, image, (labels > 0.5) & valid, valid, self.thin)
             if self.workers:
                 self._pending.append(_edge_pool(self.workers).submit(_edge_image_counts, *args))
                 if len(self._pending) > 4 * self.workers:  # bound the images held in flight
