@@ -265,6 +265,43 @@ def test_evaluation_repeats_the_registration_with_another_thread_count(ws):
     assert all(task["drift"] == 0.0 for task in tasks.values()), {n: t["drift"] for n, t in tasks.items()}
 
 
+def test_val_cache_keeps_the_original_targets_and_tasks_record_their_protocol(ws):
+    record = ws.find_cache("pascal", "val", 1)
+    base = _pascal(ws, "val")
+    sizes = set()
+    with FeatureCacheReader(ws.root / record["file"], ws.fingerprint) as reader:
+        for row in range(len(base)):
+            sample = base[row]
+            h, w = sample["meta"]["orig_size"].tolist()
+            sizes.add((h, w))
+            targets = reader.targets(row)
+            assert targets["original_size"].tolist() == [h, w]
+            for task in ("semseg", "human_parts", "saliency", "normals", "edges"):
+                np.testing.assert_allclose(targets[f"{task}@original"][..., :h, :w], sample[task].numpy(), atol=1e-3)
+    assert sizes - {PASCAL_SIZE}  # the generated images are not all at the working size
+    tasks = ws.tasks
+    assert tasks["saliency"]["eval"]["resolution"] == tasks["semseg"]["eval"]["resolution"] == "original"
+    assert tasks["edges"]["eval"]["metric_options"] == {"max_dist": 0.011, "thin": True}  # NYUD's benchmark
+    assert tasks["semseg"]["eval"]["metric_options"] == {}
+
+
+def test_a_record_at_the_working_size_is_evaluated_at_the_working_size(ws):
+    from ufl.workspace.evaluate import task_metrics
+
+    record = ws.task("saliency")
+    original = record["registered"]
+    working = task_metrics(ws, "saliency", ws.spec("saliency"), "pascal", ws.head("saliency"), device="cpu",
+                           progress=False, threads=record["eval"]["threads"], resolution="working")
+    assert working != original  # the same head measured at 64 x 64 instead of each image's own size
+    with ws.manifest.update() as manifest:  # a record written before resolutions were recorded
+        saved = manifest["tasks"]["saliency"]
+        del saved["eval"]["resolution"], saved["eval"]["metric_options"]
+        saved["registered"] = working
+    assert ws.evaluate(["saliency"], device="cpu", progress=False).tasks["saliency"]["drift"] == 0.0
+    with pytest.raises(ValueError, match="original, working"):
+        task_metrics(ws, "saliency", ws.spec("saliency"), "pascal", ws.head("saliency"), resolution="native")
+
+
 def test_online_evaluation_reproduces_the_cached_metrics(ws):
     cached = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False).to_dict()
     online = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False, online=True).to_dict()

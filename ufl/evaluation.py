@@ -1,22 +1,52 @@
 """Evaluation: logits -> predictions per task kind, and one pass over a split with the metrics of
-:mod:`ufl.metrics` (pooled over the split, summed over torchrun processes)."""
+:mod:`ufl.metrics` (pooled over the split, summed over torchrun processes).
+
+Resolution (DESIGN.md section 5). ``"original"`` (the default everywhere): the network sees the
+image at the working size, and each image's logits are resized bilinearly (``align_corners=False``,
+OpenCV's ``INTER_LINEAR`` grid) to that image's own original size, before the argmax / sigmoid /
+normalisation, and compared with the untouched ground truth, as MTI-Net evaluates
+(``evaluation/evaluate_utils.py::save_model_predictions`` resizes every prediction to
+``meta['im_size']`` and the ``eval_*.py`` scripts compare it with the ground truth as loaded).
+A batch carries this as ``batch["orig_size"]`` (B, 2) int ``[H0, W0]`` and targets padded at the
+bottom and right to the largest size of the batch (:func:`collate_original_size`); each image is
+cropped back to ``[:H0, :W0]``. ``"working"``: predictions and targets both at the working size
+(targets resized by nearest neighbour); cheaper (no per-image resize, and a feature cache needs no
+second copy of its val targets) but not the benchmark's numbers.
+
+NOTE: MTI-Net resizes its *post-processed* predictions: segmentation labels after the argmax by
+nearest neighbour, saliency and edge probabilities (x 255) and normals (as 8-bit RGB) bilinearly,
+and saves them as 8-bit PNGs. Here the logits are resized and post-processed at full precision,
+as DESIGN.md fixes; a label map resized after the argmax has blockier class boundaries.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
 from . import distributed
+from .datasets.catalog import metric_options
+from .datasets.transforms import resize
 from .metrics import Metric, build_metric
 from .runtime import Precision, usable_cpus
 from .taskspec import TaskSpec
 from .training.trainer import move_to_device
 from .vectors import unit_vectors
 
-__all__ = ["postprocess", "make_metric", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK"]
+__all__ = ["postprocess", "make_metric", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK", "RESOLUTIONS",
+           "ORIGINAL_SIZE", "check_resolution", "resize_logits", "OriginalSizeDataset", "collate_original_size"]
+
+#: Evaluation resolutions: each image's own size (the benchmark's), or the working (input) size.
+RESOLUTIONS = ("original", "working")
+
+#: Batch key of each image's original ``[H0, W0]`` (int64 (B, 2)); its presence selects
+#: evaluation at the original size in :func:`evaluate`.
+ORIGINAL_SIZE = "orig_size"
 
 #: Thresholds for edge evaluation during training (the protocol's 99 are kept for registration
 #: and ``ufl evaluate``); odsF over 19 thresholds is within a fraction of a point of 99.
@@ -48,10 +78,25 @@ def edge_workers() -> int:
     return share if share >= 2 else 0
 
 
-def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None) -> Metric:
+def check_resolution(resolution: str) -> str:
+    """``resolution`` if it is one of :data:`RESOLUTIONS`, else a ValueError naming them."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"evaluation resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+    return resolution
+
+
+def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None,
+                options: Mapping[str, Any] | None = None) -> Metric:
     """The metric accumulator of ``spec`` on ``dataset`` (edges matched in :func:`edge_workers`
-    processes)."""
-    kwargs: dict[str, Any] = {}
+    processes).
+
+    ``options``: keyword arguments of the metric; ``None`` (default) takes the benchmark's settings
+    of ``dataset`` from :func:`ufl.datasets.catalog.metric_options` (edges: maxDist 0.011 on NYUD,
+    0.0075 on PASCAL, thinned). A registered task passes the options it was registered with
+    (``{}`` for records older than these settings: the metric's defaults), so its numbers stay
+    comparable.
+    """
+    kwargs: dict[str, Any] = dict(metric_options(dataset, spec.kind) if options is None else options)
     if spec.kind == "edges":
         kwargs["workers"] = edge_workers()
         if edge_thresholds is not None:
@@ -59,17 +104,90 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
     return build_metric(spec.kind, num_classes=spec.out_channels(dataset), **kwargs)
 
 
+def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Logits or regression maps (B, C, h, w) -> (B, C, H, W) float32, bilinear with
+    ``align_corners=False`` (pixel centres, as OpenCV's ``INTER_LINEAR``); unchanged when already
+    that size."""
+    size = (int(size[0]), int(size[1]))
+    logits = logits.float()
+    if tuple(logits.shape[-2:]) == size:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+class OriginalSizeDataset(Dataset):
+    """Items of ``dataset`` (built without a transform) for evaluation at the original size: the
+    image resized to ``size`` = ``(H, W)`` (bilinear, antialiased, as every other pipeline of
+    ``ufl``), every target untouched at the image's own size, and ``"orig_size"`` ``[H0, W0]``.
+    Batch it with :func:`collate_original_size`."""
+
+    def __init__(self, dataset, size: Sequence[int]):
+        self.dataset = dataset
+        self.size = (int(size[0]), int(size[1]))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = dict(self.dataset[index])
+        meta = sample.pop("meta", {})
+        original = meta.get("orig_size", torch.tensor(sample["image"].shape[-2:]))
+        sample["image"] = resize({"image": sample["image"]}, {}, self.size)["image"]  # the image alone
+        sample[ORIGINAL_SIZE] = torch.as_tensor(original, dtype=torch.int64)
+        return sample
+
+
+def collate_original_size(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``default_collate``, except that tensors whose last two dimensions differ between items
+    (targets at each image's own size) are zero-padded at the bottom and right to the largest
+    ``(H, W)`` of the batch; :func:`evaluate` crops each back with ``batch["orig_size"]``."""
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if (all(isinstance(v, torch.Tensor) and v.dim() >= 2 for v in values)
+                and len({tuple(v.shape) for v in values}) > 1
+                and len({tuple(v.shape[:-2]) for v in values}) == 1):
+            height = max(v.shape[-2] for v in values)
+            width = max(v.shape[-1] for v in values)
+            out[key] = torch.stack([F.pad(v, (0, width - v.shape[-1], 0, height - v.shape[-2])) for v in values])
+        else:
+            out[key] = default_collate(values)
+    return out
+
+
+def _update(metric: Metric, kind: str, logits: torch.Tensor, target: torch.Tensor,
+            sizes: torch.Tensor | None) -> None:
+    """Add one batch to ``metric``: at the working size, or image by image at the original size."""
+    if sizes is None:
+        metric.update(postprocess(kind, logits), target)
+        return
+    for i, (height, width) in enumerate(sizes.tolist()):
+        if height > target.shape[-2] or width > target.shape[-1]:
+            raise ValueError(f"original size {height}x{width} of image {i} exceeds its target "
+                             f"({target.shape[-2]}x{target.shape[-1]})")
+        prediction = postprocess(kind, resize_logits(logits[i:i + 1], (height, width)))
+        metric.update(prediction, target[i:i + 1, ..., :height, :width])
+
+
 @torch.no_grad()
 def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Iterable,
              specs: Mapping[str, TaskSpec], dataset: str, device: torch.device,
              precision: Precision | None = None, edge_thresholds: int | None = None,
-             desc: str = "evaluate", progress: bool = True) -> dict[str, dict[str, float]]:
-    """Run ``predict(batch) -> {task: logits at the target size}`` over ``loader``.
+             desc: str = "evaluate", progress: bool = True,
+             metric_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, float]]:
+    """Run ``predict(batch) -> {task: logits}`` over ``loader``.
+
+    Without ``batch["orig_size"]`` the logits must be at the targets' size (working resolution).
+    With it (see :class:`OriginalSizeDataset`), each image's logits are resized to its original
+    size and compared with its target cropped to that size (the module docstring).
+    ``metric_options``: per task, the metric's keyword arguments (see :func:`make_metric`).
 
     Returns ``{task: {metric: value}}`` for every task of ``specs``, pooled over the whole split
     (and over all processes under torchrun).
     """
-    metrics = {name: make_metric(spec, dataset, edge_thresholds) for name, spec in specs.items()}
+    options = metric_options or {}
+    metrics = {name: make_metric(spec, dataset, edge_thresholds, options.get(name))
+               for name, spec in specs.items()}
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, unit="batch",
                disable=not (progress and distributed.is_main()))
     for batch in bar:
@@ -79,8 +197,9 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
                 outputs = predict(batch)
         else:
             outputs = predict(batch)
+        sizes = batch.get(ORIGINAL_SIZE) if isinstance(batch, Mapping) else None
         for name, metric in metrics.items():
-            metric.update(postprocess(specs[name].kind, outputs[name]), batch[name])
+            _update(metric, specs[name].kind, outputs[name], batch[name], sizes)
     results = {}
     for name, metric in metrics.items():
         if distributed.is_distributed():

@@ -163,3 +163,10 @@ def pretrained_option(f):
         help="Backbone weights: timm's ImageNet weights (auto: when cached or reachable, else random "
              "init, said in the log), none for random init, or a local .safetensors/.pth file.",
     )(f)
+
+
+def eval_resolution_option(f):
+    return click.option(
+        "--eval-resolution", type=click.Choice(["original", "working"]), default="original", show_default=True,
+        help="Evaluate at each val image's original size (logits resized bilinearly, as the benchmark) or at "
+             "the working size (cheaper; not the benchmark's numbers).")(f)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .base import (data_root_option, device_option, main, optimizer_options, parse_names, parse_size,
-                   pretrained_option, seed_option)
+from .base import (data_root_option, device_option, eval_resolution_option, main, optimizer_options, parse_names,
+                   parse_size, pretrained_option, seed_option)
 
 
 @main.command("pretrain")
@@ -32,6 +32,7 @@ from .base import (data_root_option, device_option, main, optimizer_options, par
 @optimizer_options()
 @click.option("--val-every", type=click.IntRange(1), default=1, show_default=True,
               help="Validate every k epochs (and after the last).")
+@eval_resolution_option
 @click.option("--no-augment", is_flag=True, help="Turn off the reference augmentations.")
 @click.option("--no-amp", is_flag=True, help="Full precision on CUDA (AMP is on by default there).")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
@@ -39,7 +40,8 @@ from .base import (data_root_option, device_option, main, optimizer_options, par
 @device_option
 @seed_option
 def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs, batch_size,
-                 lr, weight_decay, val_every, no_augment, no_amp, workers, resume, device, seed) -> None:
+                 lr, weight_decay, val_every, eval_resolution, no_augment, no_amp, workers, resume, device,
+                 seed) -> None:
     """Train a backbone and task heads jointly (the reference schedule is the default).
 
     Writes a checkpoint after every epoch (safetensors + checkpoint.json); `ufl init --checkpoint OUT`
@@ -55,7 +57,8 @@ def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, ro
                             pretrained=resolve_pretrained(pretrained, backbone) if not resume else None,
                             data_root=data_root, root=root, size=size, epochs=epochs, batch_size=batch_size,
                             lr=lr, weight_decay=weight_decay, val_every=val_every, device=device,
-                            amp=not no_amp, workers=workers, seed=seed, resume=resume, augment=not no_augment)
+                            amp=not no_amp, workers=workers, seed=seed, resume=resume, augment=not no_augment,
+                            eval_resolution=eval_resolution)
     try:
         result = pretrain(config)
         show = distributed.is_main()

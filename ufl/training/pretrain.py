@@ -2,7 +2,8 @@
 
 The reference schedule (DESIGN.md section 6) is the default: Adam, lr 1e-4, weight decay 1e-4, poly
 decay (power 0.9) per epoch, batch 8, 100 epochs, the dataset's reference augmentations, deep
-supervision where the model has it. Validation runs every ``val_every`` epochs; a checkpoint is
+supervision where the model has it. Validation runs every ``val_every`` epochs, by default at each
+val image's original size (``eval_resolution``, see :mod:`ufl.evaluation`); a checkpoint is
 written after every epoch (see :mod:`ufl.checkpoint`), and ``resume=True`` continues a run exactly.
 Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on CUDA).
 """
@@ -23,7 +24,8 @@ from .. import distributed
 from ..checkpoint import has_checkpoint, load_checkpoint
 from ..datasets import RECIPES, build_transforms, dataset_root, get_dataset
 from ..errors import UflError
-from ..evaluation import EDGE_THRESHOLDS_QUICK, evaluate
+from ..evaluation import (EDGE_THRESHOLDS_QUICK, OriginalSizeDataset, check_resolution, collate_original_size,
+                          evaluate)
 from ..losses import MultiTaskLoss
 from ..models import Backbone, build_model
 from ..runtime import loader_kwargs, precision_for, resolve_device, seed_everything
@@ -67,6 +69,7 @@ class PretrainConfig:
     resume: bool = False
     augment: bool = True
     edge_thresholds: int | None = EDGE_THRESHOLDS_QUICK
+    eval_resolution: str = "original"
     model_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
@@ -78,6 +81,8 @@ class PretrainConfig:
             raise UflError("give at least one task with --tasks")
         if self.epochs < 1 or self.batch_size < 1 or self.val_every < 1:
             raise UflError("--epochs, --batch-size and --val-every must be at least 1")
+        if self.eval_resolution not in ("original", "working"):
+            raise UflError(f"--eval-resolution must be original or working, got {self.eval_resolution!r}")
         if self.model == "single-task" and len(self.tasks) + len(self.aux) != 1:
             raise UflError("a single-task model trains exactly one task: give one --tasks and no --aux")
 
@@ -112,8 +117,12 @@ def _datasets(config: PretrainConfig, specs: dict[str, TaskSpec]):
     modalities = {name: spec.modality for name, spec in specs.items()}
     train = get_dataset(config.dataset, root, "train", list(specs),
                         transform=build_transforms(config.dataset, True, config.size, modalities, config.augment))
-    val = get_dataset(config.dataset, root, "val", list(specs),
-                      transform=build_transforms(config.dataset, False, config.size, modalities))
+    if check_resolution(config.eval_resolution) == "original":  # targets untouched, image at the working size
+        val = OriginalSizeDataset(get_dataset(config.dataset, root, "val", list(specs)),
+                                  config.size or RECIPES[config.dataset].size)
+    else:
+        val = get_dataset(config.dataset, root, "val", list(specs),
+                          transform=build_transforms(config.dataset, False, config.size, modalities))
     return root, train, val
 
 
@@ -172,7 +181,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
         if distributed.is_distributed() else model
 
     val_loader = DataLoader(_shard(val_set), batch_size=config.batch_size, shuffle=False,
-                            **loader_kwargs(device, config.workers))
+                            collate_fn=collate_original_size, **loader_kwargs(device, config.workers))
 
     def forward(net, batch):
         return net(batch["image"].contiguous(memory_format=torch.channels_last))

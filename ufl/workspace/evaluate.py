@@ -5,6 +5,12 @@ its hash) on the features of the workspace's val cache of its dataset (or, when 
 the same features computed online through :func:`ufl.workspace.views.backbone_features`), with the
 protocol metrics of :mod:`ufl.metrics`. ``drift`` is the largest absolute difference between the
 metrics now and at registration: the backbone and every other head are frozen, so it is 0.0.
+
+How a task is evaluated is part of its registration record (``record["eval"]``), so that its
+metrics stay comparable: ``resolution`` (``"original"``: each val image's own size, the benchmark's;
+``"working"``: the cache's input size; records without it were made at the working size) and
+``metric_options`` (the metric's settings fixed per dataset, e.g. the edge matching distance;
+records without it use the metric's defaults). See :func:`eval_protocol`.
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ from torch.utils.data import DataLoader
 
 from feature_cache import FeatureCacheDataset
 
-from ..evaluation import evaluate
+from ..datasets.catalog import metric_options as dataset_metric_options
+from ..errors import CacheError
+from ..evaluation import (ORIGINAL_SIZE, OriginalSizeDataset, check_resolution, collate_original_size,
+                          evaluate)
 from ..io import json_safe
 from ..metrics import delta_m
 from ..runtime import cudnn_exact, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
-from .cache import dataset_specs, open_split, resolve_data
+from .cache import (ORIGINAL_SIZE_TARGET, dataset_specs, has_original_targets, open_split, original_targets,
+                    resolve_data)
 from .views import ViewDataset, backbone_features
 
-__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads"]
+__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
+           "eval_protocol", "recorded_protocol"]
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +77,72 @@ def eval_threads(device: str | torch.device) -> int | None:
     return torch.get_num_threads() if resolve_device(device).type == "cpu" else None
 
 
+def eval_protocol(ws, spec: TaskSpec, dataset: str, resolution: str = "original") -> dict[str, Any]:
+    """How a task registered now is evaluated: ``{"resolution", "metric_options"}`` for its
+    ``record["eval"]`` and for :func:`task_metrics`.
+
+    ``resolution="original"`` falls back to ``"working"`` (with a warning) when the workspace's val
+    cache of ``dataset`` was written before val caches kept the original-size targets; re-cache it
+    (``ufl cache-features --dataset D --split val --overwrite``) to evaluate at the original size.
+    """
+    check_resolution(resolution)
+    cache = ws.find_cache(dataset, "val", 1)
+    if resolution == "original" and cache is not None and not has_original_targets(ws.root / cache["file"],
+                                                                                     [spec.name]):
+        log.warning("the %s/val cache has no original-size targets (written by an older ufl): %s is evaluated "
+                    "at the working size; re-cache it with `ufl cache-features --dataset %s --split val "
+                    "--overwrite` to evaluate at the original size", dataset, spec.name, dataset)
+        resolution = "working"
+    return {"resolution": resolution, "metric_options": dataset_metric_options(dataset, spec.kind)}
+
+
+def recorded_protocol(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluation protocol a registration ``record`` was measured with (see :func:`eval_protocol`);
+    records older than these settings: working resolution, the metric's default options."""
+    evaluation = record.get("eval", {})
+    return {"resolution": evaluation.get("resolution", "working"),
+            "metric_options": dict(evaluation.get("metric_options", {}))}
+
+
+class _OriginalFromCache(torch.utils.data.Dataset):
+    """Val-cache rows of ``target`` at the original size: its original-size ground truth under its
+    own name, and ``orig_size``; a CacheError when the cache keeps no original sizes."""
+
+    def __init__(self, path, fingerprint: str, target: str):
+        found = original_targets(path, [target])
+        if found is None:
+            raise CacheError(f"the val cache {path} holds no original-size targets of {target}; re-cache it with "
+                             f"`ufl cache-features --split val --overwrite`, or evaluate online")
+        self.key, self.target = found[target], target
+        self.rows = FeatureCacheDataset(path, fingerprint, tasks=[self.key, ORIGINAL_SIZE_TARGET])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.rows[index]
+        item[self.target] = item.pop(self.key)
+        item[ORIGINAL_SIZE] = item.pop(ORIGINAL_SIZE_TARGET)
+        return item
+
+
 @torch.no_grad()
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
-                 online: bool | None = None, threads: int | None = None) -> dict[str, float]:
+                 online: bool | None = None, threads: int | None = None, resolution: str = "working",
+                 metric_options: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`)."""
+    ``threads`` intra-op threads when given (see :func:`eval_threads`).
+
+    ``resolution``: ``"original"`` (each image's own size, from the val cache's original-size
+    targets or the dataset's files online) or ``"working"`` (the cache's input size; the default,
+    as records without a resolution were measured). ``metric_options``: the metric's settings
+    (``None``: the dataset's, see :func:`ufl.evaluation.make_metric`). Pass a registered task's
+    :func:`recorded_protocol` to measure it as it was registered.
+    """
     device = resolve_device(device)
+    original = check_resolution(resolution) == "original"
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
     # every later evaluation (a head loaded from disk) then run the very same kernels.
@@ -83,27 +152,36 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     # same numbers at registration and at every evaluation
     with cudnn_exact(), torch_threads(threads if device.type == "cpu" else None):
         if cache is not None and not online:
-            data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[target])
+            working = tuple(cache["size"])
+            if original:
+                data = _OriginalFromCache(ws.root / cache["file"], ws.fingerprint, target)
+            else:
+                data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
-                return {target: head(batch["features"], out_size=batch[target].shape[-2:])["out"]}
+                return {target: head(batch["features"], out_size=working)["out"]}
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
             folder, size = resolve_data(ws, dataset, None, None, None)
             # the cache's task set, so dataset rules that depend on it (PASCAL parts' ignore rule) match
-            rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
-            loader = DataLoader(rows, batch_size=batch_size, shuffle=False)
+            base = open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None))
+            if original:
+                loader = DataLoader(OriginalSizeDataset(base, size), batch_size=batch_size, shuffle=False,
+                                    collate_fn=collate_original_size)
+            else:
+                loader = DataLoader(ViewDataset(base, 1, size), batch_size=batch_size, shuffle=False)
             backbone = ws.backbone(device)
             storage = (cache or {}).get("storage", "float16")
 
             def predict(batch):
                 features = [f.float() for f in backbone_features(backbone, batch["image"], None, storage)]
-                return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
+                return {target: head(features, out_size=batch["image"].shape[-2:])["out"]}
 
+        options = None if metric_options is None else {target: metric_options}
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress)[target]
+                        progress=progress, metric_options=options)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
@@ -122,7 +200,7 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"))
+                               threads=evaluation.get("threads"), **recorded_protocol(record))
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
     score = None
@@ -149,6 +227,10 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
     prior = PriorPredictor({target: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
     val = ws.find_cache(dataset, "val", 1)
-    loader = DataLoader(FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[target]),
-                        batch_size=batch_size)
-    return evaluate(prior, loader, {target: spec}, dataset, torch.device("cpu"), progress=False)[target]
+    protocol = recorded_protocol(record)  # measured as the task's head is
+    if protocol["resolution"] == "original":
+        data = _OriginalFromCache(ws.root / val["file"], ws.fingerprint, target)
+    else:
+        data = FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[target])
+    return evaluate(prior, DataLoader(data, batch_size=batch_size), {target: spec}, dataset, torch.device("cpu"),
+                    progress=False, metric_options={target: protocol["metric_options"]})[target]

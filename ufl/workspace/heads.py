@@ -32,7 +32,7 @@ from ..taskspec import TaskSpec, builtin_specs, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
 from ..training.priors import start_at_prior
-from .evaluate import eval_threads, task_metrics
+from .evaluate import eval_protocol, eval_threads, task_metrics
 
 __all__ = ["add_task", "AddTaskResult", "default_dataset", "HeadTrainingConfig"]
 
@@ -81,12 +81,17 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
              config: HeadTrainingConfig | None = None, views: int | None = None, replace: bool = False,
              device: str = "auto", workers: int | None = None, data_root=None, root=None,
              size: Sequence[int] | None = None, in_memory: bool | None = None, progress: bool = True,
-             register_as: str | None = None, callbacks: Sequence[Callback] = ()) -> AddTaskResult:
+             register_as: str | None = None, callbacks: Sequence[Callback] = (),
+             eval_resolution: str = "original") -> AddTaskResult:
     """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task).
 
     It is registered under ``register_as`` when given, else under the task's name, or under
     ``DATASET_TASK`` when that name is taken by the task's head for another dataset (``normals``
-    on PASCAL becomes ``pascal_normals`` beside NYUD's ``normals``)."""
+    on PASCAL becomes ``pascal_normals`` beside NYUD's ``normals``).
+
+    Validation and the registered metrics are measured at ``eval_resolution`` (``"original"``: each
+    val image's own size, the benchmark's; ``"working"``: the cache's input size), recorded with
+    the task (see :func:`ufl.workspace.evaluate.eval_protocol`)."""
     config = config or HeadTrainingConfig()
     spec = resolve_spec(name, spec_file)
     name = spec.name
@@ -106,6 +111,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
                         f"(for your own targets use a folder dataset and --spec)")
     device = resolve_device(device)
     train_record, val_record = _ensure_caches(ws, spec, dataset, views, data_root, root, size, device)
+    protocol = eval_protocol(ws, spec, dataset, eval_resolution)
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -128,7 +134,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
 
     def validate() -> dict[str, dict[str, float]]:
         return {name: task_metrics(ws, name, spec, dataset, head, device=device, progress=False,
-                                   edge_thresholds=EDGE_THRESHOLDS_QUICK)}
+                                   edge_thresholds=EDGE_THRESHOLDS_QUICK, **protocol)}
 
     val_every = config.val_every or max(1, config.epochs // 5)
     trainer = Trainer(head, optimizer, forward, MultiTaskLoss(specs, dataset).to(device), epochs=config.epochs,
@@ -141,12 +147,12 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     train_set.close()
     seconds = time.perf_counter() - started
 
-    metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress)
+    metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress, **protocol)
     record = {"spec": spec.to_dict(), "dataset": dataset, "source": "add-task",
               "training": {**config.to_dict(), "train_cache": ws.cache_key(dataset, "train", train_record["views"]),
                            "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device)},
               "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
-                       "batch_size": 16, "threads": eval_threads(device)},
+                       "batch_size": 16, "threads": eval_threads(device), **protocol},
               "registered": metrics}
     ws.register(key, head.cpu(), record, replace=replace)
     log.info("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

@@ -15,7 +15,7 @@ from typing import Any
 from ..checkpoint import Checkpoint
 from ..models import MedusaHead
 from ..taskspec import TaskSpec
-from .evaluate import eval_threads, task_metrics
+from .evaluate import eval_protocol, eval_threads, task_metrics
 
 __all__ = ["register_checkpoint_tasks"]
 
@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def register_checkpoint_tasks(ws, ckpt: Checkpoint, *, data_root=None, root=None, device: str = "auto",
-                              batch_size: int = 16, progress: bool = True) -> list[str]:
-    """Register every task of a Medusa checkpoint; return their names ([] for other models)."""
+                              batch_size: int = 16, progress: bool = True, eval_resolution: str = "original") -> list[str]:
+    """Register every task of a Medusa checkpoint; return their names ([] for other models).
+    ``eval_resolution``: ``"original"`` (each val image's own size) or ``"working"``."""
     meta = ckpt.meta
     if meta.get("model") != "medusa":
         log.info("checkpoint model %r has no independent per-task heads: only its backbone is used; add tasks "
@@ -43,15 +44,16 @@ def register_checkpoint_tasks(ws, ckpt: Checkpoint, *, data_root=None, root=None
         head = MedusaHead(channels, meta["out_channels"][name], **options)
         prefix = f"heads.{name}."
         head.load_state_dict({k[len(prefix):]: v for k, v in ckpt.model_state.items() if k.startswith(prefix)})
+        protocol = eval_protocol(ws, spec, dataset, eval_resolution)
         metrics = task_metrics(ws, name, spec, dataset, head, device=device, batch_size=batch_size,
-                               progress=progress)
+                               progress=progress, **protocol)
         record: dict[str, Any] = {
             "spec": spec.to_dict(), "dataset": dataset, "source": f"checkpoint {ckpt.path} (epoch {ckpt.epoch})",
             "role": "main" if name in meta["tasks"] else "auxiliary",
             "training": {"pretrain": meta.get("config", {}), "epochs": ckpt.epoch},
             "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val",
                      "size": ws.find_cache(dataset, "val", 1)["size"], "batch_size": batch_size,
-                     "threads": eval_threads(device)},
+                     "threads": eval_threads(device), **protocol},
             "registered": metrics}
         ws.register(name, head, record)
         log.info("registered %s (%s): %s", name, dataset, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
