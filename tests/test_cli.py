@@ -116,8 +116,8 @@ def test_device_refuses_other_names_and_a_missing_gpu_in_one_line(tmp_path):
 
 COMPUTING = ["init", "cache-features", "add-task", "evaluate", "predict", "visualize", "pretrain", "continual",
              "reproduce", "profile", "demo"]
-WITH_RESULT = ["init", "cache-features", "add-task", "evaluate", "list-tasks", "predict", "pretrain", "continual",
-               "reproduce", "profile", "demo"]
+WITH_RESULT = ["init", "cache-features", "add-task", "evaluate", "list-tasks", "predict", "visualize", "pretrain",
+               "continual", "reproduce", "profile", "demo", "make-synthetic"]
 
 
 @pytest.mark.parametrize("name", COMPUTING)

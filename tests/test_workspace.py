@@ -497,3 +497,17 @@ def test_a_backbone_trained_only_on_generated_data_is_said(ws, checkpoint, synth
     pretrain(PretrainConfig(out=str(run), data_root=str(real), size=NYUD_SIZE, epochs=1, batch_size=4,
                             workers=0, device="cpu", progress=False, edge_thresholds=5, tasks=["depth"], aux=[]))
     assert Workspace.from_checkpoint(tmp_path / "ws_real", run, register=False).backbone_note() is None
+
+
+def test_cache_features_and_predict_print_their_result_once(ws, synthetic_root, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    result = _invoke("cache-features", "--workspace", ws.root, "--dataset", "pascal", "--split", "val",
+                     "--size", "64", "--device", "cpu")
+    assert result.exit_code == 0 and result.stdout.count("already cached") == 1
+    image = next((synthetic_root / "PASCAL_MT" / "JPEGImages").iterdir())
+    result = _invoke("predict", image, "--task", "depth", "--out", tmp_path / "p", "--workspace", ws.root)
+    assert result.exit_code == 0 and result.stdout.count(str(tmp_path / "p" / image.stem)) == 1
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [m for m in logged if "already cached" in m or str(tmp_path / "p") in m], logged

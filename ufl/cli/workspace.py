@@ -325,7 +325,8 @@ def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device
 @click.option("--no-attention", is_flag=True, help="Leave out the attention maps.")
 @device_option
 @threads_option
-def visualize_cmd(workspace, out, datasets, num, no_attention, device) -> None:
+@json_option
+def visualize_cmd(workspace, out, datasets, num, no_attention, device, as_json) -> None:
     """A PNG panel per dataset: val images with ground truth, prediction and the Medusa attention
     maps (SFA per scale, MSA weights per scale, and which scale wins where) for each task."""
     from ..workspace import Workspace
@@ -334,6 +335,10 @@ def visualize_cmd(workspace, out, datasets, num, no_attention, device) -> None:
     if unknown:
         raise click.BadParameter(f"unknown dataset(s) {', '.join(unknown)}; use nyud, pascal or folder",
                                  param_hint="--dataset")
-    for path in Workspace(workspace).visualize(out, datasets=list(datasets) or None, num=num,
-                                               attention=not no_attention, device=device):
+    paths = Workspace(workspace).visualize(out, datasets=list(datasets) or None, num=num,
+                                           attention=not no_attention, device=device)
+    if as_json:
+        echo_json({"files": [str(p) for p in paths]})
+        return
+    for path in paths:
         click.echo(str(path))
