@@ -54,6 +54,8 @@ def test_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
     for key, value in full.model_state.items():
         assert torch.equal(value, cut.model_state[key]), key
     assert full.meta["metrics"] == cut.meta["metrics"]
+    assert full.meta["provenance"] == cut.meta["provenance"]  # a resumed run keeps how it started
+    assert full.meta["history"] == cut.meta["history"]
     for idx, state in full.optimizer_state["state"].items():
         assert torch.equal(state["exp_avg"], cut.optimizer_state["state"][idx]["exp_avg"])
 

@@ -190,7 +190,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
         return results
 
     if checkpoint is not None:  # a resumed run keeps the record of how it started
-        init = (checkpoint.meta.get("provenance") or {}).get("init", "unknown")
+        init = (checkpoint.meta.get("provenance") or {}).get("init") or \
+            describe_init((checkpoint.meta.get("config") or {}).get("pretrained"))
     else:
         init = config.init_note or describe_init(config.pretrained)
     provenance = {"init": init, "data": [training_data(config.dataset, root)]}
