@@ -369,3 +369,16 @@ def test_unit_figure_puts_each_unit_on_its_own_axis_with_the_trivial_baseline(tm
     assert _png_size(path)[0] > 300
     with pytest.raises(ValueError, match="at least one unit"):
         unit_figure({})
+
+
+def test_a_label_outside_the_classes_fails_clearly_before_any_key(rng):
+    rows = [{"task": "semseg", "kind": "segmentation", "dataset": "nyud", "num_classes": 40,
+             "pred": np.full((8, 8), 99)}]
+    with pytest.raises(ValueError, match="label 99 is outside the 40 classes"):
+        prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8), "rows": rows}])
+
+
+def test_rows_without_a_kind_get_no_key_column(rng):
+    rows = [{"task": "saliency", "pred": colorize("saliency", rng.uniform(0, 1, (8, 8)))}]
+    fig = prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8), "rows": rows}], panel_inches=2.0)
+    assert fig.get_figwidth() == 4.0 and not [ax for ax in fig.axes if ax.get_label() == "key"]

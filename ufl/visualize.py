@@ -462,9 +462,10 @@ def _row_panels(row: Mapping[str, Any], where: str
             # Prediction and ground truth on one scale (the ground truth's), so colours compare.
             ranges = [r for r in (depth_range(gt) if gt is not None else None, depth_range(pred)) if r]
             options = {"depth_range": ranges[0] if ranges else None}
-        keys = _kind_keys(kind, gt, pred, options)
+        raw_gt, raw_pred = gt, pred
         gt = colorize(kind, gt, **options) if gt is not None else None
         pred = colorize(kind, pred, **options)
+        keys = _kind_keys(kind, raw_gt, raw_pred, options)  # after colorize: bad labels fail there, clearly
     gt = _panel(gt, f"{where} ({task}) 'gt'") if gt is not None else None
     pred = _panel(pred, f"{where} ({task}) 'pred'")
     maps = list(row.get("attention") or [])
@@ -602,7 +603,8 @@ def prediction_figure(samples: Sequence[Mapping[str, Any]], *, title: str | None
         return count, 2 if count > 1 else 1, width
 
     shapes = [layout(rows) for *_, rows in blocks]
-    ncols = max(inputs + width for _, inputs, width in shapes) + 1  # + the key column
+    keyed = any(keys or attention for *_, rows in blocks for _, _, attention, keys in rows)
+    ncols = max(inputs + width for _, inputs, width in shapes) + int(keyed)  # + the key column
     panel_inches = min(panel_inches, max_inches / ncols)
     aspect = max(image.shape[0] / image.shape[1] for _, image, _, _ in blocks)
     line_inches = panel_inches * aspect + 0.35  # room for the panel titles
