@@ -33,7 +33,7 @@ from . import distributed
 from .datasets.catalog import metric_options
 from .datasets.transforms import resize
 from .metrics import Metric, build_metric
-from .runtime import Precision, usable_cpus
+from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec
 from .training.trainer import move_to_device
 from .vectors import unit_vectors
@@ -174,7 +174,8 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
              specs: Mapping[str, TaskSpec], dataset: str, device: torch.device,
              precision: Precision | None = None, edge_thresholds: int | None = None,
              desc: str = "evaluate", progress: bool = True,
-             metric_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, float]]:
+             metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+             with_details: bool = False) -> dict[str, dict[str, float]]:
     """Run ``predict(batch) -> {task: logits}`` over ``loader``.
 
     Without ``batch["orig_size"]`` the logits must be at the targets' size (working resolution).
@@ -183,13 +184,14 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
     ``metric_options``: per task, the metric's keyword arguments (see :func:`make_metric`).
 
     Returns ``{task: {metric: value}}`` for every task of ``specs``, pooled over the whole split
-    (and over all processes under torchrun).
+    (and over all processes under torchrun); with ``with_details`` each task's dict also holds
+    ``"details"``: :meth:`ufl.metrics.Metric.details` (e.g. per-class IoU).
     """
     options = metric_options or {}
     metrics = {name: make_metric(spec, dataset, edge_thresholds, options.get(name))
                for name, spec in specs.items()}
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, unit="batch",
-               disable=not (progress and distributed.is_main()))
+               disable=progress_disable(progress and distributed.is_main()))
     for batch in bar:
         batch = move_to_device(batch, device, non_blocking=device.type == "cuda")
         if precision is not None:
@@ -205,4 +207,6 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
         if distributed.is_distributed():
             metric.load_state({k: distributed.all_reduce_sum(v) for k, v in metric.state().items()})
         results[name] = metric.compute()
+        if with_details:
+            results[name]["details"] = metric.details()
     return results

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from feature_cache import FeatureCacheDataset
 
 from ..datasets.catalog import metric_options as dataset_metric_options
-from ..errors import CacheError
+from ..errors import CacheError, UflError
 from ..evaluation import (ORIGINAL_SIZE, OriginalSizeDataset, check_resolution, collate_original_size,
                           evaluate)
 from ..io import json_safe
@@ -40,7 +40,7 @@ from .cache import (ORIGINAL_SIZE_TARGET, dataset_specs, has_original_targets, o
 from .views import ViewDataset, backbone_features
 
 __all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
-           "eval_protocol", "recorded_protocol"]
+           "eval_protocol", "recorded_protocol", "evaluation_table", "plot_evaluation", "format_all_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,11 @@ class _OriginalFromCache(torch.utils.data.Dataset):
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
                  online: bool | None = None, threads: int | None = None, resolution: str = "working",
-                 metric_options: Mapping[str, Any] | None = None) -> dict[str, float]:
+                 metric_options: Mapping[str, Any] | None = None, with_details: bool = False) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`).
+    ``threads`` intra-op threads when given (see :func:`eval_threads`). With ``with_details`` the
+    dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`).
 
     ``resolution``: ``"original"`` (each image's own size, from the val cache's original-size
     targets or the dataset's files online) or ``"working"`` (the cache's input size; the default,
@@ -181,14 +182,19 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
 
         options = None if metric_options is None else {target: metric_options}
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress, metric_options=options)[target]
+                        progress=progress, metric_options=options, with_details=with_details)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
                    references: Mapping[str, Any] | None = None, online: bool | None = None,
-                   progress: bool = True) -> Evaluation:
+                   progress: bool = True, all_metrics: bool = False) -> Evaluation:
     """Evaluate ``tasks`` (default: every registered task); ``references`` ({task: value or
-    {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover."""
+    {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover.
+
+    With ``all_metrics`` each task's result also holds ``"per_class"``: ``{figure: {class name:
+    value}}`` (segmentation: ``{"IoU": {class: IoU %}}``, names from
+    :data:`ufl.datasets.catalog.MetadataCatalog`; ``{}`` for kinds without per-class figures).
+    """
     registered = ws.tasks
     names = list(registered) if tasks is None else list(tasks)
     for name in names:
@@ -200,9 +206,13 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"), **recorded_protocol(record))
+                               threads=evaluation.get("threads"), with_details=all_metrics,
+                               **recorded_protocol(record))
+        details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
+        if all_metrics:
+            results[name]["per_class"] = _per_class(details or {}, spec, record["dataset"], name)
     score = None
     if references:
         covered = {n: {ws.spec(n).metric: r["metrics"][ws.spec(n).metric]} for n, r in results.items() if n in references}
@@ -210,6 +220,20 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
             score = delta_m(covered, {n: references[n] for n in covered},
                             higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
     return Evaluation(results, score)
+
+
+def _per_class(details: Mapping[str, list[float]], spec: TaskSpec, dataset: str, name: str) -> dict[str, dict]:
+    """``{figure: [value per class]}`` -> ``{figure: {class name: value}}`` with the catalogue's names."""
+    if not details:
+        return {}
+    from ..datasets.catalog import MetadataCatalog
+
+    classes = spec.out_channels(dataset)
+    key = (dataset, spec.name) if (dataset, spec.name) in MetadataCatalog else (dataset, name)
+    names = MetadataCatalog.get(*key, num_classes=classes).class_names
+    if len(names) != classes:
+        names = tuple(f"class_{i}" for i in range(classes))
+    return {figure: dict(zip(names, values)) for figure, values in details.items()}
 
 
 @torch.no_grad()
@@ -234,3 +258,51 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
         data = FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[target])
     return evaluate(prior, DataLoader(data, batch_size=batch_size), {target: spec}, dataset, torch.device("cpu"),
                     progress=False, metric_options={target: protocol["metric_options"]})[target]
+
+
+def evaluation_table(ws, data: Mapping[str, Any], trivial: bool = True) -> tuple[dict, dict[str, bool]]:
+    """``ufl evaluate``'s result (``Evaluation.to_dict()``) as :func:`ufl.visualize.unit_figure`'s table:
+    ``{unit: {task: {"ufl": headline, "trivial": the prior predictor's}}}`` and ``{task: higher is
+    better}``. A task whose trivial predictor cannot be fitted (no train cache and no data) has
+    no trivial bar (said in the log). A result that already holds ``"trivial"`` (the demo's) is used."""
+    from ..visualize import metric_unit
+
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    directions: dict[str, bool] = {}
+    for name, result in data["tasks"].items():
+        spec = ws.spec(name)
+        values = {"ufl": result["metrics"].get(spec.metric, float("nan"))}
+        if trivial:
+            prior = result.get("trivial")
+            if prior is None:
+                try:
+                    prior = trivial_metrics(ws, name)
+                except (UflError, OSError, KeyError, TypeError) as e:
+                    log.info("no trivial baseline for %s (%s)", name, str(e).splitlines()[0] if str(e) else e)
+            if prior is not None:
+                values["trivial"] = prior.get(spec.metric, float("nan"))
+        table.setdefault(metric_unit(spec.kind, spec.metric), {})[f"{name} {spec.metric}"] = values
+        directions[f"{name} {spec.metric}"] = spec.higher_is_better
+    return table, directions
+
+
+def plot_evaluation(ws, data: Mapping[str, Any], path, *, title: str | None = None, trivial: bool = True):
+    """``ufl evaluate --plot``: each task's headline metric beside the trivial predictor's, one axis
+    per unit (:func:`ufl.visualize.unit_chart`); returns the path."""
+    from ..visualize import unit_chart
+
+    table, directions = evaluation_table(ws, data, trivial)
+    return unit_chart(table, path, title=title, higher_is_better=directions)
+
+
+def format_all_metrics(data: Mapping[str, Any]) -> str:
+    """``ufl evaluate --all-metrics`` as text: per task every metric, then per-class figures."""
+    lines = []
+    for name, result in data["tasks"].items():
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} n/a"
+                            for k, v in result["metrics"].items())
+        lines.append(f"{name} ({result['dataset']}): {metrics}")
+        for figure, values in (result.get("per_class") or {}).items():
+            lines.append(f"  per-class {figure}: " + ", ".join(
+                f"{cls} {v:.4g}" if isinstance(v, (int, float)) else f"{cls} n/a" for cls, v in values.items()))
+    return "\n".join(lines)
