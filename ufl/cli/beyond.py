@@ -40,3 +40,41 @@ def probe_cmd(workspace, name, spec_file, dataset, split, images, pixels_per_ima
     result = probe_task(Workspace(workspace), name, spec_file=spec_file, dataset=dataset, split=split, images=images,
                         pixels_per_image=pixels_per_image, seed=seed)
     click.echo(json.dumps(result.to_dict()) if as_json else format_probe(result))
+
+
+# -- export ---------------------------------------------------------------------------------------
+@main.command("export")
+@workspace_option
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The ONNX file to write (*.onnx).")
+@click.option("--tasks", default=None, callback=parse_names,
+              help="Comma-separated registered tasks to include (default: every registered task).")
+@click.option("--dynamic", is_flag=True, help="Symbolic batch and image size (sides multiples of 32).")
+@click.option("--check", type=click.IntRange(0), default=4, show_default=True,
+              help="Val images to compare onnxruntime with PyTorch on (0: no check).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def export_cmd(workspace, out, tasks, dynamic, check, as_json) -> None:
+    """Write the frozen backbone and the chosen heads as one ONNX graph.
+
+    Input `images` (B, 3, H, W) RGB in [0, 1]; one output per task, named after it (logits at the
+    input size; one backbone pass feeds every head). The command runs the graph with onnxruntime on
+    the first val images and fails unless every output is within 1e-4 (relative to max(1, |output|))
+    of PyTorch.
+    """
+    from ..export import TOLERANCE, export_onnx
+    from ..workspace import Workspace
+
+    result = export_onnx(Workspace(workspace), out, tasks=tasks or None, dynamic=dynamic, check=check)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    h, w = result.size
+    shape = "dynamic batch and size" if dynamic else f"{h}x{w}"
+    click.echo(f"wrote {result.path} ({result.bytes / 1e6:.1f} MB; {shape}; outputs: {', '.join(result.tasks)}; "
+               f"{result.seconds:.1f} s)")
+    if result.check_images:
+        for task in result.tasks:
+            click.echo(f"  {task}: max |onnx - torch| = {result.max_abs_diff[task]:.2e} "
+                       f"({result.max_rel_diff[task]:.2e} relative) <= {TOLERANCE:g}: ok")
+        click.echo(f"checked on {result.check_images} val image(s) with onnxruntime: passed")
+    else:
+        click.echo("not checked against PyTorch (--check 0)")
