@@ -78,3 +78,32 @@ def export_cmd(workspace, out, tasks, dynamic, check, as_json) -> None:
         click.echo(f"checked on {result.check_images} val image(s) with onnxruntime: passed")
     else:
         click.echo("not checked against PyTorch (--check 0)")
+
+
+# -- serve ----------------------------------------------------------------------------------------
+@main.command("serve")
+@workspace_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Loopback address to listen on (127.0.0.1, ::1 or localhost only: there is no authentication).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True,
+              help="Most concurrent requests run as one batch.")
+@click.option("--max-wait-ms", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="How long the first request of a batch waits for more.")
+@click.option("--poll", type=click.FloatRange(0.05), default=0.5, show_default=True,
+              help="Seconds between checks of the manifest for added or removed tasks.")
+@device_option
+def serve_cmd(workspace, host, port, max_batch, max_wait_ms, poll, device) -> None:
+    """Serve every registered task over HTTP: the backbone runs once per image, every head on it.
+
+    \b
+    GET  /tasks                    JSON naming every registered task
+    POST /predict (form: image)    JSON keyed by task name (?format=png|array, ?tasks=a,b)
+    Tasks added with `ufl add-task` while it runs are served without a restart. Stop with Ctrl-C.
+    """
+    from ..serve import check_loopback, serve
+    from ..workspace import Workspace
+
+    check_loopback(host)
+    serve(Workspace(workspace), host=host, port=port, device=device, max_batch=max_batch,
+          max_wait=max_wait_ms / 1000, poll=poll)
