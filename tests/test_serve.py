@@ -133,6 +133,8 @@ def test_server_answers_concurrent_requests_and_serves_a_task_added_while_runnin
         only = httpx.post(f"{base}/predict", params={"tasks": "semseg", "format": "array"},
                           files={"image": ("x.png", images[1], "image/png")}).json()
         assert list(only) == ["semseg"] and only["semseg"]["data"] == answer["semseg"]["data"]
+        unknown = httpx.post(f"{base}/predict", params={"tasks": "depth"}, files={"image": ("x.png", images[1], "image/png")})
+        assert unknown.status_code == 400 and "unknown task(s) ['depth']" in unknown.json()["detail"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -239,7 +239,12 @@ class ModelServer:
 
     # -- micro-batching -------------------------------------------------------------------------
     async def submit(self, image: np.ndarray, tasks: list[str] | None) -> tuple[dict[str, torch.Tensor], ServingState]:
-        """Queue one image; resolves with its predictions (and the state that made them)."""
+        """Queue one image; resolves with its predictions (and the state that made them). Unknown
+        task names are refused here, before they could fail the other requests of a batch."""
+        if tasks is not None:
+            unknown = [n for n in tasks if n not in self.state.heads]
+            if unknown:
+                raise UflError(f"unknown task(s) {unknown}; registered: {', '.join(sorted(self.state.heads)) or 'none'}")
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._batcher = asyncio.get_running_loop().create_task(self._run_batches())

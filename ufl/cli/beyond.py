@@ -3,11 +3,10 @@ HTTP server; each parses options, calls one function of the Python API, and prin
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from .base import device_option, main, parse_names, seed_option, workspace_option
+from .base import (device_option, echo_json, json_option, list_option_help, main, parse_names, seed_option,
+                   threads_option, workspace_option)
 
 
 # -- probe ----------------------------------------------------------------------------------------
@@ -22,8 +21,9 @@ from .base import device_option, main, parse_names, seed_option, workspace_optio
 @click.option("--images", type=click.IntRange(1), default=128, show_default=True, help="Cache rows to read at most.")
 @click.option("--pixels", "pixels_per_image", type=click.IntRange(1), default=64, show_default=True,
               help="Valid pixels sampled per image.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@json_option
 @seed_option
+@threads_option
 def probe_cmd(workspace, name, spec_file, dataset, split, images, pixels_per_image, as_json, seed) -> None:
     """Estimate, in seconds and without training, how well a task will do on this backbone.
 
@@ -39,19 +39,23 @@ def probe_cmd(workspace, name, spec_file, dataset, split, images, pixels_per_ima
         raise click.UsageError("give a task NAME or --spec FILE.yaml")
     result = probe_task(Workspace(workspace), name, spec_file=spec_file, dataset=dataset, split=split, images=images,
                         pixels_per_image=pixels_per_image, seed=seed)
-    click.echo(json.dumps(result.to_dict()) if as_json else format_probe(result))
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    click.echo(format_probe(result))
 
 
 # -- export ---------------------------------------------------------------------------------------
 @main.command("export")
 @workspace_option
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The ONNX file to write (*.onnx).")
-@click.option("--tasks", default=None, callback=parse_names,
-              help="Comma-separated registered tasks to include (default: every registered task).")
+@click.option("--tasks", multiple=True, callback=parse_names,
+              help=list_option_help("Registered tasks to include (default: every registered task)."))
 @click.option("--dynamic", is_flag=True, help="Symbolic batch and image size (sides multiples of 32).")
 @click.option("--check", type=click.IntRange(0), default=4, show_default=True,
               help="Val images to compare onnxruntime with PyTorch on (0: no check).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@json_option
+@threads_option
 def export_cmd(workspace, out, tasks, dynamic, check, as_json) -> None:
     """Write the frozen backbone and the chosen heads as one ONNX graph.
 
@@ -65,7 +69,7 @@ def export_cmd(workspace, out, tasks, dynamic, check, as_json) -> None:
 
     result = export_onnx(Workspace(workspace), out, tasks=tasks or None, dynamic=dynamic, check=check)
     if as_json:
-        click.echo(json.dumps(result.to_dict()))
+        echo_json(result.to_dict())
         return
     h, w = result.size
     shape = "dynamic batch and size" if dynamic else f"{h}x{w}"
@@ -93,6 +97,7 @@ def export_cmd(workspace, out, tasks, dynamic, check, as_json) -> None:
 @click.option("--poll", type=click.FloatRange(0.05), default=0.5, show_default=True,
               help="Seconds between checks of the manifest for added or removed tasks.")
 @device_option
+@threads_option
 def serve_cmd(workspace, host, port, max_batch, max_wait_ms, poll, device) -> None:
     """Serve every registered task over HTTP: the backbone runs once per image, every head on it.
 
