@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from feature_cache import FeatureCacheDataset
 
+from ..errors import CacheError
 from ..evaluation import evaluate
 from ..io import json_safe
 from ..metrics import delta_m
@@ -29,7 +30,7 @@ from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
 from .views import ViewDataset, backbone_features
 
-__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads"]
+__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads", "check_val_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ def eval_threads(device: str | torch.device) -> int | None:
 @torch.no_grad()
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
-                 online: bool | None = None, threads: int | None = None) -> dict[str, float]:
+                 online: bool | None = None, threads: int | None = None,
+                 size: Sequence[int] | None = None) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`)."""
+    ``threads`` intra-op threads when given (see :func:`eval_threads`); online at ``size`` (the
+    size the task was registered at) when given, else at the workspace's size for the dataset."""
     device = resolve_device(device)
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
@@ -83,7 +86,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     # same numbers at registration and at every evaluation
     with cudnn_exact(), torch_threads(threads if device.type == "cpu" else None):
         if cache is not None and not online:
-            data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[target])
+            data = FeatureCacheDataset(ws.cache_path(cache), ws.fingerprint, tasks=[target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
@@ -91,7 +94,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
-            folder, size = resolve_data(ws, dataset, None, None, None)
+            folder, size = resolve_data(ws, dataset, None, None, size)
             # the cache's task set, so dataset rules that depend on it (PASCAL parts' ignore rule) match
             rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
             loader = DataLoader(rows, batch_size=batch_size, shuffle=False)
@@ -117,12 +120,15 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         ws.task(name)  # one clear error for an unknown name
     results: dict[str, dict[str, Any]] = {}
     for name in names:
+        if not online:
+            check_val_cache(ws, name, registered[name])
+    for name in names:
         record = registered[name]
         spec = ws.spec(name)
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"))
+                               threads=evaluation.get("threads"), size=evaluation.get("size"))
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
     score = None
@@ -134,6 +140,27 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
     return Evaluation(results, score)
 
 
+def check_val_cache(ws, name: str, record: Mapping[str, Any]) -> None:
+    """Refuse (:class:`CacheError`) to evaluate task ``name`` on a val cache of another input size or
+    backbone fingerprint than it was registered with: its metrics would not be comparable."""
+    dataset = record["dataset"]
+    cache = ws.find_cache(dataset, "val", 1)
+    if cache is None:
+        return  # evaluated online, at the registered size
+    registered_size = [int(v) for v in record["eval"]["size"]]
+    fix = (f"re-cache it as registered (`ufl cache-features --dataset {dataset} --split val --size "
+           f"{registered_size[0]}x{registered_size[1]} --overwrite --force`), or re-register the task "
+           f"(`ufl add-task {name} --replace`)")
+    if [int(v) for v in cache["size"]] != registered_size:
+        raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) is at {cache['size'][0]}x{cache['size'][1]} "
+                         f"but task {name!r} was registered at {registered_size[0]}x{registered_size[1]}; {fix}")
+    for fingerprint in (cache.get("fingerprint"), record.get("fingerprint")):
+        if fingerprint is not None and fingerprint != ws.fingerprint:
+            raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) or task {name!r} comes from another "
+                             f"backbone (fingerprint {str(fingerprint)[:12]}) than workspace {ws.root} "
+                             f"({ws.fingerprint[:12]}); {fix}")
+
+
 @torch.no_grad()
 def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     """Val metrics of the prior predictor (majority class, mean depth, mean normal, positive rate)
@@ -143,12 +170,12 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     target = spec.name
     train = ws.find_cache(dataset, "train")
     if train is not None:
-        fit_on = FeatureCacheDataset(ws.root / train["file"], ws.fingerprint, tasks=[target])
+        fit_on = FeatureCacheDataset(ws.cache_path(train), ws.fingerprint, tasks=[target])
     else:
         folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
     prior = PriorPredictor({target: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
     val = ws.find_cache(dataset, "val", 1)
-    loader = DataLoader(FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[target]),
+    loader = DataLoader(FeatureCacheDataset(ws.cache_path(val), ws.fingerprint, tasks=[target]),
                         batch_size=batch_size)
     return evaluate(prior, loader, {target: spec}, dataset, torch.device("cpu"), progress=False)[target]
