@@ -379,11 +379,13 @@ def test_doctor_restores_a_head_renamed_by_an_interrupted_remove_task(ws):
 
 
 def test_doctor_reports_a_manifest_record_pointing_outside(ws):
+    head = ws.root / ws.task("saliency")["head"]
     _edit_manifest(ws, lambda d: d["tasks"]["saliency"].update(head="../../victim.txt"))
-    report = ws.doctor()
+    report = ws.doctor(fix=True)
     assert not report.ok and any("outside" in f.message for f in report.problems)
-    orphan = ws.root / "heads"
-    assert any(f.kind == "orphan_head" for f in report.findings) and orphan.is_dir()
+    orphan = [f for f in report.findings if f.kind == "orphan_head"]
+    assert [f.path for f in orphan] == [str(head)] and not orphan[0].fixable
+    assert head.is_file()  # the head the damaged record lost is kept
 
 
 def test_writes_under_the_lock_clean_their_own_stale_temp_files(ws):
@@ -391,7 +393,11 @@ def test_writes_under_the_lock_clean_their_own_stale_temp_files(ws):
     for path in stale:
         path.write_bytes(b"")
     ws.register("saliency", ws.head("saliency"), {k: v for k, v in ws.task("saliency").items()}, replace=True)
-    assert not any(path.exists() for path in stale)
+    skeleton = ws.root / "caches" / ".pascal-val-1v.h5.partial.k2j4.creating"
+    skeleton.write_bytes(b"")
+    os.utime(skeleton, (OLD, OLD))
+    ws.cache_features("pascal", ["val"], device="cpu", progress=False)  # already cached; cleans up first
+    assert not any(path.exists() for path in [*stale, skeleton])
 
 
 def test_doctor_without_a_workspace_is_one_line(tmp_path):

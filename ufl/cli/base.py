@@ -86,7 +86,10 @@ def os_error_message(error: OSError) -> str:
     """One line for an operating-system error: what failed, on which path, and what to do."""
     what = error.strerror or one_line(error) or type(error).__name__
     where = " -> ".join(str(f) for f in (error.filename, error.filename2) if f)
-    advice = _OS_ADVICE.get(error.errno, "fix that and run the command again")
+    code = error.errno
+    if code is None:  # e.g. h5py's errors carry the OS error only in their text
+        code = next((c for c in _OS_ADVICE if os.strerror(c).lower() in what.lower()), None)
+    advice = _OS_ADVICE.get(code, "fix that and run the command again")
     return one_line(f"{what}{f': {where}' if where else ''}; {advice}")
 
 

@@ -161,6 +161,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     key = ws.cache_key(dataset, split, views)
     path = ws.cache_file(dataset, split, views)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, f".{path.name}.*.creating")  # skeletons of runs killed while creating them
     if path.exists() and key in ws.read()["caches"] and not overwrite:
         try:
             FeatureCacheReader(path, ws.fingerprint).close()
@@ -174,7 +175,6 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     base = open_split(ws, dataset, split, folder, specs)
     rows = ViewDataset(base, views, size, seed)
     target = partial_path(path) if overwrite else path
-    remove_stale(path.parent, f".{target.name}.*.creating")  # skeletons of runs killed while creating
     world, rank = distributed.world_size(), distributed.rank()
     kwargs = dict(
         num_samples=len(rows), scales=_scales(backbone, size),

@@ -125,14 +125,13 @@ def doctor(path: str | os.PathLike | None = None, fix: bool = False) -> DoctorRe
     report = DoctorReport(str(root))
     lock = contextlib.nullcontext() if not fix else Manifest(root).locked()
     with lock:
-        referenced = _check_records(root, report)
-        protected = _find_litter(root, report, referenced)
+        protected = _find_litter(root, report, *_check_records(root, report))
         if fix:
             _fix(report, protected)
             if any(f.fixed and f.restore_to for f in report.findings):  # check the restored heads again
                 fixed = [f for f in report.findings if f.fixed]
                 report = DoctorReport(str(root))
-                _find_litter(root, report, _check_records(root, report))
+                _find_litter(root, report, *_check_records(root, report))
                 report.findings[:0] = fixed
     return report
 
@@ -156,9 +155,10 @@ def remove_stale(folder: Path, pattern: str) -> list[Path]:
     return removed
 
 
-def _check_records(root: Path, report: DoctorReport) -> set[Path] | None:
-    """Check manifest, backbone, tasks and caches; the files they refer to (resolved), or None when
-    the manifest itself is unreadable (then no file counts as an orphan)."""
+def _check_records(root: Path, report: DoctorReport) -> tuple[set[Path] | None, bool]:
+    """Check manifest, backbone, tasks and caches: the files they refer to (resolved; None when the
+    manifest itself is unreadable, then no file counts as an orphan), and whether every task's head
+    path was sound (if not, a head file no task refers to may be the one a damaged record lost)."""
     from .core import Workspace, file_sha256
     from .evaluate import check_val_cache
 
@@ -167,8 +167,9 @@ def _check_records(root: Path, report: DoctorReport) -> set[Path] | None:
         data = ws.read()
     except UflError as e:
         report.add("manifest", root / MANIFEST, str(e))
-        return None
+        return None, False
     referenced: set[Path] = set()
+    heads_sound = True
     with _finding(report, "backbone", root / data["backbone"]["weights"]):
         referenced.add(ws.inside(data["backbone"]["weights"], "backbone weights"))
         ws.backbone("cpu")
@@ -178,10 +179,14 @@ def _check_records(root: Path, report: DoctorReport) -> set[Path] | None:
             check_task_name(name, f"registered task name in {root / MANIFEST}:")
         with _finding(report, "task", f"{root / MANIFEST}:{name}"):
             TaskSpec.from_dict(record["spec"], source=f"{root / MANIFEST}:{name}")
-        with _finding(report, "head", record["head"]):
-            head = ws.head_file(name, record)
-            referenced.add(head)
-            ws.checked_head_file(name, record)
+        try:
+            referenced.add(ws.head_file(name, record))
+        except UflError as e:
+            heads_sound = False
+            report.add("head", record["head"], str(e))
+        else:
+            with _finding(report, "head", record["head"]):
+                ws.checked_head_file(name, record)
         if record["fingerprint"] != ws.fingerprint:
             report.add("task", f"{root / MANIFEST}:{name}", f"task {name!r} was registered on another backbone "
                        f"(fingerprint {record['fingerprint'][:12]}); re-add it with `ufl add-task {name} --replace`")
@@ -199,7 +204,7 @@ def _check_records(root: Path, report: DoctorReport) -> set[Path] | None:
                                      f"--dataset {record['dataset']} --split {record['split']} --overwrite`")
             referenced.update(_sources(path))
             _check_cache(ws, key, record, path, verify, report)
-    return referenced
+    return referenced, heads_sound
 
 
 @contextlib.contextmanager
@@ -259,9 +264,10 @@ def _litter_kind(path: Path) -> tuple[str, str, bool] | None:
     return None
 
 
-def _find_litter(root: Path, report: DoctorReport, referenced: set[Path] | None) -> set[str]:
+def _find_litter(root: Path, report: DoctorReport, referenced: set[Path] | None, heads_sound: bool) -> set[str]:
     """Add the litter (and notes) of ``root``, ``heads/`` and ``caches/`` to ``report``; the paths of
-    litter that only a holder of the workspace lock writes (so it is stale while doctor holds it)."""
+    litter that only a holder of the workspace lock writes (so it is stale while doctor holds it).
+    Head files no task refers to are removable only when every task's head path is sound."""
     from .core import REMOVING, RESCUE_PREFIX
 
     files = 0
@@ -295,9 +301,12 @@ def _find_litter(root: Path, report: DoctorReport, referenced: set[Path] | None)
                 continue
             if referenced is None or path.resolve() in referenced:
                 continue
-            if folder.name == "heads" and path.suffix == ".safetensors":
+            if folder.name == "heads" and path.suffix == ".safetensors" and heads_sound:
                 report.add("orphan_head", path, f"{path}: head file no registered task refers to (left by an "
                            f"interrupted add-task or remove-task)", fixable=True)
+            elif folder.name == "heads" and path.suffix == ".safetensors":
+                report.add("orphan_head", path, f"{path}: head file no task refers to; kept, since a damaged task "
+                           f"record may have lost it (restore workspace.json first)")
             elif folder.name == "caches" and ".shard" in path.name:
                 report.add("stale_shard", path, f"{path}: shard file no registered cache reads", fixable=True)
             elif folder.name == "caches" and path.suffix == ".h5":
