@@ -226,7 +226,7 @@ def test_task_names_are_short_lower_case_identifiers():
 
 
 def test_the_cli_refuses_invalid_task_names(ws):
-    for args in (["add-task", "saliency", "--as", "s" * 65], ["evaluate", "--task", "road\n"],
+    for args in (["add-task", "saliency", "--as", "s" * 65], ["evaluate", "--task", "semseg,Road"],
                  ["predict", __file__, "--task", "Bad", "--out", ws.root / "p"]):
         line = _one_error_line(_invoke(*args, "--workspace", ws.root))
         assert "invalid" in line and "lower-case letters" in line
