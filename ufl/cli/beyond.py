@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .base import (FiniteFloat, device_option, echo_json, json_option, list_option_help, main, parse_names,
+from .base import (FiniteFloat, device_option, echo_json, json_option, list_option_help, main,
                    parse_task_names, seed_option, threads_option, workspace_option)
 
 
