@@ -14,9 +14,11 @@ from .base import (data_root_option, device_option, echo_json, eval_resolution_o
 @click.option("--tasks", default=("semseg,depth",), show_default=True, multiple=True, callback=parse_names,
               help=list_option_help("Main tasks."))
 @click.option("--aux", default=("normals,edges",), show_default=True, multiple=True, callback=parse_names,
-              help=list_option_help("Auxiliary tasks (trained and evaluated, not reported as main); '' for none."))
-@click.option("--model", type=click.Choice(["medusa", "mt-baseline", "single-task", "mti-net"]), default="medusa",
-              show_default=True, help="Architecture.")
+              help=list_option_help("Auxiliary tasks; '' for none. pad-net and mti-net use them only as initial "
+                                    "predictions and distillation sources (no final head, not evaluated); the other "
+                                    "models give them their own head (trained and evaluated, not reported as main)."))
+@click.option("--model", type=click.Choice(["medusa", "mt-baseline", "single-task", "mtan", "pad-net", "mti-net"]),
+              default="medusa", show_default=True, help="Architecture.")
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True,
               help="timm features_only backbone (its last four levels are used).")
 @pretrained_option
@@ -56,11 +58,11 @@ def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, ro
     from .. import distributed
     from ..models.backbone import resolve_pretrained
     from ..provenance import UNREACHABLE
-    from ..training.callbacks import TensorBoardLog, format_metrics, tensorboard_writer
+    from ..training.callbacks import TensorBoardLog, format_metrics, require_tensorboard
     from ..training.pretrain import PretrainConfig, pretrain
 
-    if log_dir and distributed.is_main():
-        tensorboard_writer(log_dir).close()  # a missing tensorboard package fails now, not after the data loads
+    if log_dir:
+        require_tensorboard()  # a missing tensorboard package fails now, not after the data loads
     weights = resolve_pretrained(pretrained, backbone) if not resume else None
     unreachable = not resume and pretrained.lower() == "auto" and weights is None
     config = PretrainConfig(out=out, dataset=dataset, tasks=tasks, aux=aux, model=model, backbone=backbone,

@@ -40,7 +40,8 @@ from .cache import (ORIGINAL_SIZE_TARGET, dataset_specs, has_original_targets, o
 from .views import ViewDataset, backbone_features
 
 __all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
-           "eval_protocol", "recorded_protocol", "evaluation_table", "plot_evaluation", "format_all_metrics"]
+           "eval_protocol", "recorded_protocol", "evaluation_table", "plot_evaluation", "format_all_metrics",
+           "check_val_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,15 @@ def eval_protocol(ws, spec: TaskSpec, dataset: str, resolution: str = "original"
 
     ``resolution="original"`` falls back to ``"working"`` (with a warning) when the workspace's val
     cache of ``dataset`` was written before val caches kept the original-size targets; re-cache it
-    (``ufl cache-features --dataset D --split val --overwrite``) to evaluate at the original size.
+    (``ufl cache-features --dataset D --split val --overwrite --force``) to evaluate at the original size.
     """
     check_resolution(resolution)
     cache = ws.find_cache(dataset, "val", 1)
-    if resolution == "original" and cache is not None and not has_original_targets(ws.root / cache["file"],
-                                                                                     [spec.name]):
+    if resolution == "original" and cache is not None and not has_original_targets(ws.cache_path(cache), [spec.name]):
         log.warning("the %s/val cache has no original-size targets (written by an older ufl): %s is evaluated "
                     "at the working size; re-cache it with `ufl cache-features --dataset %s --split val "
-                    "--overwrite` to evaluate at the original size", dataset, spec.name, dataset)
+                    "--overwrite --force` (its working-size targets stay the same) to evaluate at the original size",
+                    dataset, spec.name, dataset)
         resolution = "working"
     return {"resolution": resolution, "metric_options": dataset_metric_options(dataset, spec.kind)}
 
@@ -130,11 +131,13 @@ class _OriginalFromCache(torch.utils.data.Dataset):
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
                  online: bool | None = None, threads: int | None = None, resolution: str = "working",
-                 metric_options: Mapping[str, Any] | None = None, with_details: bool = False) -> dict[str, float]:
+                 metric_options: Mapping[str, Any] | None = None, with_details: bool = False,
+                 size: Sequence[int] | None = None) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`). With ``with_details`` the
-    dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`).
+    ``threads`` intra-op threads when given (see :func:`eval_threads`); online at ``size`` (the
+    size the task was registered at) when given, else at the workspace's size for the dataset.
+    With ``with_details`` the dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`).
 
     ``resolution``: ``"original"`` (each image's own size, from the val cache's original-size
     targets or the dataset's files online) or ``"working"`` (the cache's input size; the default,
@@ -155,9 +158,9 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
         if cache is not None and not online:
             working = tuple(cache["size"])
             if original:
-                data = _OriginalFromCache(ws.root / cache["file"], ws.fingerprint, target)
+                data = _OriginalFromCache(ws.cache_path(cache), ws.fingerprint, target)
             else:
-                data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[target])
+                data = FeatureCacheDataset(ws.cache_path(cache), ws.fingerprint, tasks=[target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
@@ -165,7 +168,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
-            folder, size = resolve_data(ws, dataset, None, None, None)
+            folder, size = resolve_data(ws, dataset, None, None, size)
             # the cache's task set, so dataset rules that depend on it (PASCAL parts' ignore rule) match
             base = open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None))
             if original:
@@ -201,13 +204,16 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         ws.task(name)  # one clear error for an unknown name
     results: dict[str, dict[str, Any]] = {}
     for name in names:
+        if not online:
+            check_val_cache(ws, name, registered[name])
+    for name in names:
         record = registered[name]
         spec = ws.spec(name)
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
                                threads=evaluation.get("threads"), with_details=all_metrics,
-                               **recorded_protocol(record))
+                               size=evaluation.get("size"), **recorded_protocol(record))
         details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
@@ -220,6 +226,27 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
             score = delta_m(covered, {n: references[n] for n in covered},
                             higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
     return Evaluation(results, score)
+
+
+def check_val_cache(ws, name: str, record: Mapping[str, Any]) -> None:
+    """Refuse (:class:`CacheError`) to evaluate task ``name`` on a val cache of another input size or
+    backbone fingerprint than it was registered with: its metrics would not be comparable."""
+    dataset = record["dataset"]
+    cache = ws.find_cache(dataset, "val", 1)
+    if cache is None:
+        return  # evaluated online, at the registered size
+    registered_size = [int(v) for v in record["eval"]["size"]]
+    fix = (f"re-cache it as registered (`ufl cache-features --dataset {dataset} --split val --size "
+           f"{registered_size[0]}x{registered_size[1]} --overwrite --force`), or re-register the task "
+           f"(`ufl add-task {name} --replace`)")
+    if [int(v) for v in cache["size"]] != registered_size:
+        raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) is at {cache['size'][0]}x{cache['size'][1]} "
+                         f"but task {name!r} was registered at {registered_size[0]}x{registered_size[1]}; {fix}")
+    for fingerprint in (cache.get("fingerprint"), record.get("fingerprint")):
+        if fingerprint is not None and fingerprint != ws.fingerprint:
+            raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) or task {name!r} comes from another "
+                             f"backbone (fingerprint {str(fingerprint)[:12]}) than workspace {ws.root} "
+                             f"({ws.fingerprint[:12]}); {fix}")
 
 
 def _per_class(details: Mapping[str, list[float]], spec: TaskSpec, dataset: str, name: str) -> dict[str, dict]:
@@ -245,7 +272,7 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     target = spec.name
     train = ws.find_cache(dataset, "train")
     if train is not None:
-        fit_on = FeatureCacheDataset(ws.root / train["file"], ws.fingerprint, tasks=[target])
+        fit_on = FeatureCacheDataset(ws.cache_path(train), ws.fingerprint, tasks=[target])
     else:
         folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
@@ -253,9 +280,9 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     val = ws.find_cache(dataset, "val", 1)
     protocol = recorded_protocol(record)  # measured as the task's head is
     if protocol["resolution"] == "original":
-        data = _OriginalFromCache(ws.root / val["file"], ws.fingerprint, target)
+        data = _OriginalFromCache(ws.cache_path(val), ws.fingerprint, target)
     else:
-        data = FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[target])
+        data = FeatureCacheDataset(ws.cache_path(val), ws.fingerprint, tasks=[target])
     return evaluate(prior, DataLoader(data, batch_size=batch_size), {target: spec}, dataset, torch.device("cpu"),
                     progress=False, metric_options={target: protocol["metric_options"]})[target]
 
