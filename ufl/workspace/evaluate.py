@@ -113,7 +113,7 @@ class _OriginalFromCache(torch.utils.data.Dataset):
         found = original_targets(path, [target])
         if found is None:
             raise CacheError(f"the val cache {path} holds no original-size targets of {target}; re-cache it with "
-                             f"`ufl cache-features --split val --overwrite`, or evaluate online")
+                             f"`ufl cache-features --split val --overwrite --force`, or evaluate online")
         self.key, self.target = found[target], target
         self.rows = FeatureCacheDataset(path, fingerprint, tasks=[self.key, ORIGINAL_SIZE_TARGET])
 
