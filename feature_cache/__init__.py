@@ -23,7 +23,7 @@ from .format import (COMPRESSIONS, FORMAT_VERSION, CacheLayout, TargetSpec,
 from .reader import FeatureCacheReader
 from .shards import consolidate, create_shard_writer, join_shards, shard_path, shard_range
 from .verify import verify_file
-from .writer import BackgroundWriter, FeatureCacheWriter, atomic_cache, partial_path
+from .writer import BackgroundWriter, FeatureCacheWriter, atomic_cache, partial_path, round_to_storage
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,6 +36,7 @@ __all__ = [
     "BackgroundWriter",
     "atomic_cache",
     "partial_path",
+    "round_to_storage",
     "FeatureCacheReader",
     "FeatureCacheDataset",
     "available_memory_bytes",

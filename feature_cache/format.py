@@ -51,7 +51,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-import h5py
 import numpy as np
 import xxhash
 
@@ -408,7 +407,7 @@ def estimate_bytes_per_sample(scales: Iterable[Sequence[int]], dtype: str = "flo
 
 
 # -- shared HDF5 helpers (writer, reader, verification) -------------------------------------------
-def open_h5(path: Any, mode: str) -> h5py.File:
+def open_h5(path: Any, mode: str) -> "h5py.File":
     """Open an HDF5 file, turning HDF5's errors into one clear :class:`FeatureCacheError` line.
 
     A file shorter than its superblock says (an interrupted copy, a full disk) is reported as
@@ -416,6 +415,8 @@ def open_h5(path: Any, mode: str) -> h5py.File:
     text) is reported as busy. NOTE: the word "lock" also occurs inside HDF5's "sblock" (superblock)
     messages, so a plain substring test would call a damaged file "locked" (issue 13, item 3).
     """
+    import h5py  # NOTE: here, not at the top: importing format (names, layout) stays light
+
     try:
         return h5py.File(path, mode)
     except BlockingIOError as e:  # HDF5 could not take its file lock (errno EAGAIN/EWOULDBLOCK)
@@ -459,7 +460,7 @@ def damaged_error(path: Any, error: BaseException) -> CacheCorruptError:
         "(full disk) or a run killed mid-flush; rewrite it (cache-features --overwrite)")
 
 
-def read_layout(f: h5py.File, path: Any) -> CacheLayout:
+def read_layout(f: "h5py.File", path: Any) -> CacheLayout:
     """The layout stored in an open cache file; refuses non-caches and unknown schema versions."""
     if ATTR_FORMAT_VERSION not in f.attrs:
         raise CacheCorruptError(f"{path} is not a feature cache (no {ATTR_FORMAT_VERSION} attribute)")
@@ -502,8 +503,14 @@ def float16_scales(arr: np.ndarray) -> np.ndarray:
     if flat.shape[1] == 0:
         return np.ones(len(arr), np.float32)
     with np.errstate(invalid="ignore"):
-        peak = np.maximum(flat.max(axis=1), -flat.min(axis=1)).astype(np.float64)
-    scales = np.ones(len(arr), np.float32)
+        peak = np.maximum(flat.max(axis=1), -flat.min(axis=1))
+    return scales_for_peaks(peak)
+
+
+def scales_for_peaks(peak: np.ndarray) -> np.ndarray:
+    """:func:`float16_scales` from each row's largest magnitude (B,)."""
+    peak = np.asarray(peak, dtype=np.float64)
+    scales = np.ones(len(peak), np.float32)
     over = np.isfinite(peak) & (peak > FLOAT16_MAX)
     if over.any():
         # smallest k with peak / 2**k <= FLOAT16_MAX (a value just above it would round to inf)

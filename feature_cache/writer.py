@@ -50,7 +50,8 @@ from .format import CacheLayout, TargetSpec, check_fingerprint, open_h5, read_la
 # NOTE: open_h5, read_layout and check_fingerprint live in format.py (shared with the reader); they
 # stay importable from here for callers of earlier versions.
 
-__all__ = ["FeatureCacheWriter", "BackgroundWriter", "atomic_cache", "partial_path", "open_h5"]
+__all__ = ["FeatureCacheWriter", "BackgroundWriter", "atomic_cache", "partial_path", "open_h5",
+           "round_to_storage"]
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | nested sequences
 
@@ -68,6 +69,30 @@ def as_numpy(x: ArrayLike) -> np.ndarray:
             x = x.float()
         return x.cpu().numpy()
     return np.asarray(x)
+
+
+def round_to_storage(features: torch.Tensor, dtype: str) -> torch.Tensor:
+    """(B, ...) features with exactly the values a cache of ``dtype`` gives back for them.
+
+    ``"float32"``: as float32. ``"float16"``: ``features.to(float16)`` when every row fits float16
+    (the usual case: one max reduction more); otherwise float32 holding, per row,
+    ``float16(x / 2**k) * 2**k`` with the writer's ``k`` (see :mod:`feature_cache.format`). Runs on
+    the tensor's device. Writing the result stores the same values, so features computed online and
+    read from a cache agree bit for bit (up to the dtype: compare values).
+    """
+    if dtype == "float32":
+        return features.to(torch.float32)
+    if dtype != "float16":
+        raise FeatureCacheError(f"feature dtype must be float16 or float32, got {dtype!r}")
+    if features.dtype == torch.float16:
+        return features
+    x = features.float()
+    peak = x.abs().amax(dim=tuple(range(1, x.ndim))) if x.ndim > 1 else x.abs()
+    if not bool((peak > fmt.FLOAT16_MAX).any()):
+        return features.to(torch.float16)
+    scale = torch.from_numpy(fmt.scales_for_peaks(peak.cpu().numpy())).to(x.device)
+    scale = scale.reshape(-1, *([1] * (x.ndim - 1)))
+    return (x / scale).to(torch.float16).float() * scale
 
 
 def _early_dcpl() -> h5p.PropDCID:

@@ -870,6 +870,16 @@ def test_features_beyond_float16_range_round_trip(tmp_path):
     copy = fc.consolidate(path, tmp_path / "copy.h5")  # stored bytes and scales travel unchanged
     with fc.FeatureCacheReader(copy) as r:
         assert np.array_equal(r.features_batch(range(N))[0], got[0])
+    # what online evaluation computes (round_to_storage) is what the cache gives back, and stores the same
+    online = fc.round_to_storage(torch.from_numpy(big), "float16")
+    assert online.dtype == torch.float32 and torch.equal(online, torch.from_numpy(got[0]))
+    assert fc.round_to_storage(torch.from_numpy(feats[1]), "float16").dtype == torch.float16
+    again = tmp_path / "again.h5"
+    w = fc.FeatureCacheWriter.create(again, **CREATE_KW)
+    w.write(range(N), [online, feats[1]], tgts, params)
+    w.finalize()
+    with fc.FeatureCacheReader(again) as r:
+        assert np.array_equal(r.features_batch(range(N))[0], got[0])
     assert fmt.float16_scales(np.array([[65504.0], [65520.0], [-131008.0], [np.inf]], np.float32)).tolist() == \
         [1.0, 2.0, 2.0, 1.0]
 
