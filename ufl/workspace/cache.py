@@ -155,6 +155,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     path = ws.cache_file(dataset, split, views)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and key in ws.read()["caches"] and not overwrite:
+        _refuse_other_settings(key, path, size, storage)
         try:
             FeatureCacheReader(path, ws.fingerprint).close()
             if distributed.is_main():
@@ -218,6 +219,25 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         log.info("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
     distributed.barrier()
     return CacheResult(key, path, len(rows), len(todo), elapsed)
+
+
+def _refuse_other_settings(key: str, path: Path, size: Sequence[int], storage: str) -> None:
+    """A :class:`CacheError` when the cache already there holds another precision or input size than
+    requested (it would otherwise be reported as "already cached")."""
+    try:
+        with FeatureCacheReader(path, require_complete=False) as reader:
+            layout = reader.layout
+    except Exception:  # noqa: BLE001 - unreadable or foreign: the resume below reports it
+        return
+    stored_size = tuple(int(v) for v in layout.identity.get("input_size", ()))
+    found = []
+    if layout.dtype != storage:
+        found.append(f"{layout.dtype} features (requested {storage})")
+    if stored_size != tuple(size):
+        found.append(f"input size {'x'.join(map(str, stored_size))} (requested {size[0]}x{size[1]})")
+    if found:
+        raise CacheError(f"{key}: the cache {path} holds {' and '.join(found)}; pass --overwrite to rebuild it "
+                         "with the requested settings, or leave the option out to use it as it is")
 
 
 def _scales(backbone, size) -> list[tuple[int, int, int]]:
