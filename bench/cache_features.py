@@ -19,7 +19,8 @@ On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON key
   is the part without it];
 * [``read_ratio``]: the cache reader (``FeatureCacheReader.features_batch`` + ``targets_batch`` of
   one task, stored dtypes, checksums verified) against raw NumPy reads of the SAME bytes (each
-  row's bytes contiguous in a plain file, read with ``readinto`` into the same batch arrays), both
+  row's bytes contiguous in a plain file, one ``readinto`` per row into a batch buffer whose parts
+  are NumPy views: the cheapest plain reader), both
   in the same shuffled batches of ``--batch-size`` rows from a warm page cache; > 1 means the cache
   is faster. On the bench's own cache [``read_ratio``, ``read_rows_per_s``, ``raw_rows_per_s``] and
   on a ``--read-size`` px cache of the same backbone's feature shapes and PASCAL's semseg target
@@ -114,17 +115,18 @@ def read_same_bytes(path: Path, task: str, tmp: Path, batch_size: int, repeats: 
             return time.perf_counter() - start
 
     def raw_pass() -> float:
+        # the strongest plain reader: one read per row (its bytes are contiguous in the raw file)
+        # into a (B, row_bytes) batch buffer; each part is a view of it, no copy
+        bounds = np.cumsum([0, *sizes])
         with open(raw, "rb", buffering=0) as f:
             start = time.perf_counter()
             for rows in batches:
-                outs = [np.empty((len(rows), *shape), dtype) for shape, dtype in parts]
-                flat = [o.reshape(len(rows), -1).view(np.uint8) for o in outs]
+                buffer = np.empty((len(rows), row_bytes), np.uint8)
                 for j, row in enumerate(rows.tolist()):
-                    offset = row * row_bytes
-                    for part, size in zip(flat, sizes):
-                        f.seek(offset)
-                        f.readinto(part[j])
-                        offset += size
+                    f.seek(row * row_bytes)
+                    f.readinto(buffer[j])
+                [buffer[:, a:b].view(dtype).reshape(len(rows), *shape)
+                 for (shape, dtype), a, b in zip(parts, bounds[:-1], bounds[1:])]
             return time.perf_counter() - start
 
     cache_pass(), raw_pass()  # warm the page cache and the code paths
