@@ -32,6 +32,7 @@ from ..errors import WorkspaceError
 from ..io import load_weights, save_weights
 from ..models import Backbone, MedusaHead
 from ..models.backbone import DEFAULT_BACKBONE
+from ..provenance import backbone_note, describe_init, training_data
 from ..taskspec import TaskSpec
 from .manifest import Manifest, now
 
@@ -67,8 +68,10 @@ class Workspace:
 
     # -- creation -------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str) -> "Workspace":
-        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks."""
+    def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str,
+               provenance: Mapping[str, Any] | None = None) -> "Workspace":
+        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks; ``provenance``
+        (see :mod:`ufl.provenance`) is recorded as the backbone's."""
         root = resolve_workspace(path)
         if (root / "workspace.json").exists():
             raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
@@ -79,14 +82,16 @@ class Workspace:
                      metadata={"config": json.dumps(backbone.config()), "fingerprint": fingerprint})
         Manifest(root).create({"config": backbone.config(), "fingerprint": fingerprint, "weights": BACKBONE_FILE,
                                "source": source, "channels": backbone.channels, "strides": backbone.strides,
-                               "size_divisor": backbone.size_divisor})
-        log.info("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
+                               "size_divisor": backbone.size_divisor,
+                               **({"provenance": dict(provenance)} if provenance is not None else {})})
+        log.debug("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
         return cls(root)
 
     @classmethod
     def from_backbone(cls, path: str | os.PathLike | None, name: str = DEFAULT_BACKBONE,
-                      pretrained: bool | str | None = None) -> "Workspace":
-        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks."""
+                      pretrained: bool | str | None = None, init_note: str | None = None) -> "Workspace":
+        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks (``init_note``: the
+        provenance ``init`` when it says more than ``pretrained``, see :mod:`ufl.provenance`)."""
         backbone = Backbone(name, pretrained=pretrained)
         if pretrained is True:
             source = "timm ImageNet weights"
@@ -94,7 +99,7 @@ class Workspace:
             source = f"weights file {pretrained}"
         else:
             source = "random init"
-        return cls.create(path, backbone, source)
+        return cls.create(path, backbone, source, {"init": init_note or describe_init(pretrained), "data": []})
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None, run_dir: str | os.PathLike, *,
@@ -109,8 +114,12 @@ class Workspace:
         if backbone.fingerprint() != ckpt.meta.get("fingerprint"):
             raise WorkspaceError(f"checkpoint {run_dir}: the backbone weights do not match the recorded "
                                  f"fingerprint; the run folder is damaged")
+        provenance = ckpt.meta.get("provenance")
+        if provenance is None:  # a checkpoint from before provenance was recorded: what its record says
+            provenance = {"init": describe_init((ckpt.meta.get("config") or {}).get("pretrained")),
+                          "data": [training_data(ckpt.meta["dataset"], ckpt.meta.get("root"))]}
         ws = cls.create(path, backbone, f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, "
-                                        f"epoch {ckpt.epoch})")
+                                        f"epoch {ckpt.epoch})", provenance)
         if register:
             from .registration import register_checkpoint_tasks
 
@@ -124,6 +133,15 @@ class Workspace:
     @property
     def fingerprint(self) -> str:
         return self.read()["backbone"]["fingerprint"]
+
+    def backbone_note(self) -> str | None:
+        """One line when the backbone is random-init or was trained only on generated data (its
+        predictions on real photos are then noise), else None; see :mod:`ufl.provenance`."""
+        record = self.read()["backbone"]
+        provenance = record.get("provenance")
+        if provenance is None and record.get("source") == "random init":  # a workspace from before provenance
+            provenance = {"init": "random", "data": []}
+        return backbone_note(provenance)
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
