@@ -162,7 +162,7 @@ def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, we
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
     --spec. Caches the dataset first when needed. Earlier tasks keep their exact predictions.
     """
-    from ..training.callbacks import TensorBoardLog, tensorboard_writer
+    from ..training.callbacks import TensorBoardLog, require_tensorboard
     from ..workspace import HeadTrainingConfig, Workspace
 
     if name is None and spec_file is None:
@@ -171,7 +171,7 @@ def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, we
     config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every)
     if log_dir:
-        tensorboard_writer(log_dir).close()  # a missing tensorboard package fails now, not after caching
+        require_tensorboard()  # a missing tensorboard package fails now, not after caching
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
                          device=device, workers=workers, data_root=data_root, root=root, size=size,
                          register_as=register_as, callbacks=[TensorBoardLog(log_dir)] if log_dir else ())
