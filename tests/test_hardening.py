@@ -428,3 +428,55 @@ def test_doctor_reports_what_the_cache_checksums_find(ws, monkeypatch):
     assert report.cache_checksums and len(seen) == 2
     assert [f.path for f in report.problems] == [str(ws.cache_file("pascal", "val", 1).resolve())]
     assert "row 2" in report.problems[0].message
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+{patch}
+from ufl.cli import main
+main({args!r})
+"""
+_KILL_PATCHES = {
+    # after the first batch of a rebuild is written: a .partial is left
+    "cache": ("from feature_cache import BackgroundWriter\n"
+              "put = BackgroundWriter.put\n"
+              "calls = [0]\n"
+              "def killing_put(self, *a, **k):\n"
+              "    calls[0] += 1\n"
+              "    if calls[0] == 2:\n"
+              "        os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    return put(self, *a, **k)\n"
+              "BackgroundWriter.put = killing_put\n"),
+    # after the trained head is saved, before it is registered: an orphan head is left
+    "register": ("import ufl.workspace.manifest as m\n"
+                 "def killing_update(self):\n"
+                 "    os.kill(os.getpid(), signal.SIGKILL)\n"
+                 "m.Manifest.update = killing_update\n"),
+}
+
+
+@pytest.mark.parametrize("where", ["cache", "register"])
+def test_doctor_after_a_sigkill(ws, where):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = (["cache-features", "--dataset", "pascal", "--split", "train", "--overwrite", "--batch-size", "4"]
+            if where == "cache" else ["add-task", "human_parts", "--epochs", "1", "--batch-size", "4"])
+    args += ["--device", "cpu", "--workers", "0", "--workspace", str(ws.root)]
+    code = _KILLED_CHILD.format(repo=str(Path(__file__).resolve().parents[1]), patch=_KILL_PATCHES[where], args=args)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    for path in [*ws.root.rglob("*")]:
+        os.utime(path, (OLD, OLD), follow_symlinks=False)
+    report = ws.doctor()
+    kind = "partial" if where == "cache" else "orphan_head"
+    assert not report.ok and [f.kind for f in report.problems] == [kind]
+    if where == "cache":  # the rerun finishes the rebuild from the .partial
+        result = _invoke(*args)
+        assert result.exit_code == 0, result.output
+    else:
+        assert _invoke("doctor", "--fix", "--workspace", ws.root).exit_code == 0
+    assert ws.doctor().ok and set(ws.tasks) == {"saliency"}
