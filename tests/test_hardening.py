@@ -93,6 +93,19 @@ def test_a_head_that_does_not_match_its_hash_is_not_deleted(ws):
     assert path.is_file() and "saliency" not in ws.tasks
 
 
+def test_replace_keeps_an_old_head_that_does_not_match_its_hash(ws, caplog):
+    old = ws.root / ws.task("saliency")["head"]
+    old.write_bytes(old.read_bytes()[:-1] + b"\0")
+    result = _invoke("add-task", "saliency", "--replace", "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+                     "--workers", "0", "--workspace", ws.root)
+    assert result.exit_code == 0, result.output
+    assert "does not match its recorded hash, so it is not deleted" in caplog.text
+    new = ws.root / ws.task("saliency")["head"]
+    assert old.is_file() and new != old and ws.head("saliency") is not None
+    report = ws.doctor()  # the kept file is now an orphan the user may inspect or let --fix remove
+    assert [(f.kind, f.path) for f in report.problems] == [("orphan_head", str(old))]
+
+
 # -- 4: OS errors are one line; a trained head is never lost --------------------------------------
 def _fail_writes_under(monkeypatch, folder, error=errno.ENOSPC):
     """Every safetensors write into ``folder`` fails with ``error`` (as a full disk would)."""
