@@ -493,3 +493,15 @@ def test_doctor_after_a_sigkill(ws, where):
     else:
         assert _invoke("doctor", "--fix", "--workspace", ws.root).exit_code == 0
     assert ws.doctor().ok and set(ws.tasks) == {"saliency"}
+
+
+def test_doctor_reports_a_damaged_backbone_and_a_truncated_cache(ws):
+    backbone = ws.root / "backbone.safetensors"
+    backbone.write_bytes(backbone.read_bytes()[:1000])
+    cache = ws.cache_file("pascal", "train", 1)
+    cache.write_bytes(cache.read_bytes()[:5000])
+    result = _invoke("doctor", "--fix", "--json", "--workspace", ws.root)
+    assert result.exit_code == 1
+    problems = [f for f in json.loads(result.stdout)["findings"] if f["severity"] == "problem"]
+    assert sorted(f["kind"] for f in problems) == ["backbone", "cache"]
+    assert backbone.is_file() and cache.is_file()  # reported, never removed
