@@ -1,0 +1,29 @@
+"""``ufl reproduce --backbones``: a frozen backbone that never saw NYUD, through the UFL protocol."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from ufl.foundation import frozen_backbone_step, frozen_markdown, frozen_rows
+from ufl.reproduce import StepRunner, _cell, summarise
+
+
+def test_a_frozen_vit_gets_parts_and_saliency_rows_with_delta_m(synthetic_root, tmp_path):
+    config = SimpleNamespace(data_root=str(synthetic_root), device="cpu", progress=False)
+    preset = SimpleNamespace(pretrained="none", pascal_size=(64, 64), views=1, head_epochs=1, batch_size=4, lr=1e-3)
+    steps = StepRunner(tmp_path / "out")
+    result = steps("seed0/frozen/vit_tiny_patch16_224", frozen_backbone_step(config, preset, 0, "vit_tiny_patch16_224"))
+    assert set(result["metrics"]) == {"human_parts", "saliency"} and "random init" in result["source"]
+    again = steps("seed0/frozen/vit_tiny_patch16_224", frozen_backbone_step(config, preset, 0, "vit_tiny_patch16_224"))
+    assert again == result and steps.skipped  # resumable: a finished step is not redone
+
+    parts, sal = result["metrics"]["human_parts"]["mIoU"], result["metrics"]["saliency"]["maxF"]
+    reference = {"human_parts": {"mIoU": 40.0}, "saliency": {"maxF": 50.0}}
+    rows = summarise(frozen_rows({"vit_tiny_patch16_224": {0: result}}, {0: reference}),
+                     ("parts", "sal", "delta_m_pascal"))
+    expected = ((parts - 40.0) / 40.0 + (sal - 50.0) / 50.0) / 2 * 100
+    assert rows[0]["delta_m_pascal"][0] == pytest.approx(expected)
+    assert rows[0]["parts"] == [parts, 0.0]
+    assert frozen_rows({"x": {0: result}}, {0: None})[0][0]["delta_m_pascal"] is None
+    table = frozen_markdown(rows, _cell)
+    assert "| vit_tiny_patch16_224 |" in table and "Δm PASCAL" in table
