@@ -183,7 +183,7 @@ def probe_task(ws, name: str | None = None, *, spec_file: str | Path | None = No
     rng = np.random.default_rng(seed)
     feats: list[list[np.ndarray]] = []
     values: list[np.ndarray] = []
-    with FeatureCacheReader(ws.root / record["file"], ws.fingerprint) as reader:
+    with FeatureCacheReader(ws.cache_path(record), ws.fingerprint) as reader:
         rows = np.arange(len(reader))
         if len(rows) > images:
             rows = np.sort(rng.choice(rows, size=images, replace=False))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from .base import (device_option, echo_json, json_option, list_option_help, main, parse_names, seed_option,
-                   threads_option, workspace_option)
+from .base import (FiniteFloat, device_option, echo_json, json_option, list_option_help, main,
+                   parse_task_names, seed_option, threads_option, workspace_option)
 
 
 # -- probe ----------------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def probe_cmd(workspace, name, spec_file, dataset, split, images, pixels_per_ima
 @main.command("export")
 @workspace_option
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The ONNX file to write (*.onnx).")
-@click.option("--tasks", multiple=True, callback=parse_names,
+@click.option("--tasks", multiple=True, callback=parse_task_names,
               help=list_option_help("Registered tasks to include (default: every registered task)."))
 @click.option("--dynamic", is_flag=True, help="Symbolic batch and image size (sides multiples of 32).")
 @click.option("--check", type=click.IntRange(0), default=4, show_default=True,
@@ -92,9 +92,9 @@ def export_cmd(workspace, out, tasks, dynamic, check, as_json) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
 @click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True,
               help="Most concurrent requests run as one batch.")
-@click.option("--max-wait-ms", type=click.FloatRange(0), default=10.0, show_default=True,
+@click.option("--max-wait-ms", type=FiniteFloat(0), default=10.0, show_default=True,
               help="How long the first request of a batch waits for more.")
-@click.option("--poll", type=click.FloatRange(0.05), default=0.5, show_default=True,
+@click.option("--poll", type=FiniteFloat(0.05), default=0.5, show_default=True,
               help="Seconds between checks of the manifest for added or removed tasks.")
 @device_option
 @threads_option
