@@ -200,6 +200,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent, f".{path.name}.*.creating")  # skeletons of runs killed while creating them
     if path.exists() and key in ws.read()["caches"] and not overwrite:
+        _refuse_other_settings(key, path, size, storage)
         try:
             FeatureCacheReader(path, ws.fingerprint).close()
             if distributed.is_main():
@@ -314,6 +315,25 @@ class _OriginalTargetsViewDataset(ViewDataset):
             sample[original_target(task)] = F.pad(x, (0, self.largest[1] - width, 0, self.largest[0] - height))
         sample[ORIGINAL_SIZE_TARGET] = torch.tensor([height, width], dtype=torch.int64)
         return sample
+
+
+def _refuse_other_settings(key: str, path: Path, size: Sequence[int], storage: str) -> None:
+    """A :class:`CacheError` when the cache already there holds another precision or input size than
+    requested (it would otherwise be reported as "already cached")."""
+    try:
+        with FeatureCacheReader(path, require_complete=False) as reader:
+            layout = reader.layout
+    except Exception:  # noqa: BLE001 - unreadable or foreign: the resume below reports it
+        return
+    stored_size = tuple(int(v) for v in layout.identity.get("input_size", ()))
+    found = []
+    if layout.dtype != storage:
+        found.append(f"{layout.dtype} features (requested {storage})")
+    if stored_size != tuple(size):
+        found.append(f"input size {'x'.join(map(str, stored_size))} (requested {size[0]}x{size[1]})")
+    if found:
+        raise CacheError(f"{key}: the cache {path} holds {' and '.join(found)}; pass --overwrite to rebuild it "
+                         "with the requested settings, or leave the option out to use it as it is")
 
 
 def _refuse_overwriting_eval_caches(ws, dataset: str, splits: Sequence[str], views: int) -> None:
