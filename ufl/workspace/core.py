@@ -23,17 +23,16 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import torch
-
-from ..checkpoint import load_checkpoint
 from ..errors import WorkspaceError
-from ..io import load_weights, save_weights
-from ..models import Backbone, MedusaHead
-from ..models.backbone import DEFAULT_BACKBONE
 from ..taskspec import TaskSpec
 from .manifest import Manifest, now
+
+if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
+    import torch
+
+    from ..models import Backbone, MedusaHead
 
 __all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE"]
 
@@ -69,6 +68,8 @@ class Workspace:
     @classmethod
     def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str) -> "Workspace":
         """A new workspace around ``backbone`` (frozen, weights saved), with no tasks."""
+        from ..io import save_weights
+
         root = resolve_workspace(path)
         if (root / "workspace.json").exists():
             raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
@@ -84,9 +85,13 @@ class Workspace:
         return cls(root)
 
     @classmethod
-    def from_backbone(cls, path: str | os.PathLike | None, name: str = DEFAULT_BACKBONE,
+    def from_backbone(cls, path: str | os.PathLike | None, name: str | None = None,
                       pretrained: bool | str | None = None) -> "Workspace":
-        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks."""
+        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks (default:
+        :data:`ufl.models.backbone.DEFAULT_BACKBONE`)."""
+        from ..models.backbone import DEFAULT_BACKBONE, Backbone
+
+        name = name or DEFAULT_BACKBONE
         backbone = Backbone(name, pretrained=pretrained)
         if pretrained is True:
             source = "timm ImageNet weights"
@@ -102,6 +107,9 @@ class Workspace:
         """``ufl init --checkpoint RUN``: the run's backbone, frozen; with a Medusa checkpoint, its
         tasks registered with their heads and their val metrics measured through the workspace's
         own cache (``options`` go to :meth:`register_checkpoint_tasks`)."""
+        from ..checkpoint import load_checkpoint
+        from ..models import Backbone
+
         ckpt = load_checkpoint(run_dir)
         backbone = Backbone.from_config(ckpt.meta["backbone"])
         backbone.load_state_dict({k[len("backbone."):]: v for k, v in ckpt.model_state.items()
@@ -142,6 +150,11 @@ class Workspace:
 
     def backbone(self, device: str | torch.device = "cpu") -> Backbone:
         """The frozen backbone (loaded once; its fingerprint checked against the manifest)."""
+        import torch
+
+        from ..io import load_weights
+        from ..models import Backbone
+
         if self._backbone is None:
             record = self.read()["backbone"]
             backbone = Backbone.from_config(record["config"])
@@ -160,6 +173,8 @@ class Workspace:
 
     def head(self, name: str, device: str | torch.device = "cpu") -> MedusaHead:
         """A registered task's head (its file checked against the recorded hash)."""
+        from ..models import MedusaHead
+
         record = self.task(name)
         path = self.root / record["head"]
         if not path.is_file():
