@@ -24,19 +24,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWriter, atomic_cache,
                            create_shard_writer, join_shards, label_storage_dtype, partial_path, shard_path)
 
 from .. import distributed
-from ..datasets import DATASETS, RECIPES, dataset_root, get_dataset
+from ..datasets import DATASETS, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
 from ..runtime import Precision, loader_kwargs, resolve_device
 from ..taskspec import TaskSpec
 from .manifest import now
-from .views import VIEW_PARAMS, ViewDataset, backbone_features
+from .views import VIEW_PARAMS, ImageRows, ViewDataset, backbone_features
 
 __all__ = ["cache_features", "CacheResult", "target_layout", "open_split", "resolve_data"]
 
@@ -76,6 +76,27 @@ def target_layout(spec: TaskSpec, dataset: str, size: Sequence[int]) -> tuple[tu
     return (3, h, w), "float16", "float32"
 
 
+class RowBatch(dict):
+    """A collated batch of cache rows whose :meth:`pin_memory` pins only the image.
+
+    The DataLoader's pinning thread calls it (``pin_memory=True`` on CUDA): the image is the only
+    tensor that goes to the GPU; pinning the targets too (the larger part of a row at 512 px) would
+    cost page-locked copies that nothing reads, before they go to the writer on the CPU.
+    """
+
+    pinned = False
+
+    @classmethod
+    def collate(cls, samples: list[dict[str, Any]]) -> "RowBatch":
+        return cls(default_collate(samples))
+
+    def pin_memory(self, device: str | None = None) -> "RowBatch":
+        out = RowBatch(self)
+        out["image"] = self["image"].pin_memory()
+        out.pinned = True
+        return out
+
+
 def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: str | os.PathLike | None,
                  size: Sequence[int] | None) -> tuple[Path, tuple[int, int]]:
     """The dataset's folder and input size: given > remembered by the workspace > defaults."""
@@ -85,6 +106,8 @@ def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: st
     else:
         folder = dataset_root(dataset, data_root, root)
     if size is None:
+        from ..datasets.transforms import RECIPES
+
         size = known.get("size") or RECIPES.get(dataset, RECIPES["folder"]).size
         if size is None:
             raise WorkspaceError(f"give --size HxW for the {dataset} dataset (its images have no fixed size)")
@@ -165,12 +188,14 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
                 log.info("%s: %s; resuming", key, str(e).splitlines()[0])
 
     base = open_split(ws, dataset, split, folder, specs)
-    rows = ViewDataset(base, views, size, seed)
+    layouts = {s.name: target_layout(s, dataset, size) for s in specs}
+    # workers hand over targets in the stored dtypes: the writer then neither converts nor checks them
+    rows = ViewDataset(base, views, size, seed, storage={name: layout[1] for name, layout in layouts.items()})
     target = partial_path(path) if overwrite else path
     world, rank = distributed.world_size(), distributed.rank()
     kwargs = dict(
         num_samples=len(rows), scales=_scales(backbone, size),
-        targets={s.name: target_layout(s, dataset, size) for s in specs}, ids=rows.row_ids(),
+        targets=layouts, ids=rows.row_ids(),
         fingerprint=ws.fingerprint, input_size=size, backbone=backbone.name,
         normalisation={"mean": backbone.config()["mean"], "std": backbone.config()["std"]},
         dataset=dataset, split=split, view_index=rows.row_views(), view_param_names=VIEW_PARAMS,
@@ -183,13 +208,16 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         writer = FeatureCacheWriter.create(target, **kwargs)
     todo = [int(i) for i in writer.missing_indices()]
     started = time.perf_counter()
-    loader = DataLoader(Subset(rows, todo), batch_size=batch_size, shuffle=False, **loader_kwargs(device, workers))
+    # one decode per image for all its views; batches of whole images (the plain consecutive batches
+    # of rows when batch_size is a multiple of the views)
+    loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False, collate_fn=RowBatch.collate,
+                        **loader_kwargs(device, workers))
     bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
                disable=not (progress and distributed.is_main()))
     background = BackgroundWriter(writer, max_pending=4)
     try:
         for batch in loader:
-            images = batch["image"].to(device, non_blocking=device.type == "cuda")
+            images = batch["image"].to(device, non_blocking=batch.pinned)
             features = backbone_features(backbone, images, precision, storage)
             background.put(batch["row"], features, {s.name: batch[s.name] for s in specs}, batch["view_params"])
             bar.update(len(images))
