@@ -48,12 +48,16 @@ def edge_workers() -> int:
     return share if share >= 2 else 0
 
 
-def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None) -> Metric:
+def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None,
+                edge_cache: str | os.PathLike | None = None) -> Metric:
     """The metric accumulator of ``spec`` on ``dataset`` (edges matched in :func:`edge_workers`
-    processes)."""
+    processes; with ``edge_cache`` a folder, per-image edge counts are reused from there, see
+    :mod:`ufl.evalcache`)."""
     kwargs: dict[str, Any] = {}
     if spec.kind == "edges":
         kwargs["workers"] = edge_workers()
+        if edge_cache is not None:
+            kwargs["cache"] = edge_cache
         if edge_thresholds is not None:
             kwargs["num_thresholds"] = edge_thresholds
     return build_metric(spec.kind, num_classes=spec.out_channels(dataset), **kwargs)
@@ -63,13 +67,16 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
 def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Iterable,
              specs: Mapping[str, TaskSpec], dataset: str, device: torch.device,
              precision: Precision | None = None, edge_thresholds: int | None = None,
-             desc: str = "evaluate", progress: bool = True) -> dict[str, dict[str, float]]:
+             desc: str = "evaluate", progress: bool = True,
+             edge_cache: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
     """Run ``predict(batch) -> {task: logits at the target size}`` over ``loader``.
+
+    ``edge_cache``: a folder of per-image edge counts (:mod:`ufl.evalcache`) to reuse and fill.
 
     Returns ``{task: {metric: value}}`` for every task of ``specs``, pooled over the whole split
     (and over all processes under torchrun).
     """
-    metrics = {name: make_metric(spec, dataset, edge_thresholds) for name, spec in specs.items()}
+    metrics = {name: make_metric(spec, dataset, edge_thresholds, edge_cache) for name, spec in specs.items()}
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, unit="batch",
                disable=not (progress and distributed.is_main()))
     for batch in bar:

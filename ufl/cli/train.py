@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .base import (data_root_option, device_option, main, optimizer_options, parse_names, parse_size,
-                   pretrained_option, seed_option)
+                   precision_option, pretrained_option, seed_option)
 
 
 @main.command("pretrain")
@@ -34,12 +34,13 @@ from .base import (data_root_option, device_option, main, optimizer_options, par
               help="Validate every k epochs (and after the last).")
 @click.option("--no-augment", is_flag=True, help="Turn off the reference augmentations.")
 @click.option("--no-amp", is_flag=True, help="Full precision on CUDA (AMP is on by default there).")
+@precision_option("training and validation", "AMP on a GPU (bf16 where supported, else fp16), fp32 on the CPU")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
 @device_option
 @seed_option
 def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs, batch_size,
-                 lr, weight_decay, val_every, no_augment, no_amp, workers, resume, device, seed) -> None:
+                 lr, weight_decay, val_every, no_augment, no_amp, precision, workers, resume, device, seed) -> None:
     """Train a backbone and task heads jointly (the reference schedule is the default).
 
     Writes a checkpoint after every epoch (safetensors + checkpoint.json); `ufl init --checkpoint OUT`
@@ -55,7 +56,7 @@ def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, ro
                             pretrained=resolve_pretrained(pretrained, backbone) if not resume else None,
                             data_root=data_root, root=root, size=size, epochs=epochs, batch_size=batch_size,
                             lr=lr, weight_decay=weight_decay, val_every=val_every, device=device,
-                            amp=not no_amp, workers=workers, seed=seed, resume=resume, augment=not no_augment)
+                            amp=not no_amp, precision=precision, workers=workers, seed=seed, resume=resume, augment=not no_augment)
     try:
         result = pretrain(config)
         show = distributed.is_main()

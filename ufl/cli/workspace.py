@@ -9,7 +9,8 @@ import json
 
 import click
 
-from .base import device_option, main, optimizer_options, parse_size, pretrained_option, seed_option, workspace_option
+from .base import (device_option, main, optimizer_options, parse_size, precision_option, pretrained_option,
+                   seed_option, workspace_option)
 
 
 def _data_options(f):
@@ -125,11 +126,13 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
                    "registered for another dataset, e.g. pascal_semseg beside NYUD's semseg).")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="DataLoader workers reading the cache (default: none when it fits in RAM, else by device).")
+@precision_option("the head, in training and in every evaluation of it (recorded with the task)",
+                  "AMP training on a GPU, float32 on the CPU; evaluation in float32")
 @_data_options
 @device_option
 @seed_option
 def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, weight_decay, val_every, views,
-                 replace, register_as, workers, data_root, root, size, device, seed) -> None:
+                 replace, register_as, workers, precision, data_root, root, size, device, seed) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
@@ -141,7 +144,7 @@ def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, we
         raise click.UsageError("give a task NAME or --spec FILE.yaml")
     ws = Workspace(workspace)
     config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                                val_every=val_every)
+                                val_every=val_every, precision=precision)
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
                          device=device, workers=workers, data_root=data_root, root=root, size=size,
                          register_as=register_as)

@@ -23,15 +23,18 @@ from feature_cache import FeatureCacheDataset
 from ..evaluation import evaluate
 from ..io import json_safe
 from ..metrics import delta_m
-from ..runtime import cudnn_exact, resolve_device, torch_threads
+from ..runtime import Precision, cudnn_exact, named_precision, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
-from .views import ViewDataset, backbone_features
+from .views import ViewDataset, backbone_features  # light: the transforms load when a view is made
 
-__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads"]
+__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads", "head_precision"]
 
 log = logging.getLogger(__name__)
+
+#: Per-image edge counts of this workspace's evaluations (ufl.evalcache), relative to its root.
+EDGE_CACHE = "eval-cache/edges"
 
 
 @dataclass
@@ -66,18 +69,35 @@ def eval_threads(device: str | torch.device) -> int | None:
     return torch.get_num_threads() if resolve_device(device).type == "cpu" else None
 
 
+def head_precision(name: str | None, device: torch.device) -> Precision:
+    """How a registered head runs: its record's ``precision`` (absent, as in records written before
+    the key existed: ``fp32``). A float16 head (trained on a GPU) runs in float32 on the CPU, which
+    has no float16 autocast worth using; its metrics then differ by float rounding, as any head's
+    do between a GPU and the CPU."""
+    name = name or "fp32"
+    if name == "fp16" and device.type != "cuda":
+        log.info("a float16 (GPU) head runs in float32 on the CPU: its metrics differ by float rounding")
+        name = "fp32"
+    return named_precision(name, device)
+
+
 @torch.no_grad()
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
-                 online: bool | None = None, threads: int | None = None) -> dict[str, float]:
+                 online: bool | None = None, threads: int | None = None,
+                 precision: str | None = None, reuse_edges: bool = True) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`)."""
+    ``threads`` intra-op threads when given (see :func:`eval_threads`); the head under autocast of
+    ``precision`` (``fp32`` | ``bf16`` | ``fp16``, see :func:`head_precision`; the backbone's
+    features are the cache's either way). With ``reuse_edges`` per-image edge counts are kept in
+    ``WORKSPACE/eval-cache/edges`` (:data:`EDGE_CACHE`) and reused for unchanged predictions."""
     device = resolve_device(device)
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
     # every later evaluation (a head loaded from disk) then run the very same kernels.
     head = copy.deepcopy(head).to(device, memory_format=torch.contiguous_format).eval()
+    autocast = head_precision(precision, device)
     cache = ws.find_cache(dataset, "val", 1)
     specs = {target: spec}
     # same numbers at registration and at every evaluation
@@ -87,7 +107,8 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
-                return {target: head(batch["features"], out_size=batch[target].shape[-2:])["out"]}
+                with autocast.autocast():
+                    return {target: head(batch["features"], out_size=batch[target].shape[-2:])["out"]}
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
@@ -100,10 +121,11 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
 
             def predict(batch):
                 features = [f.float() for f in backbone_features(backbone, batch["image"], None, storage)]
-                return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
+                with autocast.autocast():
+                    return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
 
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress)[target]
+                        progress=progress, edge_cache=ws.root / EDGE_CACHE if reuse_edges else None)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
@@ -122,7 +144,7 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"))
+                               threads=evaluation.get("threads"), precision=record.get("precision"))
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
     score = None

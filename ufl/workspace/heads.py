@@ -27,7 +27,7 @@ from ..errors import CacheError, SpecError, WorkspaceError
 from ..evaluation import EDGE_THRESHOLDS_QUICK
 from ..losses import MultiTaskLoss
 from ..models import build_head
-from ..runtime import loader_kwargs, precision_for, resolve_device
+from ..runtime import loader_kwargs, named_precision, precision_for, precision_name, resolve_device
 from ..taskspec import TaskSpec, builtin_specs, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
@@ -50,6 +50,11 @@ class HeadTrainingConfig:
     seed: int = 0
     val_every: int | None = None
     head_options: dict[str, Any] = field(default_factory=dict)
+    precision: str | None = None
+    """``fp32`` | ``bf16`` | ``fp16`` (CUDA only, with a gradient scaler): the head's autocast in
+    training and in every evaluation of it (registration, ``ufl evaluate``, ``predict``), recorded
+    as the task's ``precision``. ``None``: training as the device does by default (AMP on CUDA,
+    float32 on the CPU) and evaluation in float32 (``fp32``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -105,6 +110,11 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
         raise SpecError(f"dataset {dataset!r} has no task {name!r}; it provides: {', '.join(provided)} "
                         f"(for your own targets use a folder dataset and --spec)")
     device = resolve_device(device)
+    if config.precision is None:
+        training_precision, precision = precision_for(device), "fp32"
+    else:
+        training_precision = named_precision(config.precision, device)  # refuses fp16 off CUDA, before any work
+        precision = config.precision
     train_record, val_record = _ensure_caches(ws, spec, dataset, views, data_root, root, size, device)
 
     started = time.perf_counter()
@@ -128,11 +138,11 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
 
     def validate() -> dict[str, dict[str, float]]:
         return {name: task_metrics(ws, name, spec, dataset, head, device=device, progress=False,
-                                   edge_thresholds=EDGE_THRESHOLDS_QUICK)}
+                                   edge_thresholds=EDGE_THRESHOLDS_QUICK, precision=precision, reuse_edges=False)}
 
     val_every = config.val_every or max(1, config.epochs // 5)
     trainer = Trainer(head, optimizer, forward, MultiTaskLoss(specs, dataset).to(device), epochs=config.epochs,
-                      base_lr=config.lr, device=device, precision=precision_for(device), seed=config.seed,
+                      base_lr=config.lr, device=device, precision=training_precision, seed=config.seed,
                       callbacks=[Validation(validate, val_every), ProgressBar(f"add-task {name}", progress),
                                  *callbacks])
     log.info("training a %s head for %s on %s (%d cached rows, %d epochs)", spec.kind, name, dataset,
@@ -141,10 +151,11 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     train_set.close()
     seconds = time.perf_counter() - started
 
-    metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress)
-    record = {"spec": spec.to_dict(), "dataset": dataset, "source": "add-task",
+    metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress, precision=precision)
+    record = {"spec": spec.to_dict(), "dataset": dataset, "source": "add-task", "precision": precision,
               "training": {**config.to_dict(), "train_cache": ws.cache_key(dataset, "train", train_record["views"]),
-                           "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device)},
+                           "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device),
+                           "precision": precision_name(training_precision)},
               "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
                        "batch_size": 16, "threads": eval_threads(device)},
               "registered": metrics}

@@ -45,7 +45,9 @@ class Manifest:
         caches          {"pascal/train/2v": {"file": "caches/pascal-train-2v.h5", "dataset", "split",
                          "views", "size", "samples", "tasks", "fingerprint", "created"}}
         tasks           {name: {"spec", "dataset", "head", "head_sha256", "fingerprint", "training",
-                         "eval", "registered", "registered_at", "source"}}
+                         "eval", "registered", "registered_at", "source", "precision"}}
+                        ("precision": the head's autocast, fp32 | bf16 | fp16, in which its registered
+                        metrics were computed and every evaluation repeats them; absent = fp32)
     """
 
     def __init__(self, root: str | Path):

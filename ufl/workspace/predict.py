@@ -46,8 +46,13 @@ def _task_groups(ws, tasks: Sequence[str] | None) -> dict[tuple[int, int], list[
 
 
 def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
-    """``{task: (head on device, spec, dataset)}``, read (and hash-checked) once for many images."""
-    return {name: (ws.head(name, device), ws.spec(name), ws.task(name)["dataset"]) for name in names}
+    """``{task: (head on device, spec, dataset, precision)}``, read (and hash-checked) once for many
+    images; each head runs in the precision it was registered with (its record's ``precision``)."""
+    from .evaluate import head_precision
+
+    return {name: (ws.head(name, device), ws.spec(name), ws.task(name)["dataset"],
+                   head_precision(ws.task(name).get("precision"), torch.device(device)))
+            for name in names}
 
 
 @torch.no_grad()
@@ -56,9 +61,13 @@ def _run_heads(ws, heads: dict[str, tuple], images: torch.Tensor, device, attent
     "attention": ..., "kind", "dataset", "classes", "target": the spec's target name}}``."""
     features = ws.backbone(device)(images.to(device))
     out = {}
-    for name, (head, spec, dataset) in heads.items():
-        result = head(features, out_size=images.shape[-2:], return_attention=attention)
-        out[name] = {"pred": postprocess(spec.kind, result["out"]).cpu(), "attention": result.get("attention"),
+    for name, (head, spec, dataset, precision) in heads.items():
+        with precision.autocast():
+            result = head(features, out_size=images.shape[-2:], return_attention=attention)
+        maps = result.get("attention")
+        if maps is not None:  # float32 for the pictures, whatever the head's autocast computed them in
+            maps = {"sfa": [m.float() for m in maps["sfa"]], "msa": maps["msa"].float()}
+        out[name] = {"pred": postprocess(spec.kind, result["out"]).cpu(), "attention": maps,
                      "kind": spec.kind, "dataset": dataset, "classes": spec.out_channels(dataset),
                      "target": spec.name}
     return out
