@@ -2,8 +2,11 @@
 
 The reference schedule (DESIGN.md section 6) is the default: Adam, lr 1e-4, weight decay 1e-4, poly
 decay (power 0.9) per epoch, batch 8, 100 epochs, the dataset's reference augmentations, deep
-supervision where the model has it. Validation runs every ``val_every`` epochs; a checkpoint is
-written after every epoch (see :mod:`ufl.checkpoint`), and ``resume=True`` continues a run exactly.
+supervision where the model has it. Auxiliary tasks (``aux``) are built as the model builds them
+(:func:`ufl.models.build_model`): PAD-Net's and MTI-Net's have no final output and are neither
+validated nor reported; the other models' are ordinary tasks with their own heads. Validation runs
+every ``val_every`` epochs; a checkpoint is written after every epoch (see :mod:`ufl.checkpoint`),
+and ``resume=True`` continues a run exactly.
 Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on CUDA).
 """
 
@@ -26,6 +29,7 @@ from ..errors import UflError
 from ..evaluation import EDGE_THRESHOLDS_QUICK, evaluate
 from ..losses import MultiTaskLoss
 from ..models import Backbone, build_model
+from ..provenance import describe_init, training_data
 from ..runtime import loader_kwargs, named_precision, precision_for, resolve_device, seed_everything
 from ..taskspec import TaskSpec, get_spec
 from .callbacks import Checkpointer, JsonLog, ProgressBar, Validation
@@ -73,6 +77,9 @@ class PretrainConfig:
     edge_thresholds: int | None = EDGE_THRESHOLDS_QUICK
     model_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    #: The provenance ``init`` to record when it says more than ``pretrained`` does (e.g.
+    #: :data:`ufl.provenance.UNREACHABLE`: random init because the ImageNet weights were unreachable).
+    init_note: str | None = None
 
     def __post_init__(self):
         self.tasks = list(self.tasks)
@@ -161,7 +168,9 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
                         warn_random_init=checkpoint is None and distributed.is_main())
     backbone.check_size(config.size or RECIPES[config.dataset].size)
     out_channels = {name: spec.out_channels(config.dataset) for name, spec in specs.items()}
-    model = build_model(config.model, backbone, out_channels, **config.model_options)
+    model = build_model(config.model, backbone, out_channels, aux=config.aux, **config.model_options)
+    # PAD-Net's and MTI-Net's auxiliary tasks have no final output: nothing of theirs to validate.
+    predicted = {name: spec for name, spec in specs.items() if name in model.tasks}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                  weight_decay=config.weight_decay)
     train_loader = _train_loader(train_set, config, device)
@@ -186,18 +195,25 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
 
     def validate() -> dict[str, dict[str, float]]:
         model.eval()
-        results = evaluate(lambda b: {t: o["out"] for t, o in model(b["image"]).items()}, val_loader, specs,
+        results = evaluate(lambda b: {t: o["out"] for t, o in model(b["image"]).items()}, val_loader, predicted,
                            config.dataset, device, precision, config.edge_thresholds, desc="validate",
                            progress=config.progress)
         model.train()
         return results
+
+    if checkpoint is not None:  # a resumed run keeps the record of how it started
+        init = (checkpoint.meta.get("provenance") or {}).get("init") or \
+            describe_init((checkpoint.meta.get("config") or {}).get("pretrained"))
+    else:
+        init = config.init_note or describe_init(config.pretrained)
+    provenance = {"init": init, "data": [training_data(config.dataset, root)]}
 
     def meta() -> dict[str, Any]:
         return {"model": config.model, "tasks": config.tasks, "aux": config.aux, "dataset": config.dataset,
                 "root": str(root), "size": config.size, "epochs": config.epochs,
                 "out_channels": out_channels, "specs": {n: s.to_dict() for n, s in specs.items()},
                 "backbone": backbone.config(), "fingerprint": backbone.fingerprint(),
-                "model_options": config.model_options, "config": config.to_dict()}
+                "model_options": config.model_options, "config": config.to_dict(), "provenance": provenance}
 
     loss_fn = MultiTaskLoss(specs, config.dataset, deep_supervision=True).to(device)
     trainer = Trainer(net, optimizer, forward, loss_fn, epochs=config.epochs, base_lr=config.lr, device=device,

@@ -29,12 +29,14 @@ from tqdm.auto import tqdm
 
 from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWriter, atomic_cache,
                            create_shard_writer, join_shards, label_storage_dtype, partial_path, shard_path)
+from feature_cache.errors import CacheBusyError, FeatureCacheError
 
 from .. import distributed
 from ..datasets import DATASETS, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
-from ..runtime import Precision, loader_kwargs, resolve_device
+from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device
 from ..taskspec import TaskSpec
+from .doctor import remove_stale
 from .manifest import now
 from .views import VIEW_PARAMS, ImageRows, ViewDataset, backbone_features
 
@@ -145,8 +147,11 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
                    size: Sequence[int] | None = None, views: int = 1, specs: Sequence[TaskSpec] | None = None,
                    device: str = "auto", batch_size: int = 16, workers: int | None = None,
                    overwrite: bool = False, storage: str = "float16", compression: str | None = None,
-                   seed: int = 0, progress: bool = True) -> list[CacheResult]:
-    """Cache ``dataset``'s ``splits`` (training splits with ``views`` views, ``val`` with one)."""
+                   seed: int = 0, progress: bool = True, force: bool = False) -> list[CacheResult]:
+    """Cache ``dataset``'s ``splits`` (training splits with ``views`` views, ``val`` with one).
+
+    ``overwrite`` of a cache that registered tasks were evaluated on (their ``eval.cache``) needs
+    ``force``: their metrics at registration were measured on it."""
     device = resolve_device(device)
     distributed.init_distributed(device)
     folder, size = resolve_data(ws, dataset, data_root, root, size)
@@ -155,6 +160,8 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
     if known.get("size") and tuple(known["size"]) != size and not overwrite:
         raise WorkspaceError(f"the workspace caches {dataset} at {known['size'][0]}x{known['size'][1]}; use that "
                              f"--size, or --overwrite to re-cache at {size[0]}x{size[1]} (then re-cache every split)")
+    if overwrite and not force:
+        _refuse_overwriting_eval_caches(ws, dataset, splits, views)
     backbone = ws.backbone(device)
     precision = Precision("cuda", torch.float16) if device.type == "cuda" else None
     results = []
@@ -177,11 +184,12 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     key = ws.cache_key(dataset, split, views)
     path = ws.cache_file(dataset, split, views)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, f".{path.name}.*.creating")  # skeletons of runs killed while creating them
     if path.exists() and key in ws.read()["caches"] and not overwrite:
         try:
             FeatureCacheReader(path, ws.fingerprint).close()
             if distributed.is_main():
-                log.info("%s: already cached in %s (use --overwrite to rebuild)", key, path)
+                log.debug("%s: already cached in %s (use --overwrite to rebuild)", key, path)  # CLI prints it
             return CacheResult(key, path, _rows(path), 0, 0.0, skipped=True)
         except Exception as e:  # incomplete or damaged: resume below, or say how to rebuild
             if distributed.is_main():
@@ -205,7 +213,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     if world > 1:
         writer = create_shard_writer(target, rank, world, **kwargs)
     else:
-        writer = FeatureCacheWriter.create(target, **kwargs)
+        writer = _create_writer(target, overwrite, kwargs)
     todo = [int(i) for i in writer.missing_indices()]
     started = time.perf_counter()
     # one decode per image for all its views; batches of whole images (the plain consecutive batches
@@ -213,7 +221,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False, collate_fn=RowBatch.collate,
                         **loader_kwargs(device, workers))
     bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
-               disable=not (progress and distributed.is_main()))
+               disable=progress_disable(progress and distributed.is_main()))
     background = BackgroundWriter(writer, max_pending=4)
     try:
         for batch in loader:
@@ -243,9 +251,40 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         in_use = {shard_path(target, r, world).name for r in range(world)} if world > 1 else set()
         _remove_stale_shards(path, in_use)
         _register(ws, key, path, dataset, split, views, size, specs, folder, storage)
-        log.info("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
+        log.debug("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
     distributed.barrier()
     return CacheResult(key, path, len(rows), len(todo), elapsed)
+
+
+def _refuse_overwriting_eval_caches(ws, dataset: str, splits: Sequence[str], views: int) -> None:
+    """A :class:`WorkspaceError` when ``--overwrite`` would replace a registered cache that registered
+    tasks were evaluated on (without ``--force``)."""
+    caches = ws.read()["caches"]
+    for split in splits:
+        key = ws.cache_key(dataset, split, 1 if split == "val" else views)
+        if key not in caches:
+            continue
+        users = sorted(name for name, record in ws.tasks.items() if record["eval"].get("cache") == key)
+        if users:
+            raise WorkspaceError(f"the {key} cache is the one registered task(s) {', '.join(users)} were evaluated on; "
+                                 f"--overwrite would change what `ufl evaluate` compares them against: pass --force "
+                                 f"to rebuild it anyway (at another --size, re-register them afterwards with "
+                                 f"`ufl add-task NAME --replace`), or remove those tasks first")
+
+
+def _create_writer(target: Path, overwrite: bool, kwargs: dict[str, Any]) -> FeatureCacheWriter:
+    """The writer of one split; with ``overwrite``, a partial rebuild left by an earlier killed
+    ``--overwrite`` is resumed when it fits this run, else discarded and started again."""
+    try:
+        return FeatureCacheWriter.create(target, **kwargs)
+    except CacheBusyError:
+        raise
+    except FeatureCacheError as e:
+        if not overwrite:
+            raise
+        log.info("%s: a rebuild left by an earlier run does not fit this one (%s); starting it again", target,
+                 str(e).splitlines()[0])
+        return FeatureCacheWriter.create(target, overwrite=True, **kwargs)
 
 
 def _scales(backbone, size) -> list[tuple[int, int, int]]:
@@ -279,4 +318,4 @@ def require_cache(ws, dataset: str, split: str, views: int | None = None) -> tup
     if record is None:
         raise CacheError(f"no {dataset}/{split} feature cache in workspace {ws.root}; run "
                          f"`ufl cache-features --dataset {dataset} --split {split}`")
-    return record, ws.root / record["file"]
+    return record, ws.cache_path(record)

@@ -22,11 +22,16 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from safetensors import SafetensorError
+
 from ..errors import WorkspaceError
-from ..taskspec import TaskSpec
+from ..io import json_safe
+from ..provenance import backbone_note, describe_init, training_data
+from ..taskspec import TaskSpec, check_task_name
 from .manifest import Manifest, now
 
 if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
@@ -34,17 +39,31 @@ if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tas
 
     from ..models import Backbone, MedusaHead
 
-__all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE"]
+__all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE", "file_sha256", "RESCUE_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "ufl-workspace"
 BACKBONE_FILE = "backbone.safetensors"
+HEADS = "heads"
+CACHES = "caches"
+RESCUE_PREFIX = "ufl-rescued-head-"
+REMOVING = ".removing"
+"""Suffix of a head file being deleted by ``remove-task`` (renamed first, so a failure changes nothing)."""
 
 
 def resolve_workspace(path: str | os.PathLike | None) -> Path:
     """``--workspace`` / ``$UFL_WORKSPACE`` / ``./ufl-workspace``."""
     return Path(path or os.environ.get("UFL_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+def check_folder(root: Path) -> None:
+    """One clear error when ``root`` or a folder above it exists as something else than a folder
+    (``--workspace notes.txt/ws``)."""
+    for folder in (root, *root.parents):
+        if folder.exists() and not folder.is_dir():
+            raise WorkspaceError(f"workspace path {root}: {folder} is a file, not a folder; choose another "
+                                 f"--workspace")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -53,6 +72,14 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def os_error_text(error: BaseException) -> str:
+    """``[Errno 28] No space left on device: 'path'`` -> ``no space left on device (path)``."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror[0].lower() + error.strerror[1:]
+        return f"{text}: {error.filename}" if error.filename else text
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class Workspace:
@@ -66,11 +93,14 @@ class Workspace:
 
     # -- creation -------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str) -> "Workspace":
-        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks."""
+    def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str,
+               provenance: Mapping[str, Any] | None = None) -> "Workspace":
+        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks; ``provenance``
+        (see :mod:`ufl.provenance`) is recorded as the backbone's."""
         from ..io import save_weights
 
         root = resolve_workspace(path)
+        check_folder(root)
         if (root / "workspace.json").exists():
             raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
         root.mkdir(parents=True, exist_ok=True)
@@ -80,15 +110,17 @@ class Workspace:
                      metadata={"config": json.dumps(backbone.config()), "fingerprint": fingerprint})
         Manifest(root).create({"config": backbone.config(), "fingerprint": fingerprint, "weights": BACKBONE_FILE,
                                "source": source, "channels": backbone.channels, "strides": backbone.strides,
-                               "size_divisor": backbone.size_divisor})
-        log.info("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
+                               "size_divisor": backbone.size_divisor,
+                               **({"provenance": dict(provenance)} if provenance is not None else {})})
+        log.debug("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
         return cls(root)
 
     @classmethod
     def from_backbone(cls, path: str | os.PathLike | None, name: str | None = None,
-                      pretrained: bool | str | None = None) -> "Workspace":
-        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks (default:
-        :data:`ufl.models.backbone.DEFAULT_BACKBONE`)."""
+                      pretrained: bool | str | None = None, init_note: str | None = None) -> "Workspace":
+        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks (``name`` default:
+        :data:`ufl.models.backbone.DEFAULT_BACKBONE`; ``init_note``: the provenance ``init`` when it
+        says more than ``pretrained``, see :mod:`ufl.provenance`)."""
         from ..models.backbone import DEFAULT_BACKBONE, Backbone
 
         name = name or DEFAULT_BACKBONE
@@ -99,7 +131,7 @@ class Workspace:
             source = f"weights file {pretrained}"
         else:
             source = "random init"
-        return cls.create(path, backbone, source)
+        return cls.create(path, backbone, source, {"init": init_note or describe_init(pretrained), "data": []})
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None, run_dir: str | os.PathLike, *,
@@ -117,8 +149,12 @@ class Workspace:
         if backbone.fingerprint() != ckpt.meta.get("fingerprint"):
             raise WorkspaceError(f"checkpoint {run_dir}: the backbone weights do not match the recorded "
                                  f"fingerprint; the run folder is damaged")
+        provenance = ckpt.meta.get("provenance")
+        if provenance is None:  # a checkpoint from before provenance was recorded: what its record says
+            provenance = {"init": describe_init((ckpt.meta.get("config") or {}).get("pretrained")),
+                          "data": [training_data(ckpt.meta["dataset"], ckpt.meta.get("root"))]}
         ws = cls.create(path, backbone, f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, "
-                                        f"epoch {ckpt.epoch})")
+                                        f"epoch {ckpt.epoch})", provenance)
         if register:
             from .registration import register_checkpoint_tasks
 
@@ -132,6 +168,15 @@ class Workspace:
     @property
     def fingerprint(self) -> str:
         return self.read()["backbone"]["fingerprint"]
+
+    def backbone_note(self) -> str | None:
+        """One line when the backbone is random-init or was trained only on generated data (its
+        predictions on real photos are then noise), else None; see :mod:`ufl.provenance`."""
+        record = self.read()["backbone"]
+        provenance = record.get("provenance")
+        if provenance is None and record.get("source") == "random init":  # a workspace from before provenance
+            provenance = {"init": "random", "data": []}
+        return backbone_note(provenance)
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
@@ -158,7 +203,7 @@ class Workspace:
         if self._backbone is None:
             record = self.read()["backbone"]
             backbone = Backbone.from_config(record["config"])
-            state = load_weights(self.root / record["weights"])
+            state = load_weights(self.inside(record["weights"], "backbone weights"))
             try:
                 backbone.model.load_state_dict(state, strict=True)
             except RuntimeError as e:
@@ -171,19 +216,44 @@ class Workspace:
             self._backbone = backbone.freeze().to(memory_format=torch.channels_last)
         return self._backbone.to(device)
 
-    def head(self, name: str, device: str | torch.device = "cpu") -> MedusaHead:
-        """A registered task's head (its file checked against the recorded hash)."""
-        from ..models import MedusaHead
+    def inside(self, relative: Any, what: str, folder: str | None = None) -> Path:
+        """``ROOT/relative`` resolved (symbolic links followed), when it lies inside the workspace
+        (inside ``ROOT/folder`` when given); a path read from the manifest that is absolute or leads
+        out (``../victim.txt``) is one clear :class:`WorkspaceError`, and nothing is touched."""
+        base = (self.root / folder if folder else self.root).resolve()
+        if not isinstance(relative, str) or not relative or os.path.isabs(relative) or "\0" in relative:
+            raise WorkspaceError(f"{what} path {relative!r} in {self.manifest.path} is not a path relative to the "
+                                 f"workspace; the manifest was edited or damaged: restore it (`ufl doctor` lists "
+                                 f"what is wrong)")
+        path = (self.root / relative).resolve()
+        if path == base or not path.is_relative_to(base):
+            raise WorkspaceError(f"{what} path {relative!r} in {self.manifest.path} leads outside {base}; refusing to "
+                                 f"use it: the manifest was edited or damaged, restore it (`ufl doctor` lists what "
+                                 f"is wrong)")
+        return path
 
-        record = self.task(name)
-        path = self.root / record["head"]
+    def head_file(self, name: str, record: Mapping[str, Any] | None = None) -> Path:
+        """Where task ``name``'s head file is (inside ``ROOT/heads``, else a :class:`WorkspaceError`)."""
+        record = self.task(name) if record is None else record
+        return self.inside(record["head"], f"head file of task {name!r}", HEADS)
+
+    def checked_head_file(self, name: str, record: Mapping[str, Any] | None = None) -> Path:
+        """:meth:`head_file`, present and matching the recorded sha256 (else a :class:`WorkspaceError`)."""
+        path = self.head_file(name, record)
+        record = self.task(name) if record is None else record
         if not path.is_file():
             raise WorkspaceError(f"head file of task {name!r} is missing: {path}; re-add the task with "
                                  f"`ufl add-task {name} --replace`")
         if file_sha256(path) != record["head_sha256"]:
             raise WorkspaceError(f"head file of task {name!r} ({path}) does not match its recorded hash; "
                                  f"it was changed or damaged: re-add the task with --replace")
-        return MedusaHead.load(path, device=device).eval()
+        return path
+
+    def head(self, name: str, device: str | torch.device = "cpu") -> MedusaHead:
+        """A registered task's head (its file checked against the recorded hash)."""
+        from ..models import MedusaHead
+
+        return MedusaHead.load(self.checked_head_file(name), device=device).eval()
 
     # -- caches ---------------------------------------------------------------------------------
     @staticmethod
@@ -197,6 +267,11 @@ class Workspace:
         """Registered caches, optionally of one dataset and split: ``{key: record}``."""
         return {k: v for k, v in self.read()["caches"].items()
                 if (dataset is None or v["dataset"] == dataset) and (split is None or v["split"] == split)}
+
+    def cache_path(self, record: Mapping[str, Any]) -> Path:
+        """The file of a cache record (inside ``ROOT/caches``, else a :class:`WorkspaceError`)."""
+        key = self.cache_key(record.get("dataset"), record.get("split"), record.get("views"))
+        return self.inside(record["file"], f"cache file of {key}", CACHES)
 
     def find_cache(self, dataset: str, split: str, views: int | None = None) -> dict[str, Any] | None:
         """The cache record of ``dataset``/``split`` (with ``views`` views, or the most views)."""
@@ -216,34 +291,131 @@ class Workspace:
 
     def register(self, name: str, head: MedusaHead, record: Mapping[str, Any], replace: bool = False) -> None:
         """Save ``head`` and add ``record`` (spec, dataset, training, eval, registered metrics) to the
-        manifest, atomically; with ``replace`` an existing task's head and record are swapped."""
+        manifest, atomically; with ``replace`` an existing task's head and record are swapped.
+
+        The head is saved and registered under the workspace lock (so ``ufl doctor --fix`` never
+        takes it for an orphan). When it cannot be saved or registered (a full disk, a read-only
+        folder), the trained head is kept in a rescue file (see :meth:`rescue_head`) whose path the
+        error names, so the training is not lost; :meth:`register_rescued` registers it later.
+        """
+        check_task_name(name)
         if name in self.tasks and not replace:
             raise WorkspaceError(f"task {name!r} is already registered; pass --replace to train it again")
         path = self.new_head_path(name)
-        head.save(path, extra={"task": name, "fingerprint": self.fingerprint})
         old = None
-        try:
-            with self.manifest.update() as manifest:
-                if name in manifest["tasks"] and not replace:
-                    raise WorkspaceError(f"task {name!r} was registered meanwhile; pass --replace")
-                old = manifest["tasks"].get(name)
-                manifest["tasks"][name] = {**record, "head": str(path.relative_to(self.root)),
-                                           "head_sha256": file_sha256(path), "fingerprint": self.fingerprint,
-                                           "registered_at": now()}
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        if old is not None:
-            (self.root / old["head"]).unlink(missing_ok=True)
+        with self.manifest.locked():
+            for stale in (self.root / HEADS).glob(".*.tmp"):  # heads are written under the lock only:
+                stale.unlink(missing_ok=True)                   # these are an interrupted run's leftovers
+            try:
+                head.save(path, extra={"task": name, "fingerprint": self.fingerprint})
+                with self.manifest.update() as manifest:
+                    if name in manifest["tasks"] and not replace:
+                        raise WorkspaceError(f"task {name!r} was registered meanwhile; pass --replace")
+                    old = manifest["tasks"].get(name)
+                    manifest["tasks"][name] = {**record, "head": str(path.relative_to(self.root)),
+                                               "head_sha256": file_sha256(path), "fingerprint": self.fingerprint,
+                                               "registered_at": now()}
+            except (OSError, SafetensorError) as e:
+                path.unlink(missing_ok=True)
+                rescued = self.rescue_head(name, head, record)
+                kept = (f"the trained head is kept in {rescued}: fix that, then register it with "
+                        f"`ufl register-rescued {rescued}`" if rescued else
+                        "no folder could hold the trained head either, so the training is lost")
+                raise WorkspaceError(f"could not save the head of task {name!r} in {path.parent} "
+                                     f"({os_error_text(e)}); {kept}") from None
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            if old is not None:
+                self._delete_head(name, old, strict=False)
 
-    def remove_task(self, name: str) -> None:
-        """Unregister ``name`` and delete its head file; other tasks are untouched."""
-        with self.manifest.update() as manifest:
-            if name not in manifest["tasks"]:
+    def rescue_head(self, name: str, head: MedusaHead, record: Mapping[str, Any]) -> Path | None:
+        """Save a trained head that could not be registered, with its task name, backbone fingerprint
+        and record in the metadata, as ``ufl-rescued-head-NAME-XXXX.safetensors`` in the system's temp
+        folder (else the workspace, else the home folder); its path, or None when none could hold it."""
+        extra = {"task": name, "fingerprint": self.fingerprint, "record": json.dumps(json_safe(dict(record)))}
+        for folder in (Path(tempfile.gettempdir()), self.root, Path.home()):
+            target = folder / f"{RESCUE_PREFIX}{name}-{secrets.token_hex(4)}.safetensors"
+            try:
+                head.save(target, extra=extra)
+            except (OSError, SafetensorError) as e:
+                log.debug("could not rescue the head of %s in %s: %s", name, folder, e)
+                continue
+            log.warning("the trained head of %s is kept in %s", name, target)
+            return target
+        return None
+
+    def register_rescued(self, file: str | os.PathLike, replace: bool = False) -> str:
+        """Register a head kept by :meth:`rescue_head` (``ufl register-rescued FILE``) under its task
+        name, with the record it was trained with; the rescue file is deleted once registered.
+        Returns the task name."""
+        from ..models import MedusaHead
+        from ..models.medusa import read_head_metadata
+
+        file = Path(file)
+        metadata = read_head_metadata(file)
+        name, fingerprint = metadata.get("task"), metadata.get("fingerprint")
+        if "record" not in metadata or name is None:
+            raise WorkspaceError(f"{file} is not a rescued head (no task record in its metadata)")
+        if fingerprint != self.fingerprint:
+            raise WorkspaceError(f"{file} was trained on another backbone (fingerprint {str(fingerprint)[:12]}) than "
+                                 f"workspace {self.root} ({self.fingerprint[:12]}); use the workspace it came from")
+        try:
+            record = json.loads(metadata["record"])
+        except json.JSONDecodeError as e:
+            raise WorkspaceError(f"{file}: its task record is not valid JSON ({e})") from None
+        self.register(name, MedusaHead.load(file), record, replace=replace)
+        file.unlink(missing_ok=True)
+        return name
+
+    def _delete_head(self, name: str, record: Mapping[str, Any], strict: bool = True) -> None:
+        """Delete a head file once it is unregistered, only when it lies inside ``heads/`` and matches
+        its recorded hash; otherwise raise (``strict``) or leave it and log why."""
+        try:
+            path = self.head_file(name, record)
+            if path.is_file() and file_sha256(path) != record["head_sha256"]:
+                raise WorkspaceError(f"the old head file of task {name!r} ({path}) does not match its recorded "
+                                     f"hash, so it is not deleted (`ufl doctor` lists it)")
+            path.unlink(missing_ok=True)
+        except (WorkspaceError, OSError) as e:
+            if strict:
+                raise
+            log.warning("%s", e)
+
+    def remove_task(self, name: str, keep_file: bool = False) -> None:
+        """Unregister ``name`` and delete its head file (``keep_file``: leave the file); other tasks are
+        untouched.
+
+        The head file is checked first (inside ``heads/``, matching its recorded sha256: a manifest
+        pointing elsewhere deletes nothing) and renamed aside before the task is unregistered, so a
+        folder that refuses the deletion leaves the task registered and its file in place.
+        """
+        with self.manifest.locked():
+            tasks = self.tasks
+            if name not in tasks:
+                check_task_name(name)
                 raise WorkspaceError(f"task {name!r} is not registered in {self.root}; registered: "
-                                     f"{', '.join(sorted(manifest['tasks'])) or 'none'}")
-            record = manifest["tasks"].pop(name)
-        (self.root / record["head"]).unlink(missing_ok=True)
+                                     f"{', '.join(sorted(tasks)) or 'none'}")
+            record = tasks[name]
+            path = aside = None
+            if not keep_file:
+                path = self.head_file(name, record)
+                if path.is_file():
+                    if file_sha256(path) != record["head_sha256"]:
+                        raise WorkspaceError(
+                            f"head file of task {name!r} ({path}) does not match its recorded hash, so it is not "
+                            f"deleted; `ufl remove-task {name} --keep-file` unregisters the task and keeps the file")
+                    aside = path.with_name(f".{path.name}{REMOVING}")
+                    os.replace(path, aside)  # refused (read-only folder): nothing has changed yet
+            try:
+                with self.manifest.update() as manifest:
+                    manifest["tasks"].pop(name, None)
+            except BaseException:
+                if aside is not None:
+                    os.replace(aside, path)
+                raise
+            if aside is not None:
+                aside.unlink(missing_ok=True)
 
     # -- the pipeline (implemented in sibling modules) --------------------------------------------
     def cache_features(self, dataset: str, splits: Sequence[str] = ("train", "val"), **options: Any):
@@ -275,6 +447,12 @@ class Workspace:
         from .predict import visualize
 
         return visualize(self, out, **options)
+
+    def doctor(self, fix: bool = False):
+        """Check this workspace; with ``fix`` remove its litter (see :func:`ufl.workspace.doctor.doctor`)."""
+        from .doctor import doctor
+
+        return doctor(self.root, fix=fix)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r}, tasks={sorted(self.tasks)})"

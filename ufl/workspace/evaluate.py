@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from feature_cache import FeatureCacheDataset
 
+from ..errors import CacheError, UflError
 from ..evaluation import evaluate
 from ..io import json_safe
 from ..metrics import delta_m
@@ -29,7 +30,8 @@ from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
 from .views import ViewDataset, backbone_features  # light: the transforms load when a view is made
 
-__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads", "head_precision"]
+__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
+           "evaluation_table", "plot_evaluation", "format_all_metrics", "check_val_cache", "head_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +87,17 @@ def head_precision(name: str | None, device: torch.device) -> Precision:
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
                  online: bool | None = None, threads: int | None = None,
+                 with_details: bool = False, size: Sequence[int] | None = None,
                  precision: str | None = None, reuse_edges: bool = True) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`); the head under autocast of
-    ``precision`` (``fp32`` | ``bf16`` | ``fp16``, see :func:`head_precision`; the backbone's
-    features are the cache's either way). With ``reuse_edges`` per-image edge counts are kept in
-    ``WORKSPACE/eval-cache/edges`` (:data:`EDGE_CACHE`) and reused for unchanged predictions."""
+    ``threads`` intra-op threads when given (see :func:`eval_threads`); online at ``size`` (the
+    size the task was registered at) when given, else at the workspace's size for the dataset.
+    With ``with_details`` the dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`).
+    The head runs under autocast of ``precision`` (``fp32`` | ``bf16`` | ``fp16``, see
+    :func:`head_precision`; the backbone's features are the cache's either way). With
+    ``reuse_edges`` per-image edge counts are kept in ``WORKSPACE/eval-cache/edges``
+    (:data:`EDGE_CACHE`) and reused for unchanged predictions."""
     device = resolve_device(device)
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
@@ -103,7 +109,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     # same numbers at registration and at every evaluation
     with cudnn_exact(), torch_threads(threads if device.type == "cpu" else None):
         if cache is not None and not online:
-            data = FeatureCacheDataset(ws.root / cache["file"], ws.fingerprint, tasks=[target])
+            data = FeatureCacheDataset(ws.cache_path(cache), ws.fingerprint, tasks=[target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
@@ -112,7 +118,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
-            folder, size = resolve_data(ws, dataset, None, None, None)
+            folder, size = resolve_data(ws, dataset, None, None, size)
             # the cache's task set, so dataset rules that depend on it (PASCAL parts' ignore rule) match
             rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
             loader = DataLoader(rows, batch_size=batch_size, shuffle=False)
@@ -125,28 +131,41 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
                     return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
 
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress, edge_cache=ws.root / EDGE_CACHE if reuse_edges else None)[target]
+                        progress=progress, with_details=with_details,
+                        edge_cache=ws.root / EDGE_CACHE if reuse_edges else None)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
                    references: Mapping[str, Any] | None = None, online: bool | None = None,
-                   progress: bool = True) -> Evaluation:
+                   progress: bool = True, all_metrics: bool = False) -> Evaluation:
     """Evaluate ``tasks`` (default: every registered task); ``references`` ({task: value or
-    {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover."""
+    {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover.
+
+    With ``all_metrics`` each task's result also holds ``"per_class"``: ``{figure: {class name:
+    value}}`` (segmentation: ``{"IoU": {class: IoU %}}``, names from
+    :data:`ufl.datasets.catalog.MetadataCatalog`; ``{}`` for kinds without per-class figures).
+    """
     registered = ws.tasks
     names = list(registered) if tasks is None else list(tasks)
     for name in names:
         ws.task(name)  # one clear error for an unknown name
     results: dict[str, dict[str, Any]] = {}
     for name in names:
+        if not online:
+            check_val_cache(ws, name, registered[name])
+    for name in names:
         record = registered[name]
         spec = ws.spec(name)
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"), precision=record.get("precision"))
+                               threads=evaluation.get("threads"), with_details=all_metrics,
+                               size=evaluation.get("size"), precision=record.get("precision"))
+        details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
+        if all_metrics:
+            results[name]["per_class"] = _per_class(details or {}, spec, record["dataset"], name)
     score = None
     if references:
         covered = {n: {ws.spec(n).metric: r["metrics"][ws.spec(n).metric]} for n, r in results.items() if n in references}
@@ -154,6 +173,41 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
             score = delta_m(covered, {n: references[n] for n in covered},
                             higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
     return Evaluation(results, score)
+
+
+def check_val_cache(ws, name: str, record: Mapping[str, Any]) -> None:
+    """Refuse (:class:`CacheError`) to evaluate task ``name`` on a val cache of another input size or
+    backbone fingerprint than it was registered with: its metrics would not be comparable."""
+    dataset = record["dataset"]
+    cache = ws.find_cache(dataset, "val", 1)
+    if cache is None:
+        return  # evaluated online, at the registered size
+    registered_size = [int(v) for v in record["eval"]["size"]]
+    fix = (f"re-cache it as registered (`ufl cache-features --dataset {dataset} --split val --size "
+           f"{registered_size[0]}x{registered_size[1]} --overwrite --force`), or re-register the task "
+           f"(`ufl add-task {name} --replace`)")
+    if [int(v) for v in cache["size"]] != registered_size:
+        raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) is at {cache['size'][0]}x{cache['size'][1]} "
+                         f"but task {name!r} was registered at {registered_size[0]}x{registered_size[1]}; {fix}")
+    for fingerprint in (cache.get("fingerprint"), record.get("fingerprint")):
+        if fingerprint is not None and fingerprint != ws.fingerprint:
+            raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) or task {name!r} comes from another "
+                             f"backbone (fingerprint {str(fingerprint)[:12]}) than workspace {ws.root} "
+                             f"({ws.fingerprint[:12]}); {fix}")
+
+
+def _per_class(details: Mapping[str, list[float]], spec: TaskSpec, dataset: str, name: str) -> dict[str, dict]:
+    """``{figure: [value per class]}`` -> ``{figure: {class name: value}}`` with the catalogue's names."""
+    if not details:
+        return {}
+    from ..datasets.catalog import MetadataCatalog
+
+    classes = spec.out_channels(dataset)
+    key = (dataset, spec.name) if (dataset, spec.name) in MetadataCatalog else (dataset, name)
+    names = MetadataCatalog.get(*key, num_classes=classes).class_names
+    if len(names) != classes:
+        names = tuple(f"class_{i}" for i in range(classes))
+    return {figure: dict(zip(names, values)) for figure, values in details.items()}
 
 
 @torch.no_grad()
@@ -165,12 +219,60 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     target = spec.name
     train = ws.find_cache(dataset, "train")
     if train is not None:
-        fit_on = FeatureCacheDataset(ws.root / train["file"], ws.fingerprint, tasks=[target])
+        fit_on = FeatureCacheDataset(ws.cache_path(train), ws.fingerprint, tasks=[target])
     else:
         folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
     prior = PriorPredictor({target: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
     val = ws.find_cache(dataset, "val", 1)
-    loader = DataLoader(FeatureCacheDataset(ws.root / val["file"], ws.fingerprint, tasks=[target]),
+    loader = DataLoader(FeatureCacheDataset(ws.cache_path(val), ws.fingerprint, tasks=[target]),
                         batch_size=batch_size)
     return evaluate(prior, loader, {target: spec}, dataset, torch.device("cpu"), progress=False)[target]
+
+
+def evaluation_table(ws, data: Mapping[str, Any], trivial: bool = True) -> tuple[dict, dict[str, bool]]:
+    """``ufl evaluate``'s result (``Evaluation.to_dict()``) as :func:`ufl.visualize.unit_figure`'s table:
+    ``{unit: {task: {"ufl": headline, "trivial": the prior predictor's}}}`` and ``{task: higher is
+    better}``. A task whose trivial predictor cannot be fitted (no train cache and no data) has
+    no trivial bar (said in the log). A result that already holds ``"trivial"`` (the demo's) is used."""
+    from ..visualize import metric_unit
+
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    directions: dict[str, bool] = {}
+    for name, result in data["tasks"].items():
+        spec = ws.spec(name)
+        values = {"ufl": result["metrics"].get(spec.metric, float("nan"))}
+        if trivial:
+            prior = result.get("trivial")
+            if prior is None:
+                try:
+                    prior = trivial_metrics(ws, name)
+                except (UflError, OSError, KeyError, TypeError) as e:
+                    log.info("no trivial baseline for %s (%s)", name, str(e).splitlines()[0] if str(e) else e)
+            if prior is not None:
+                values["trivial"] = prior.get(spec.metric, float("nan"))
+        table.setdefault(metric_unit(spec.kind, spec.metric), {})[f"{name} {spec.metric}"] = values
+        directions[f"{name} {spec.metric}"] = spec.higher_is_better
+    return table, directions
+
+
+def plot_evaluation(ws, data: Mapping[str, Any], path, *, title: str | None = None, trivial: bool = True):
+    """``ufl evaluate --plot``: each task's headline metric beside the trivial predictor's, one axis
+    per unit (:func:`ufl.visualize.unit_chart`); returns the path."""
+    from ..visualize import unit_chart
+
+    table, directions = evaluation_table(ws, data, trivial)
+    return unit_chart(table, path, title=title, higher_is_better=directions)
+
+
+def format_all_metrics(data: Mapping[str, Any]) -> str:
+    """``ufl evaluate --all-metrics`` as text: per task every metric, then per-class figures."""
+    lines = []
+    for name, result in data["tasks"].items():
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} n/a"
+                            for k, v in result["metrics"].items())
+        lines.append(f"{name} ({result['dataset']}): {metrics}")
+        for figure, values in (result.get("per_class") or {}).items():
+            lines.append(f"  per-class {figure}: " + ", ".join(
+                f"{cls} {v:.4g}" if isinstance(v, (int, float)) else f"{cls} n/a" for cls, v in values.items()))
+    return "\n".join(lines)

@@ -11,7 +11,6 @@ every earlier task keeps its exact predictions.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,11 @@ from feature_cache import FeatureCacheDataset, available_memory_bytes
 from ..datasets import DATASETS
 from ..errors import CacheError, SpecError, WorkspaceError
 from ..evaluation import EDGE_THRESHOLDS_QUICK
+from ..io import json_safe
 from ..losses import MultiTaskLoss
 from ..models import build_head
 from ..runtime import loader_kwargs, named_precision, precision_for, precision_name, resolve_device
-from ..taskspec import TaskSpec, builtin_specs, resolve_spec
+from ..taskspec import TaskSpec, builtin_specs, check_task_name, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
 from ..training.priors import start_at_prior
@@ -102,6 +102,8 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
         raise WorkspaceError(f"task {key!r} is already registered in {ws.root}; pass --replace to train it "
                              f"again (other tasks are not affected), or --as NAME to register another head "
                              f"for it (e.g. --as {key}_2)")
+    if key in registered:
+        ws.head_file(key, registered[key])  # a record pointing outside heads/ is refused before training
     if not spec.supports(dataset):
         raise SpecError(f"task {name!r} is not defined on dataset {dataset!r} (it is defined on: "
                         f"{', '.join(spec.datasets())}); pick one of those or give a --spec")
@@ -121,7 +123,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     torch.manual_seed(config.seed)
     head = build_head(ws.read()["backbone"]["channels"], spec.out_channels(dataset), **config.head_options)
     head.to(device, memory_format=torch.channels_last)  # faster convolutions while training
-    train_set = FeatureCacheDataset(ws.root / train_record["file"], ws.fingerprint, tasks=[name],
+    train_set = FeatureCacheDataset(ws.cache_path(train_record), ws.fingerprint, tasks=[name],
                                     in_memory=_fits_in_memory(ws, train_record) if in_memory is None else in_memory)
     if workers is None and train_set.in_memory:
         workers = 0  # rows already in RAM: worker processes would only add copies
@@ -158,9 +160,12 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
                            "precision": precision_name(training_precision)},
               "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
                        "batch_size": 16, "threads": eval_threads(device)},
-              "registered": metrics}
+              "registered": metrics,
+              # per epoch: the optimised loss, each task's final-output loss, lr, and val metrics when validated
+              "history": json_safe(state.history)}
     ws.register(key, head.cpu(), record, replace=replace)
-    log.info("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    # debug: the result is the return value (the CLI prints it once)
+    log.debug("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return AddTaskResult(key, dataset, metrics, state.history, seconds)
 
 
@@ -173,12 +178,10 @@ def _registration_name(registered: Mapping[str, Any], register_as: str | None, t
             return task
         log.info("%s is registered for %s; this head for %s is registered as %s_%s (--as NAME to choose)",
                  task, record["dataset"], dataset, dataset, task)
-        return f"{dataset}_{task}"
+        return check_task_name(f"{dataset}_{task}", "registration name (choose one with --as NAME)")
     if register_as == task:
         return task
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", register_as):
-        raise SpecError(f"--as {register_as!r}: use lower-case letters, digits and '_', starting with a letter "
-                        f"(e.g. {dataset}_{task})")
+    check_task_name(register_as, "--as")
     if register_as in builtin_specs():
         raise SpecError(f"--as {register_as!r} is the name of the built-in task {register_as!r}; choose another "
                         f"(e.g. {dataset}_{task})")
@@ -201,7 +204,7 @@ def _ensure_caches(ws, spec: TaskSpec, dataset: str, views, data_root, root, siz
     val = ws.find_cache(dataset, "val", 1)
     for record in (train, val):
         if spec.name not in record["tasks"]:
-            raise CacheError(f"the {dataset}/{record['split']} cache ({ws.root / record['file']}) holds no targets "
+            raise CacheError(f"the {dataset}/{record['split']} cache ({ws.cache_path(record)}) holds no targets "
                              f"for {spec.name!r}; re-cache it with --overwrite and --spec for every task")
     if tuple(train["size"]) != tuple(val["size"]):
         raise CacheError(f"the {dataset} train and val caches differ in size ({train['size']} vs {val['size']}); "
@@ -211,7 +214,7 @@ def _ensure_caches(ws, spec: TaskSpec, dataset: str, views, data_root, root, siz
 
 def _fits_in_memory(ws, record) -> bool:
     """Hold a training cache in RAM when it takes under a quarter of the free memory."""
-    path = ws.root / record["file"]
+    path = ws.cache_path(record)
     try:
         return path.stat().st_size < available_memory_bytes() // 4
     except OSError:
