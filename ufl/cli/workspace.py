@@ -12,6 +12,12 @@ import click
 from .base import device_option, main, optimizer_options, parse_size, pretrained_option, seed_option, workspace_option
 
 
+def _dataset_name_option(f):
+    return click.option("--dataset-name", default=None, metavar="NAME",
+                        help="Folder datasets: the workspace's name for this one (default: the one cached from "
+                             "--root, else a new one named after its folder, else the only one).")(f)
+
+
 def _data_options(f):
     f = click.option("--size", default=None, callback=parse_size,
                      help="Input size HxW of the cached features (default: what the workspace already uses "
@@ -59,6 +65,7 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
 @main.command("cache-features")
 @workspace_option
 @click.option("--dataset", type=click.Choice(["pascal", "nyud", "folder"]), required=True, help="Dataset to cache.")
+@_dataset_name_option
 @_data_options
 @click.option("--split", "splits", multiple=True, default=("train", "val"), show_default=True,
               help="Split(s) to cache; repeat the option for several.")
@@ -66,7 +73,8 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
               help="Views per training image: the original, its flip, then random reference augmentations "
                    "(val is always cached once).")
 @click.option("--spec", "spec_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Folder datasets: the task spec YAML of each task whose targets to store (repeat).")
+              help="Folder datasets: the task spec YAML of each task whose targets to store (repeat); on a "
+                   "cached dataset, a new task's targets are added beside its caches.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @click.option("--compression", type=click.Choice(["none", "lzf", "gzip", "zstd", "blosc"]), default="none",
@@ -76,8 +84,8 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
               help="Rebuild existing caches (the old ones stay until the new ones are complete).")
 @device_option
 @seed_option
-def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views, spec_files, batch_size, workers,
-                       compression, float32, overwrite, device, seed) -> None:
+def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, splits, views, spec_files, batch_size,
+                       workers, compression, float32, overwrite, device, seed) -> None:
     """Run the frozen backbone over every image of each split and store the features in HDF5.
 
     Resumable: run it again after an interruption and it continues where it stopped. Runs sharded
@@ -93,7 +101,8 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
         results = ws.cache_features(dataset, list(dict.fromkeys(splits)), data_root=data_root, root=root, size=size,
                                     views=views, specs=specs, device=device, batch_size=batch_size, workers=workers,
                                     overwrite=overwrite, storage="float32" if float32 else "float16",
-                                    compression=None if compression == "none" else compression, seed=seed)
+                                    compression=None if compression == "none" else compression, seed=seed,
+                                    dataset_name=dataset_name)
         show = distributed.is_main()
     finally:
         distributed.shutdown()
@@ -101,6 +110,8 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
         for r in results:
             status = "already cached" if r.skipped else f"{r.written} rows in {r.seconds:.1f} s " \
                                                         f"({r.images_per_second:.1f} images/s)"
+            if r.added:
+                status += f"; targets added for {', '.join(r.added)}"
             click.echo(f"{r.key}: {r.path} ({r.rows} rows; {status})")
 
 
@@ -112,6 +123,7 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
               help="Dataset to train on (default: PASCAL when the task has it, else the task's first dataset).")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
               help="Your own task spec (YAML); NAME may then be omitted.")
+@_dataset_name_option
 @click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Training epochs.")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
 @optimizer_options()
@@ -128,7 +140,7 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
 @_data_options
 @device_option
 @seed_option
-def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, weight_decay, val_every, views,
+def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay, val_every, views,
                  replace, register_as, workers, data_root, root, size, device, seed) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
@@ -144,7 +156,7 @@ def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, we
                                 val_every=val_every)
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
                          device=device, workers=workers, data_root=data_root, root=root, size=size,
-                         register_as=register_as)
+                         register_as=register_as, dataset_name=dataset_name)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     click.echo(f"registered {result.name} on {result.dataset} ({result.seconds:.1f} s): {metrics}")
 
@@ -270,7 +282,8 @@ def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device
 @workspace_option
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--dataset", "datasets", multiple=True, type=click.Choice(["nyud", "pascal", "folder"]),
-              help="Dataset(s) to show (default: every dataset with a registered task).")
+              help="Dataset(s) to show (default: every dataset with a registered task; folder: every folder "
+                   "dataset).")
 @click.option("--num", type=click.IntRange(1), default=4, show_default=True, help="Val images per dataset.")
 @click.option("--no-attention", is_flag=True, help="Leave out the attention maps.")
 @device_option
