@@ -6,6 +6,7 @@ A workspace folder holds::
     backbone.safetensors        the frozen backbone's weights (its config in the metadata)
     heads/TASK-XXXXXXXX.safetensors   one Medusa head per registered task
     caches/DATASET-SPLIT-Nv.h5  backbone features (+ decoded targets) per dataset, split and views
+    caches/DATASET-SPLIT-Nv.targets-TASK.h5   the targets of a folder task added later
 
 The Python API mirrors the CLI (which is a thin layer over it)::
 
@@ -17,13 +18,16 @@ The Python API mirrors the CLI (which is a thin layer over it)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -33,7 +37,7 @@ from ..io import load_weights, save_weights
 from ..models import Backbone, MedusaHead
 from ..models.backbone import DEFAULT_BACKBONE
 from ..taskspec import TaskSpec
-from .manifest import Manifest, now
+from .manifest import MANIFEST, Manifest, now
 
 __all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE"]
 
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "ufl-workspace"
 BACKBONE_FILE = "backbone.safetensors"
+_WORKSPACE_ENTRIES = {MANIFEST, BACKBONE_FILE, "heads", "caches", ".workspace.lock"}
 
 
 def resolve_workspace(path: str | os.PathLike | None) -> Path:
@@ -56,6 +61,38 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _staging(root: Path) -> Iterator[Path]:
+    """A hidden, empty sibling folder of ``root`` to build a new workspace in; moved to ``root``
+    when the block ends without an error (in one rename when ``root`` does not exist or is empty,
+    else entry by entry with the manifest last), deleted when it fails. So ``root`` holds a
+    manifest only once the workspace is complete, and a failed or killed ``ufl init`` never
+    blocks its retry (a killed one leaves only the hidden ``.NAME.*.creating`` folder)."""
+    root = Path(root)
+    if (root / MANIFEST).exists():
+        raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError(f"--workspace {root} is a file; choose a folder")
+    clash = sorted(p.name for p in root.iterdir() if p.name in _WORKSPACE_ENTRIES) if root.is_dir() else []
+    if clash:
+        raise WorkspaceError(f"{root} holds {', '.join(clash)} but no {MANIFEST} (not a workspace); remove them or "
+                             f"choose another --workspace")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".creating", dir=root.parent))
+    try:
+        yield staging
+        if not root.exists() or not any(root.iterdir()):
+            os.replace(staging, root)  # an empty folder is replaced in the same rename
+        else:
+            entries = sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST)  # the manifest last
+            for entry in entries:
+                os.replace(entry, root / entry.name)
+            staging.rmdir()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 class Workspace:
     """An existing workspace (use :meth:`create` or :meth:`from_checkpoint` to make one)."""
 
@@ -68,11 +105,15 @@ class Workspace:
     # -- creation -------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str) -> "Workspace":
-        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks."""
-        root = resolve_workspace(path)
-        if (root / "workspace.json").exists():
-            raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
-        root.mkdir(parents=True, exist_ok=True)
+        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks (built aside
+        and moved into place whole, see :func:`_staging`)."""
+        with _staging(resolve_workspace(path)) as staging:
+            cls._write_new(staging, backbone, source)
+        return cls(path)
+
+    @staticmethod
+    def _write_new(root: Path, backbone: Backbone, source: str) -> None:
+        """The backbone's weights and a manifest without tasks, in the empty folder ``root``."""
         backbone = backbone.cpu().freeze()
         fingerprint = backbone.fingerprint()
         save_weights(root / BACKBONE_FILE, backbone.model.state_dict(),
@@ -80,8 +121,7 @@ class Workspace:
         Manifest(root).create({"config": backbone.config(), "fingerprint": fingerprint, "weights": BACKBONE_FILE,
                                "source": source, "channels": backbone.channels, "strides": backbone.strides,
                                "size_divisor": backbone.size_divisor})
-        log.info("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
-        return cls(root)
+        log.info("new workspace: backbone %s (%s), fingerprint %s", backbone.name, source, fingerprint[:12])
 
     @classmethod
     def from_backbone(cls, path: str | os.PathLike | None, name: str = DEFAULT_BACKBONE,
@@ -109,13 +149,15 @@ class Workspace:
         if backbone.fingerprint() != ckpt.meta.get("fingerprint"):
             raise WorkspaceError(f"checkpoint {run_dir}: the backbone weights do not match the recorded "
                                  f"fingerprint; the run folder is damaged")
-        ws = cls.create(path, backbone, f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, "
-                                        f"epoch {ckpt.epoch})")
-        if register:
-            from .registration import register_checkpoint_tasks
+        source = f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, epoch {ckpt.epoch})"
+        # built aside and moved into place whole: a failed init leaves nothing that blocks the retry
+        with _staging(resolve_workspace(path)) as staging:
+            cls._write_new(staging, backbone, source)
+            if register:
+                from .registration import register_checkpoint_tasks
 
-            register_checkpoint_tasks(ws, ckpt, **options)
-        return ws
+                register_checkpoint_tasks(cls(staging), ckpt, **options)
+        return cls(path)
 
     # -- reading --------------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:
@@ -191,7 +233,8 @@ class Workspace:
         return max(found.values(), key=lambda r: r["views"], default=None)
 
     def data_settings(self, dataset: str) -> dict[str, Any]:
-        """What the workspace remembers of a dataset: ``{"root": folder, "size": [H, W]}`` (or {})."""
+        """What the workspace remembers of a dataset (a folder dataset by its name): ``{"root":
+        folder, "size": [H, W]}``, and a folder dataset's ``"specs"`` (or {})."""
         return dict(self.read()["data"].get(dataset, {}))
 
     # -- task registry --------------------------------------------------------------------------
