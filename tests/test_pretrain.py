@@ -54,6 +54,8 @@ def test_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
     for key, value in full.model_state.items():
         assert torch.equal(value, cut.model_state[key]), key
     assert full.meta["metrics"] == cut.meta["metrics"]
+    assert full.meta["provenance"] == cut.meta["provenance"]  # a resumed run keeps how it started
+    assert full.meta["history"] == cut.meta["history"]
     for idx, state in full.optimizer_state["state"].items():
         assert torch.equal(state["exp_avg"], cut.optimizer_state["state"][idx]["exp_avg"])
 
@@ -114,3 +116,34 @@ def test_a_size_the_backbone_cannot_take_is_one_line(synthetic_root, tmp_path):
                                        "1", "--device", "cpu", "--pretrained", "none", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
     assert "input size 64x80 does not suit backbone hrnet_w18_small_v2" in result.stderr and "64x64" in result.stderr
+
+
+def test_pretrain_cli_logs_tensorboard_prints_json_and_records_provenance(synthetic_root, tmp_path):
+    out, logs = tmp_path / "run", tmp_path / "tb"
+    result = CliRunner().invoke(main, ["pretrain", "--data-root", str(synthetic_root), "--out", str(out),
+                                       "--tasks", "depth", "--aux", "", "--size", "64x96", "--epochs", "1",
+                                       "--batch-size", "4", "--workers", "0", "--device", "cpu",
+                                       "--pretrained", "none", "--log-dir", str(logs), "--json", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["checkpoint"] == str(out) and "rmse" in printed["metrics"]["depth"]
+    assert printed["history"][0]["final_loss"]["depth"] > 0
+    assert list(logs.glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    assert {"train/loss", "epoch/loss", "epoch/final_loss/depth", "val/depth/rmse"} <= set(events.Tags()["scalars"])
+    provenance = load_checkpoint(out).meta["provenance"]
+    assert provenance["init"] == "random" and provenance["data"] == [
+        {"dataset": "nyud", "root": str((synthetic_root / "NYUD_MT").resolve()), "generated": True}]
+
+
+def test_the_epoch_line_says_the_loss_sums_deep_supervision():
+    from ufl.training.callbacks import format_loss
+    from ufl.training.trainer import TrainState
+
+    state = TrainState(epoch_loss=6646.0, epoch_parts={"semseg": 1.39})
+    line = format_loss(state)
+    assert "loss 6646.0000 (weighted sum over tasks and deep-supervision terms)" in line
+    assert line.endswith("final output: semseg 1.3900")

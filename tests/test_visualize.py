@@ -15,6 +15,7 @@ from ufl.visualize import (
     IGNORE_COLOUR, SCALE_COLOURS, as_rgb, attention_images, bar_chart, blend, colorize, depth_range, grouped_bars,
     prediction_grid, prediction_grids, save_png,
 )
+from ufl.visualize import metric_unit, normals_key, prediction_figure, unit_chart, unit_figure
 
 H, W = 6, 9  # H != W so that a transposed output cannot pass
 
@@ -271,3 +272,113 @@ def test_bar_chart_and_grouped_bars_write_pngs(tmp_path):
     with pytest.raises(UflError, match="ending in .png"):
         grouped_bars(table, tmp_path / "x.svg")
     assert not (tmp_path / "x.png").exists()
+
+
+# -- keys on every picture ----------------------------------------------------------------------------
+def _legend_texts(fig) -> list[str]:
+    from matplotlib.legend import Legend
+
+    texts = []
+    for legend in fig.findobj(Legend):
+        texts.append(legend.get_title().get_text())
+        texts.extend(t.get_text() for t in legend.get_texts())
+    return texts
+
+
+def _colorbar_labels(fig) -> list[str]:
+    """Labels of the colour bars in the key cells."""
+    return [child.get_ylabel() for ax in fig.axes if ax.get_label() == "key" for child in ax.child_axes
+            if getattr(child, "_colorbar", None) is not None]
+
+
+def _attention_rows(rng, h=48, w=64):
+    att = {"sfa": [torch.rand(1, 4, h // s, w // s) for s in (4, 8, 16, 32)],
+           "msa": torch.softmax(torch.randn(1, 4, h // 4, w // 4), 1)}
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    maps = attention_images(att, image, index=0)
+    labels = [f"SFA s{s}" for s in range(4)] + [f"MSA s{s}" for s in range(4)] + ["MSA argmax"]
+    return image, maps["sfa"] + maps["msa"] + maps["msa_argmax"], labels
+
+
+def test_every_kind_of_picture_gets_its_key(rng):
+    image, maps, labels = _attention_rows(rng)
+    labels_map = np.zeros((48, 64), dtype=np.int64)
+    labels_map[:, 32:] = 1  # floor (class 1 of NYUD's 40) right, wall (0) left
+    labels_map[0] = 255
+    rows = [
+        {"task": "semseg", "kind": "segmentation", "dataset": "nyud", "num_classes": 40, "gt": labels_map,
+         "pred": labels_map, "attention": maps, "attention_labels": labels},
+        {"task": "depth", "kind": "depth", "gt": rng.uniform(1.0, 4.0, (48, 64)), "pred": rng.uniform(1.0, 4.0, (48, 64))},
+        {"task": "normals", "kind": "normals", "pred": rng.normal(size=(3, 48, 64))},
+        {"task": "edges", "kind": "edges", "pred": rng.uniform(0, 1, (48, 64))},
+    ]
+    fig = prediction_figure([{"image": image, "rows": rows}])
+    legends = _legend_texts(fig)
+    # the class legend names the catalogue's classes present, and ignore
+    assert {"classes", "wall", "floor", "ignore"} <= set(legends) and "chair" not in legends
+    # the MSA argmax key: which colour is which scale
+    assert {"winning scale", "s0 (finest)", "s1", "s2", "s3"} <= set(legends)
+    bars = _colorbar_labels(fig)
+    assert {"depth (m)", "probability", "SFA mask (per map)", "MSA weight"} <= set(bars)
+    depth_bar = next(child for ax in fig.axes for child in ax.child_axes if child.get_ylabel() == "depth (m)")
+    low, high = depth_bar.get_ylim()
+    assert 1.0 <= low < high <= 4.0  # the robust range of the ground truth, in metres
+    keys = [ax for ax in fig.axes if ax.get_label() == "key"]
+    assert len(keys) == 6  # semseg + its SFA line + its MSA line, depth, normals, edges
+    spheres = [child for ax in keys for child in ax.child_axes if child.get_images()]
+    assert len(spheres) == 1 and spheres[0].get_title().startswith("normal")
+
+
+def test_normals_key_is_the_colour_of_each_sphere_normal():
+    key = normals_key(65)
+    assert key.shape == (65, 65, 3)
+    assert tuple(key[32, 32]) == (128, 128, 255)  # facing the camera: z = 1
+    assert key[32, 63, 0] > 240 and key[32, 1, 0] < 15  # right edge x -> +1 (red), left edge x -> -1
+    assert key[63, 32, 1] > 240  # bottom edge: y down -> +1 (green)
+    assert tuple(key[0, 0]) == (0, 0, 0)  # outside the sphere
+
+
+def test_the_attention_panel_is_at_most_12_inches_wide_with_a_large_input(tmp_path, rng):
+    image, maps, labels = _attention_rows(rng, 96, 128)
+    rows = [{"task": "semseg", "kind": "segmentation", "dataset": "nyud", "num_classes": 40,
+             "pred": rng.integers(0, 40, (96, 128)), "attention": maps, "attention_labels": labels}]
+    fig = prediction_figure([{"image": image, "rows": rows, "name": "photo.jpg"}])
+    assert fig.get_figwidth() <= 12.0 + 1e-9
+    fig.canvas = matplotlib.backends.backend_agg.FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    boxes = {ax.get_title(): ax.get_window_extent() for ax in fig.axes if ax.get_title()}
+    assert boxes["input"].width >= 1.8 * boxes["prediction"].width  # two panels wide, not one tiny column
+    assert abs(boxes["SFA s0"].width - boxes["prediction"].width) < 2
+    path = prediction_grids([{"image": image, "rows": rows, "name": "photo.jpg"}], tmp_path / "panel.png")
+    width, height = _png_size(path)
+    assert width <= 1440 and height < width  # was 2640 x 1248 with a 2-inch input
+
+
+def test_unit_figure_puts_each_unit_on_its_own_axis_with_the_trivial_baseline(tmp_path):
+    table = {metric_unit("segmentation", "mIoU"): {"semseg mIoU": {"ufl": 4.8, "trivial": 1.1}},
+             metric_unit("depth", "rmse"): {"depth rmse": {"ufl": 0.9, "trivial": 1.4}},
+             metric_unit("normals", "mean"): {"normals mean": {"ufl": 27.0, "trivial": 56.8}}}
+    fig = unit_figure(table, higher_is_better={"semseg mIoU": True, "depth rmse": False})
+    axes = [ax for ax in fig.axes if ax.patches]
+    assert [ax.get_ylabel() for ax in axes] == ["score (%)", "metres", "degrees"]
+    heights = [sorted(round(p.get_height(), 3) for p in ax.patches) for ax in axes]
+    assert heights == [[1.1, 4.8], [0.9, 1.4], [27.0, 56.8]]
+    assert {"ufl", "trivial"} <= set(_legend_texts(fig))
+    assert metric_unit("normals", "11.25") == "score (%)" and metric_unit("depth", "log_rmse") == "log metres"
+    path = unit_chart(table, tmp_path / "units.png")
+    assert _png_size(path)[0] > 300
+    with pytest.raises(ValueError, match="at least one unit"):
+        unit_figure({})
+
+
+def test_a_label_outside_the_classes_fails_clearly_before_any_key(rng):
+    rows = [{"task": "semseg", "kind": "segmentation", "dataset": "nyud", "num_classes": 40,
+             "pred": np.full((8, 8), 99)}]
+    with pytest.raises(ValueError, match="label 99 is outside the 40 classes"):
+        prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8), "rows": rows}])
+
+
+def test_rows_without_a_kind_get_no_key_column(rng):
+    rows = [{"task": "saliency", "pred": colorize("saliency", rng.uniform(0, 1, (8, 8)))}]
+    fig = prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8), "rows": rows}], panel_inches=2.0)
+    assert fig.get_figwidth() == 4.0 and not [ax for ax in fig.axes if ax.get_label() == "key"]

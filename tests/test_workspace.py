@@ -465,3 +465,104 @@ def test_init_from_another_folder_and_a_failed_init_does_not_block_the_retry(che
     assert ws.read()["data"]["nyud"]["root"] == str((tmp_path / "made" / "data" / "NYUD_MT").resolve())
     assert [p.name for p in elsewhere.iterdir()] == ["ws"]
     assert ws.evaluate(["depth"], device="cpu", progress=False).tasks["depth"]["drift"] == 0.0
+
+
+# -- a researcher's first hour: history, all metrics, json, folders, provenance ----------------------
+def test_add_task_keeps_its_history_logs_tensorboard_and_prints_json(ws, tmp_path):
+    logs = tmp_path / "tb"
+    result = _invoke("add-task", "human_parts", "--epochs", "2", "--val-every", "1", "--batch-size", "4",
+                     "--lr", "1e-3", "--device", "cpu", "--log-dir", logs, "--json", "--workspace", ws.root)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["name"] == "human_parts" and "mIoU" in printed["metrics"]
+    history = ws.task("human_parts")["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(h["loss"] > 0 and "human_parts" in h["final_loss"] and "mIoU" in h["metrics"]["human_parts"]
+               for h in history)
+    assert history[-1]["final_loss"]["human_parts"] < history[-1]["loss"]  # the total sums deep supervision
+    assert list(logs.glob("events.out.tfevents.*"))
+
+
+def test_evaluate_all_metrics_adds_per_class_iou_and_keeps_the_contract(ws):
+    result = _invoke("evaluate", "--workspace", ws.root, "--task", "semseg,saliency", "--all-metrics", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"tasks", "delta_m"}
+    semseg = data["tasks"]["semseg"]
+    assert {"dataset", "metrics", "registered", "drift", "per_class"} <= set(semseg)
+    iou = semseg["per_class"]["IoU"]
+    assert len(iou) == 40 and list(iou)[:2] == ["wall", "floor"]
+    assert sum(iou.values()) / 40 == pytest.approx(semseg["metrics"]["mIoU"])
+    assert data["tasks"]["saliency"]["per_class"] == {}
+    text = _invoke("evaluate", "--workspace", ws.root, "--task", "semseg", "--all-metrics")
+    assert "per-class IoU: wall" in text.stdout
+
+
+def test_evaluate_plot_has_one_axis_per_unit_and_the_trivial_baseline(ws, tmp_path):
+    from ufl.workspace.evaluate import evaluation_table
+
+    data = ws.evaluate(["semseg", "depth", "normals", "saliency"], device="cpu", progress=False).to_dict()
+    table, directions = evaluation_table(ws, data)
+    assert list(table) == ["score (%)", "metres", "degrees"]
+    assert set(table["score (%)"]) == {"semseg mIoU", "saliency maxF"}
+    assert all(set(values) == {"ufl", "trivial"} for unit in table.values() for values in unit.values())
+    assert directions["depth rmse"] is False
+    result = _invoke("evaluate", "--workspace", ws.root, "--task", "depth", "--plot", tmp_path / "e.png")
+    assert result.exit_code == 0 and (tmp_path / "e.png").stat().st_size > 1000
+
+
+def test_predict_takes_a_folder_prints_each_image_once_and_json(ws, synthetic_root, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for image in sorted((synthetic_root / "PASCAL_MT" / "JPEGImages").iterdir())[:2]:
+        shutil.copy(image, folder / image.name)
+    (folder / "notes.txt").write_text("not an image")
+    result = _invoke("predict", folder, "--task", "saliency,depth", "--out", tmp_path / "pred", "--json",
+                     "--workspace", ws.root)
+    assert result.exit_code == 0, result.output
+    images = json.loads(result.stdout)["images"]
+    assert len(images) == 2 and all({"saliency", "depth", "panel"} == set(files) for files in images.values())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _invoke("predict", empty, "--all-tasks", "--out", tmp_path / "p2", "--workspace", ws.root)
+    assert result.exit_code == 1 and "holds no images" in result.stderr
+
+
+def test_a_backbone_trained_only_on_generated_data_is_said(ws, checkpoint, synthetic_root, tmp_path):
+    from ufl.datasets.synthetic import SYNTHETIC_MARKER, is_synthetic
+    from ufl.provenance import UNREACHABLE
+
+    assert is_synthetic(synthetic_root / "NYUD_MT") and (synthetic_root / "PASCAL_MT" / SYNTHETIC_MARKER).is_file()
+    provenance = ws.read()["backbone"]["provenance"]
+    assert provenance["init"] == "random" and provenance["data"][0]["generated"] is True
+    for args in (["list-tasks"], ["evaluate", "--task", "depth"]):
+        result = _invoke(*args, "--workspace", ws.root)
+        assert result.exit_code == 0, result.output
+        notes = [line for line in result.stderr.splitlines() if line.startswith("ufl: note:")]
+        assert len(notes) == 1 and "only on generated data" in notes[0] and "random init" in notes[0]
+    bare = Workspace.from_backbone(tmp_path / "bare", "resnet18", None, init_note=UNREACHABLE)
+    assert "ImageNet weights were unreachable" in bare.backbone_note()
+    assert Workspace.from_backbone(tmp_path / "bare2", "resnet18", None).backbone_note().startswith(
+        "the backbone is randomly initialised")
+    # the same data without the marker counts as real: nothing to say
+    real = tmp_path / "real"
+    shutil.copytree(synthetic_root / "NYUD_MT", real / "NYUD_MT")
+    (real / "NYUD_MT" / SYNTHETIC_MARKER).unlink()
+    run = tmp_path / "run"
+    pretrain(PretrainConfig(out=str(run), data_root=str(real), size=NYUD_SIZE, epochs=1, batch_size=4,
+                            workers=0, device="cpu", progress=False, edge_thresholds=5, tasks=["depth"], aux=[]))
+    assert Workspace.from_checkpoint(tmp_path / "ws_real", run, register=False).backbone_note() is None
+
+
+def test_cache_features_and_predict_print_their_result_once(ws, synthetic_root, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    result = _invoke("cache-features", "--workspace", ws.root, "--dataset", "pascal", "--split", "val",
+                     "--size", "64", "--device", "cpu")
+    assert result.exit_code == 0 and result.stdout.count("already cached") == 1
+    image = next((synthetic_root / "PASCAL_MT" / "JPEGImages").iterdir())
+    result = _invoke("predict", image, "--task", "depth", "--out", tmp_path / "p", "--workspace", ws.root)
+    assert result.exit_code == 0 and result.stdout.count(str(tmp_path / "p" / image.stem)) == 1
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [m for m in logged if "already cached" in m or str(tmp_path / "p") in m], logged

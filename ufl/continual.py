@@ -680,7 +680,8 @@ class _StderrInteractiveLogger(InteractiveLogger):
         if self._pbar is None:
             from tqdm import tqdm
 
-            self._pbar = tqdm(leave=False, position=0, file=sys.stderr, dynamic_ncols=True)
+            self._pbar = tqdm(leave=False, position=0, file=sys.stderr, dynamic_ncols=True,
+                              disable=None)  # None: drawn only on a terminal, not into a redirected log
         return self._pbar
 
 

@@ -8,7 +8,10 @@ mean depth, mean normal, positive rate) so you can see the heads learnt.
 It leaves ``OUT/data`` (NYUD_MT/, PASCAL_MT/), ``OUT/run`` (the pretraining checkpoint) and
 ``OUT/workspace`` to keep working with (``ufl add-task normals --dataset pascal --workspace
 OUT/workspace`` adds PASCAL normals as ``pascal_normals`` beside NYUD's ``normals``; every other
-task stays bit-identical), plus ``OUT/results.json`` and ``OUT/evaluate.png``.
+task stays bit-identical), plus ``OUT/results.json``, ``OUT/evaluate.png`` (each task's headline
+metric beside the trivial predictor's, one panel per unit) and ``OUT/visualize-nyud.png`` /
+``OUT/visualize-pascal.png`` (a val image per dataset: ground truth and prediction of every task,
+with colour keys).
 
 NOTE: the demo trains from a randomly initialised backbone (no ImageNet weights here) on a small
 data set, so it uses a higher learning rate (1e-3) than the reference schedule (1e-4, made for
@@ -23,16 +26,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .datasets.synthetic import make_synthetic
 from .errors import UflError
 from .io import write_json
 from .tables import text_table
 from .training.pretrain import PretrainConfig, pretrain
-from .visualize import bar_chart
 from .workspace import HeadTrainingConfig, Workspace
-from .workspace.evaluate import trivial_metrics
+from .workspace.evaluate import plot_evaluation, trivial_metrics
 
-__all__ = ["DemoConfig", "run_demo", "format_results"]
+__all__ = ["DemoConfig", "run_demo", "format_results", "markdown_table", "readme_table", "replace_readme_table",
+           "TABLE_START", "TABLE_END"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ class DemoConfig:
 
     out: str = "ufl-demo"
     size: int = 96
+    #: Width of the NYUD-like training images (default: 4:3 of ``size``, a multiple of 32).
+    width: int | None = None
     train: int = 96
     val: int = 24
     pretrain_epochs: int = 24
@@ -70,7 +77,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     def done(name: str):
         timings[name] = round(time.perf_counter() - timings[name], 1)
 
-    height, width = config.size, (config.size * 4 // 3 + 16) // 32 * 32  # 4:3, multiples of 32
+    height, width = config.size, config.width or (config.size * 4 // 3 + 16) // 32 * 32  # 4:3, multiples of 32
     step("make-synthetic")
     make_synthetic(out / "data", size=config.size, n_train=config.train, n_val=config.val, seed=config.seed,
                    progress=config.progress)
@@ -108,11 +115,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     done("evaluate")
     timings["total"] = round(time.perf_counter() - started, 1)
 
-    results = {"config": asdict(config), "evaluation": evaluation, "seconds": timings}
+    files = {"results": out / "results.json", "chart": plot_evaluation(ws, evaluation, out / "evaluate.png",
+                                                                      title="ufl demo: headline metric per task")}
+    for path in ws.visualize(out, datasets=["nyud", "pascal"], num=1, attention=False, device=config.device):
+        files[path.stem] = path
+    results = {"config": asdict(config), "evaluation": evaluation, "seconds": timings,
+               "threads": torch.get_num_threads(), "files": {k: str(v) for k, v in files.items()}}
     write_json(out / "results.json", results)
-    bar_chart({n: r["metrics"][r["metric"]] for n, r in evaluation["tasks"].items()}, out / "evaluate.png",
-              title="ufl demo: headline metric per task",
-              higher_is_better={n: r["higher_is_better"] for n, r in evaluation["tasks"].items()})
     return results
 
 
@@ -127,3 +136,61 @@ def format_results(results: dict[str, Any]) -> str:
     table = text_table(["task", "dataset", "metric", "ufl", "trivial", "drift"], rows)
     return f"{table}\n\ntotal {results['seconds']['total']:.0f} s " + \
         "(" + ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items() if k != "total") + ")"
+
+
+#: The README's demo table sits between these two lines (machine-readable; see :func:`readme_table`).
+TABLE_START, TABLE_END = "<!-- demo-table -->", "<!-- /demo-table -->"
+_METRIC_LABELS = {"mIoU": "mIoU", "rmse": "RMSE (m)", "mean": "mean angle (°)", "odsF": "odsF", "maxF": "maxF"}
+_DATASET_LABELS = {"nyud": "NYUD", "pascal": "PASCAL"}
+
+
+def _figure(value: float | None) -> str:
+    """3 significant figures as the README prints them (4.83, 0.916, 27.0, 123); 0 as 0.0."""
+    if value is None or value != value:
+        return "n/a"
+    if value == 0:
+        return "0.0"
+    size = abs(value)
+    return f"{value:.{0 if size >= 100 else 1 if size >= 10 else 2 if size >= 1 else 3}f}"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The README's demo table (header, separator, one row per task) from a demo's ``results.json``."""
+    from .datasets.catalog import MetadataCatalog
+
+    lines = ["| task | dataset | metric | ufl | trivial | drift |", "|---|---|---|---|---|---|"]
+    for name, r in results["evaluation"]["tasks"].items():
+        metric = r["metric"]
+        label = f"{_METRIC_LABELS.get(metric, metric)} {'↑' if r['higher_is_better'] else '↓'}"
+        if name == "semseg" and (r["dataset"], name) in MetadataCatalog:
+            label += f" ({MetadataCatalog.get(r['dataset'], name).num_classes} classes)"
+        drift = r["drift"]
+        lines.append(f"| {name} | {_DATASET_LABELS.get(r['dataset'], r['dataset'])} | {label} | "
+                     f"{_figure(r['metrics'][metric])} | {_figure(r['trivial'][metric])} | "
+                     f"{'0' if drift == 0 else f'{drift:.2g}'} |")
+    return "\n".join(lines)
+
+
+def readme_table(text: str) -> list[list[str]]:
+    """The rows (cells as strings, header and separator left out) of the table between
+    :data:`TABLE_START` and :data:`TABLE_END` in a README's ``text``."""
+    if TABLE_START not in text or TABLE_END not in text:
+        raise UflError(f"no demo table in the README (the lines {TABLE_START} and {TABLE_END} are missing)")
+    block = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in block.strip().splitlines() if line.strip().startswith("|")]
+    return [row for row in rows[2:]]
+
+
+def replace_readme_table(text: str, results: dict[str, Any]) -> str:
+    """``text`` with the table between the markers replaced by :func:`markdown_table` of ``results``."""
+    readme_table(text)  # the markers must be there
+    head, rest = text.split(TABLE_START, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    return f"{head}{TABLE_START}\n{markdown_table(results)}\n{TABLE_END}{tail}"
+
+
+def table_total(results: dict[str, Any]) -> str:
+    """The README's line under the table: total and per-step seconds."""
+    steps = ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items() if k != "total")
+    return f"Total {results['seconds']['total']:.0f} s ({steps})"

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .metrics import Metric, build_metric
 from .outputs import activate
-from .runtime import Precision, usable_cpus
+from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec
 from .training.trainer import move_to_device
 from .vectors import unit_vectors
@@ -65,15 +65,17 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
 def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Iterable,
              specs: Mapping[str, TaskSpec], dataset: str, device: torch.device,
              precision: Precision | None = None, edge_thresholds: int | None = None,
-             desc: str = "evaluate", progress: bool = True) -> dict[str, dict[str, float]]:
+             desc: str = "evaluate", progress: bool = True,
+             with_details: bool = False) -> dict[str, dict[str, float]]:
     """Run ``predict(batch) -> {task: logits at the target size}`` over ``loader``.
 
     Returns ``{task: {metric: value}}`` for every task of ``specs``, pooled over the whole split
-    (and over all processes under torchrun).
+    (and over all processes under torchrun); with ``with_details`` each task's dict also holds
+    ``"details"``: :meth:`ufl.metrics.Metric.details` (e.g. per-class IoU).
     """
     metrics = {name: make_metric(spec, dataset, edge_thresholds) for name, spec in specs.items()}
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, unit="batch",
-               disable=not (progress and distributed.is_main()))
+               disable=progress_disable(progress and distributed.is_main()))
     for batch in bar:
         batch = move_to_device(batch, device, non_blocking=device.type == "cuda")
         if precision is not None:
@@ -88,4 +90,6 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
         if distributed.is_distributed():
             metric.load_state({k: distributed.all_reduce_sum(v) for k, v in metric.state().items()})
         results[name] = metric.compute()
+        if with_details:
+            results[name]["details"] = metric.details()
     return results

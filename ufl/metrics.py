@@ -198,6 +198,11 @@ class Metric:
     def compute(self) -> dict[str, float]:
         raise NotImplementedError
 
+    def details(self) -> dict[str, list[float]]:
+        """Figures beyond :meth:`compute` that are lists (e.g. segmentation's per-class IoU), for
+        ``ufl evaluate --all-metrics``: ``{name: [one value per class]}``; none by default."""
+        return {}
+
     def _settle(self) -> None:
         """Finish accumulating work still in flight (e.g. in worker processes); the shared methods
         below call it before they read or replace the state. Nothing to do by default."""
@@ -338,6 +343,12 @@ class SegmentationMetric(Metric):
         tp = np.diag(confusion)
         union = confusion.sum(0) + confusion.sum(1) - tp  # TP + FP + FN
         return 100.0 * np.divide(tp, union, out=np.zeros_like(tp), where=union > 0)
+
+    def details(self) -> dict[str, list[float]]:
+        """``{"IoU": per-class IoU in percent}`` (empty before any update)."""
+        if self._state["confusion"].sum() == 0:
+            return {}
+        return {"IoU": [float(v) for v in self.per_class_iou()]}
 
     def compute(self) -> dict[str, float]:
         if self._state["confusion"].sum() == 0:

@@ -20,7 +20,7 @@ import torch
 from .errors import UflError
 
 __all__ = ["resolve_device", "seed_everything", "Precision", "precision_for", "loader_kwargs", "seed_worker",
-           "cudnn_exact", "torch_threads", "usable_cpus"]
+           "cudnn_exact", "torch_threads", "usable_cpus", "default_threads", "progress_disable"]
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UflError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+            raise UflError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu or auto")
         if device == "cuda":
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise UflError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UflError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                           f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
         torch.cuda.set_device(dev)
         return dev
     if device != "cpu":
-        raise UflError(f"unknown device {device!r}; use auto, cpu or cuda")
+        raise UflError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     return torch.device("cpu")
 
 
@@ -121,6 +127,22 @@ def torch_threads(n: int | None):
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """torch's CPU threads when the user sets none: ``$OMP_NUM_THREADS`` when it is a positive number,
+    else :func:`usable_cpus` (the ``--threads`` default of every command that computes)."""
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        n = 0
+    return n if n > 0 else usable_cpus()
+
+
+def progress_disable(progress: bool) -> bool | None:
+    """tqdm's ``disable`` for a bar that is wanted when ``progress``: None (tqdm then draws it only when
+    stderr is a terminal, so redirected logs get no carriage-return/escape clutter) or True."""
+    return None if progress else True
 
 
 def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:

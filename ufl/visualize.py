@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from PIL import Image
 
 from .datasets.catalog import MetadataCatalog, voc_palette
@@ -47,7 +48,8 @@ from .taskspec import KINDS
 
 __all__ = [
     "colorize", "depth_range", "as_rgb", "blend", "attention_images", "save_png",
-    "prediction_grid", "prediction_grids", "bar_chart", "grouped_bars",
+    "prediction_grid", "prediction_grids", "prediction_figure", "normals_key", "bar_chart", "grouped_bars",
+    "metric_unit", "unit_figure", "unit_chart",
     "DEPTH_CMAP", "DEPTH_PERCENTILES", "HEATMAP_CMAP", "IGNORE_COLOUR", "SCALE_COLOURS",
 ]
 
@@ -424,12 +426,22 @@ def _save_figure(fig: Figure, path: Path, dpi: int) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Prediction grids
 # ---------------------------------------------------------------------------------------------
-_ROW_KEYS = {"task", "gt", "pred", "attention", "attention_labels", "kind", "dataset", "num_classes"}
+_ROW_KEYS = {"task", "gt", "pred", "attention", "attention_labels", "kind", "dataset", "num_classes", "target"}
+
+MAX_FIGURE_INCHES = 12.0
+"""Widest prediction figure (inches; 1440 px at the default 120 dpi): panels shrink to fit."""
+
+MAX_PANELS_PER_LINE = 5
+"""Attention maps per line of a task's row before it wraps (SFA and MSA each start a line)."""
+
+LEGEND_CLASSES = 8
+"""Classes listed in a segmentation legend: the most frequent in ground truth and prediction."""
 
 
-def _row_panels(row: Mapping[str, Any],
-                where: str) -> tuple[np.ndarray | None, np.ndarray, list[tuple[str, np.ndarray]]]:
-    """A row dict -> (gt RGB or None, prediction RGB, [(label, attention RGB)])."""
+def _row_panels(row: Mapping[str, Any], where: str
+                ) -> tuple[np.ndarray | None, np.ndarray, list[tuple[str, np.ndarray]], list[dict[str, Any]]]:
+    """A row dict -> (gt RGB or None, prediction RGB, [(label, attention RGB)], keys of the prediction
+    line: ``[{"type": ..., ...}]`` as :func:`_draw_key` takes them)."""
     if not isinstance(row, Mapping):
         raise ValueError(f"{where}: each row must be a dict with keys 'task' and 'pred', got {type(row).__name__}")
     unknown = set(row) - _ROW_KEYS
@@ -438,18 +450,22 @@ def _row_panels(row: Mapping[str, Any],
     if "task" not in row or row.get("pred") is None:
         raise ValueError(f"{where}: a row needs 'task' and 'pred'")
     task, kind, gt, pred = str(row["task"]), row.get("kind"), row.get("gt"), row["pred"]
+    keys: list[dict[str, Any]] = []
     if kind is not None:
         options: dict[str, Any] = {}
+        target = str(row.get("target") or task)
         if kind == "segmentation":
             options = {"num_classes": row.get("num_classes")}
             if row.get("dataset") is not None:
-                options.update(dataset=row["dataset"], task=task)
+                options.update(dataset=row["dataset"], task=target)
         if kind == "depth":
             # Prediction and ground truth on one scale (the ground truth's), so colours compare.
             ranges = [r for r in (depth_range(gt) if gt is not None else None, depth_range(pred)) if r]
             options = {"depth_range": ranges[0] if ranges else None}
+        raw_gt, raw_pred = gt, pred
         gt = colorize(kind, gt, **options) if gt is not None else None
         pred = colorize(kind, pred, **options)
+        keys = _kind_keys(kind, raw_gt, raw_pred, options)  # after colorize: bad labels fail there, clearly
     gt = _panel(gt, f"{where} ({task}) 'gt'") if gt is not None else None
     pred = _panel(pred, f"{where} ({task}) 'pred'")
     maps = list(row.get("attention") or [])
@@ -458,7 +474,67 @@ def _row_panels(row: Mapping[str, Any],
         raise ValueError(f"{where} ({task}): {len(labels)} attention_labels for {len(maps)} attention maps")
     attention = [(str(label), _panel(m, f"{where} ({task}) attention {i}"))
                  for i, (label, m) in enumerate(zip(labels, maps))]
-    return gt, pred, attention
+    return gt, pred, attention, keys
+
+
+def _kind_keys(kind: str, gt: Any, pred: Any, options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The key of a task kind's colours: class legend, depth / probability colour bar, normals sphere."""
+    if kind == "segmentation":
+        labels = [_single_map(x, "segmentation") for x in (gt, pred) if x is not None]
+        values = np.concatenate([np.asarray(x).astype(np.int64).ravel() for x in labels])
+        ignored = bool((values == _IGNORE_LABEL).any())
+        values = values[(values != _IGNORE_LABEL) & (values >= 0)]
+        counts = np.bincount(values) if values.size else np.zeros(0, dtype=np.int64)
+        present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+        dataset, task, num_classes = options.get("dataset"), options.get("task"), options.get("num_classes")
+        if dataset is not None and ((dataset, task) in MetadataCatalog or num_classes is not None):
+            meta = MetadataCatalog.get(dataset, task, num_classes)
+            names, palette = meta.class_names, meta.palette or voc_palette(meta.num_classes)
+        else:
+            size = num_classes if num_classes is not None else max(present, default=0) + 1
+            names, palette = tuple(f"class {i}" for i in range(size)), voc_palette(size)
+        shown = sorted(present[:LEGEND_CLASSES])
+        entries = [(names[c] if c < len(names) else f"class {c}", palette[c]) for c in shown]
+        if len(present) > LEGEND_CLASSES:
+            entries.append((f"+{len(present) - LEGEND_CLASSES} more", None))
+        if ignored:
+            entries.append(("ignore", _BLACK))
+        return [{"type": "legend", "title": "classes", "entries": entries}]
+    if kind == "depth":
+        near_far = options.get("depth_range")
+        if near_far is None:
+            return []
+        return [{"type": "colorbar", "cmap": DEPTH_CMAP, "range": near_far, "label": "depth (m)"}]
+    if kind == "normals":
+        return [{"type": "image", "image": normals_key(), "title": "normal: x→R y↓G z→B"}]
+    return [{"type": "colorbar", "cmap": "gray", "range": (0.0, 1.0), "label": "probability"}]
+
+
+def normals_key(size: int = 65) -> np.ndarray:
+    """A sphere seen from the camera, coloured like :func:`colorize`'s normals: the key of a normals
+    map (each colour is the normal of the sphere's surface there; outside the sphere black)."""
+    axis = np.linspace(-1, 1, size)
+    x, y = np.meshgrid(axis, axis)  # x right, y down (image axes)
+    inside = x ** 2 + y ** 2 <= 1
+    z = np.sqrt(np.clip(1 - x ** 2 - y ** 2, 0, None))  # towards the camera
+    normals = np.stack([x, y, z]) * inside
+    return colorize("normals", normals)
+
+
+def _attention_keys(labels: Sequence[str], scales: int) -> list[dict[str, Any]]:
+    """Keys of a line of attention maps, from their labels' conventions (``SFA ...``, ``MSA s..``,
+    ``MSA argmax``, as :func:`attention_images` names them in ``ufl predict`` / ``visualize``)."""
+    keys: list[dict[str, Any]] = []
+    if any(label.startswith("SFA") for label in labels):
+        keys.append({"type": "colorbar", "cmap": HEATMAP_CMAP, "range": (0.0, 1.0), "ticks": {0.0: "low", 1.0: "high"},
+                     "label": "SFA mask (per map)"})
+    if any(label.startswith("MSA") and "argmax" not in label for label in labels):
+        keys.append({"type": "colorbar", "cmap": HEATMAP_CMAP, "range": (0.0, 1.0), "label": "MSA weight"})
+    if any("argmax" in label for label in labels):
+        keys.append({"type": "legend", "title": "winning scale",
+                     "entries": [(f"s{s}" + (" (finest)" if s == 0 else ""), SCALE_COLOURS[s])
+                                 for s in range(max(1, scales))]})
+    return keys
 
 
 def _panel(x: Any, what: str) -> np.ndarray:
@@ -479,29 +555,33 @@ def _show(ax, rgb: np.ndarray | None, title: str | None = None) -> None:
         ax.set_title(title, fontsize=9)
 
 
-def prediction_grids(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str | None = None,
-                     panel_inches: float = 2.0, dpi: int = _FIGURE_DPI) -> Path:
-    """One PNG figure with a block per sample, like the Medusa poster's qualitative panel.
+def _row_lines(gt, pred, attention) -> list[tuple[list[tuple[str, np.ndarray | None]], str]]:
+    """A task row's panels split into lines: ``[(panels, what)]``; the first holds the ground truth
+    and the prediction, then each attention group (its labels' first word: SFA, MSA) starts a line,
+    wrapped after :data:`MAX_PANELS_PER_LINE` maps. ``what`` is "prediction" or "attention"."""
+    lines: list[tuple[list[tuple[str, np.ndarray | None]], str]] = [
+        (([("ground truth", gt)] if gt is not None else []) + [("prediction", pred)], "prediction")]
+    groups: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for label, rgb in attention:
+        groups.setdefault(label.split(" ")[0], []).append((label, rgb))
+    for maps in groups.values():
+        for start in range(0, len(maps), MAX_PANELS_PER_LINE):
+            lines.append((list(maps[start:start + MAX_PANELS_PER_LINE]), "attention"))
+    return lines
 
-    Each block: the input image on the left (spanning the block), then one row per task with the
-    ground truth (when any row of the block has one), the prediction and the task's attention maps.
 
-    Args:
-        samples: ``[{"image": image (any :func:`as_rgb` layout), "rows": [row, ...], "name": str
-            (optional block title)}, ...]``. A row is ``{"task": str, "pred": array, "gt": array |
-            None, "attention": [uint8 (H, W, 3)] | None, "attention_labels": [str] | None}``; ``gt``
-            and ``pred`` are colourised uint8 ``(H, W, 3)`` images, or raw maps when the row also
-            gives ``"kind"`` (then :func:`colorize` is applied, with ``"dataset"`` / ``"num_classes"``
-            for a segmentation palette, and depth predictions coloured on the ground truth's range).
-        path: the ``.png`` file to write (atomically; parent folders created).
-        title: the figure's title.
-        panel_inches: width of one panel in inches (height follows the images' aspect ratio).
-        dpi: resolution of the PNG.
+def prediction_figure(samples: Sequence[Mapping[str, Any]], *, title: str | None = None,
+                      panel_inches: float = 2.0, max_inches: float = MAX_FIGURE_INCHES) -> Figure:
+    """The figure of :func:`prediction_grids` (not saved), so that callers and tests can inspect it.
 
-    Returns:
-        ``path``.
+    Each sample is a block: its input image on the left, spanning the block (two panels wide when
+    the block has several lines), then per task the ground truth and prediction on one line and its
+    attention maps on the following lines (SFA maps on one, MSA maps and the winning-scale map on the
+    next), and at the end of each line a key: a class legend (the catalogue's class names, the most
+    frequent :data:`LEGEND_CLASSES` classes of the sample), a depth colour bar in metres, a
+    sphere for normals, a probability colour bar, the attention colour bars and the colours of the
+    winning scale. Panels shrink so the figure is at most ``max_inches`` wide.
     """
-    path = _png_path(path)
     if not samples:
         raise ValueError("prediction_grids needs at least one sample")
     blocks = []
@@ -513,43 +593,136 @@ def prediction_grids(samples: Sequence[Mapping[str, Any]], path: str | os.PathLi
         tasks = [str(row["task"]) for row in sample["rows"]]
         blocks.append((sample.get("name"), image, tasks, rows))
 
-    def columns(rows) -> int:
-        has_gt = any(gt is not None for gt, _, _ in rows)
-        return 1 + int(has_gt) + 1 + max(len(att) for _, _, att in rows)
+    def layout(rows) -> tuple[int, int, int]:
+        """(lines, input columns, panel columns) of a block."""
+        has_gt = any(gt is not None for gt, _, _, _ in rows)
+        lines = [_row_lines(gt if not has_gt else (gt if gt is not None else _MISSING), pred, att)
+                 for gt, pred, att, _ in rows]
+        count = sum(len(task_lines) for task_lines in lines)
+        width = max(len(panels) for task_lines in lines for panels, _ in task_lines)
+        return count, 2 if count > 1 else 1, width
 
-    ncols = max(columns(rows) for *_, rows in blocks)
+    shapes = [layout(rows) for *_, rows in blocks]
+    keyed = any(keys or attention for *_, rows in blocks for _, _, attention, keys in rows)
+    ncols = max(inputs + width for _, inputs, width in shapes) + int(keyed)  # + the key column
+    panel_inches = min(panel_inches, max_inches / ncols)
     aspect = max(image.shape[0] / image.shape[1] for _, image, _, _ in blocks)
-    row_inches = panel_inches * aspect + 0.35  # room for the panel titles
-    heights = [len(rows) * row_inches + (0.3 if name else 0.0) for name, _, _, rows in blocks]
+    line_inches = panel_inches * aspect + 0.35  # room for the panel titles
+    heights = [lines * line_inches + (0.3 if name else 0.0) for (name, *_), (lines, _, _) in zip(blocks, shapes)]
     fig = Figure(figsize=(ncols * panel_inches, sum(heights) + (0.4 if title else 0.0)), layout="constrained")
     if title:
         fig.suptitle(title, fontsize=12)
     subfigs = fig.subfigures(len(blocks), 1, squeeze=False, height_ratios=heights)[:, 0]
-    for subfig, (name, image, tasks, rows) in zip(subfigs, blocks):
+    for subfig, (name, image, tasks, rows), (lines, inputs, _) in zip(subfigs, blocks, shapes):
         if name:
             subfig.suptitle(str(name), fontsize=10)
-        _draw_block(subfig, image, tasks, rows, ncols)
+        _draw_block(subfig, image, tasks, rows, ncols, lines, inputs)
+    return fig
+
+
+_MISSING = np.zeros((1, 1, 3), dtype=np.uint8)  # placeholder: this task has no ground truth, others do
+
+
+def prediction_grids(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str | None = None,
+                     panel_inches: float = 2.0, dpi: int = _FIGURE_DPI, max_inches: float = MAX_FIGURE_INCHES) -> Path:
+    """One PNG figure with a block per sample, like the Medusa poster's qualitative panel, with a key
+    for every kind of picture (see :func:`prediction_figure` for the layout).
+
+    Args:
+        samples: ``[{"image": image (any :func:`as_rgb` layout), "rows": [row, ...], "name": str
+            (optional block title)}, ...]``. A row is ``{"task": str, "pred": array, "gt": array |
+            None, "attention": [uint8 (H, W, 3)] | None, "attention_labels": [str] | None}``; ``gt``
+            and ``pred`` are colourised uint8 ``(H, W, 3)`` images, or raw maps when the row also
+            gives ``"kind"`` (then :func:`colorize` is applied, with ``"dataset"`` / ``"num_classes"``
+            / ``"target"`` (the catalogue's task name, default ``task``) for a segmentation palette
+            and class names, and depth predictions coloured on the ground truth's range). Only rows
+            with a ``kind`` get a colour key. Attention labels starting ``SFA`` / ``MSA`` (and one
+            containing ``argmax``) get the attention keys.
+        path: the ``.png`` file to write (atomically; parent folders created).
+        title: the figure's title.
+        panel_inches: width of one panel in inches (height follows the images' aspect ratio), at most.
+        dpi: resolution of the PNG.
+        max_inches: the figure's largest width in inches.
+
+    Returns:
+        ``path``.
+    """
+    path = _png_path(path)
+    fig = prediction_figure(samples, title=title, panel_inches=panel_inches, max_inches=max_inches)
     return _save_figure(fig, path, dpi)
 
 
-def _draw_block(subfig, image: np.ndarray, tasks: list[str], rows: list, ncols: int) -> None:
-    """One sample: the input spanning column 0, then per task row [ground truth], prediction,
-    attention maps; the task's name labels the row."""
-    grid = subfig.add_gridspec(len(rows), ncols)
-    _show(subfig.add_subplot(grid[:, 0]), image, "input")
-    has_gt = any(gt is not None for gt, _, _ in rows)
-    for r, (task, (gt, pred, attention)) in enumerate(zip(tasks, rows)):
-        panels = ([("ground truth", gt)] if has_gt else []) + [("prediction", pred)] + attention
-        for c, (label, rgb) in enumerate(panels, start=1):
-            ax = subfig.add_subplot(grid[r, c])
-            if rgb is None:  # this task has no ground truth while others of the sample do
-                _show(ax, None)
-                ax.set_box_aspect(pred.shape[0] / pred.shape[1])  # as tall as the panels beside it
-                ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", fontsize=8, transform=ax.transAxes)
-            else:
-                _show(ax, rgb, label)
-            if c == 1:
-                ax.set_ylabel(task, fontsize=10, fontweight="bold")
+def _draw_block(subfig, image: np.ndarray, tasks: list[str], rows: list, ncols: int, lines: int,
+                inputs: int) -> None:
+    """One sample: the input spanning the first ``inputs`` columns of all ``lines``, then per task its
+    lines of panels, each ended by its key in the last column; the task's name labels its first line."""
+    grid = subfig.add_gridspec(lines, ncols)
+    _show(subfig.add_subplot(grid[:, :inputs]), image, "input")
+    has_gt = any(gt is not None for gt, _, _, _ in rows)
+    line = 0
+    for task, (gt, pred, attention, keys) in zip(tasks, rows):
+        scales = sum(1 for label, _ in attention if label.startswith("MSA") and "argmax" not in label)
+        for n, (panels, what) in enumerate(_row_lines(gt if not has_gt or gt is not None else _MISSING,
+                                                      pred, attention)):
+            for c, (label, rgb) in enumerate(panels, start=inputs):
+                ax = subfig.add_subplot(grid[line, c])
+                if rgb is _MISSING:
+                    _show(ax, None)
+                    ax.set_box_aspect(pred.shape[0] / pred.shape[1])  # as tall as the panels beside it
+                    ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", fontsize=8,
+                            transform=ax.transAxes)
+                else:
+                    _show(ax, rgb, label)
+                if c == inputs and n == 0:
+                    ax.set_ylabel(task, fontsize=10, fontweight="bold")
+            line_keys = keys if what == "prediction" else _attention_keys([label for label, _ in panels], scales)
+            if line_keys:
+                key_ax = subfig.add_subplot(grid[line, ncols - 1])
+                _draw_keys(key_ax, line_keys)
+            line += 1
+
+
+def _draw_keys(ax, keys: Sequence[Mapping[str, Any]]) -> None:
+    """Draw ``keys`` side by side in the key cell ``ax`` (its own frame hidden; the keys' insets are
+    left out of the constrained layout, so they never squeeze the panels)."""
+    ax.set_axis_off()
+    ax.set_label("key")
+    shares = [{"colorbar": 0.65, "image": 0.7}.get(key["type"], 1.0) for key in keys]
+    scale = 1.0 / max(1.0, sum(shares))
+    left = 0.0
+    for key, share in zip(keys, shares):
+        width = share * scale
+        if key["type"] == "colorbar":
+            from matplotlib.cm import ScalarMappable
+            from matplotlib.colors import Normalize
+
+            lo, hi = key["range"]
+            cax = ax.inset_axes([left + 0.02, 0.1, 0.08, 0.8])
+            cax.set_in_layout(False)
+            bar = ax.figure.colorbar(ScalarMappable(Normalize(lo, hi if hi > lo else lo + 1e-6), key["cmap"]),
+                                     cax=cax)
+            bar.set_label(key["label"], fontsize=7)
+            bar.ax.tick_params(labelsize=6)
+            if "ticks" in key:
+                bar.set_ticks(list(key["ticks"]), labels=list(key["ticks"].values()))
+        elif key["type"] == "legend":
+            handles = [Patch(facecolor=np.asarray(colour) / 255 if colour is not None else "none",
+                             edgecolor="black" if colour is not None else "none", linewidth=0.3, label=name)
+                       for name, colour in key["entries"]]
+            slot_ax = ax.inset_axes([left, 0.0, width, 1.0])
+            slot_ax.set_in_layout(False)
+            slot_ax.set_axis_off()
+            slot_ax.legend(handles=handles, title=key["title"], loc="center left", fontsize=6, title_fontsize=7,
+                           frameon=False, handlelength=1.0, handleheight=0.8, borderaxespad=0.0, labelspacing=0.2,
+                           columnspacing=0.6, ncols=2 if len(handles) > 6 else 1)
+        elif key["type"] == "image":
+            inset = ax.inset_axes([left + 0.02, 0.15, width - 0.04, 0.7])
+            inset.set_in_layout(False)
+            inset.imshow(key["image"], interpolation="nearest")
+            inset.set_xticks([])
+            inset.set_yticks([])
+            inset.set_title(key["title"], fontsize=6)
+        left += width
 
 
 def prediction_grid(image: Any, rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
@@ -682,3 +855,73 @@ def grouped_bars(table: Mapping[str, Mapping[str, Any]], path: str | os.PathLike
     if title:
         fig.suptitle(title)
     return _save_figure(fig, path, dpi)
+
+
+def metric_unit(kind: str, metric: str) -> str:
+    """The axis a metric is drawn on: ``"score (%)"`` (mIoU, odsF, maxF, normals' within-x° shares),
+    ``"metres"`` (depth rmse), ``"log metres"`` (depth log_rmse) or ``"degrees"`` (normals' angles)."""
+    if kind == "depth":
+        return "log metres" if metric == "log_rmse" else "metres"
+    if kind == "normals" and metric in ("mean", "median", "rmse"):
+        return "degrees"
+    return "score (%)"
+
+
+def unit_figure(table: Mapping[str, Mapping[str, Mapping[str, Any]]], *, title: str | None = None,
+                higher_is_better: Mapping[str, bool] | None = None) -> Figure:
+    """Small multiples: one axis per unit, bars per task and series (e.g. ufl against the trivial
+    predictor), so mIoU, metres and degrees never share an axis.
+
+    Args:
+        table: ``{unit: {task: {series: value}}}`` (see :func:`metric_unit` for the units); NaN or
+            a missing series leaves its slot empty. Each series keeps one colour across axes, and
+            a legend names them.
+        title: the figure's title.
+        higher_is_better: ``{task: bool}``: an arrow after each task's name.
+    """
+    if not table or not any(table.values()):
+        raise ValueError("unit_figure needs at least one unit with one task")
+    series: list[str] = []
+    for unit, tasks in table.items():
+        for task, values in tasks.items():
+            if not isinstance(values, Mapping):
+                raise ValueError(f"unit_figure: table[{unit!r}][{task!r}] must be a dict {{series: value}}")
+            series.extend(str(s) for s in values if str(s) not in series)
+    colour = {s: np.asarray(_TAB10[i % len(_TAB10)]) / 255 for i, s in enumerate(series)}
+    width = 0.8 / max(len(series), 1)
+    fig = Figure(figsize=(max(4.0, sum(1.0 + 0.9 * len(t) for t in table.values()) + 0.5), 3.8),
+                 layout="constrained")
+    axes = fig.subplots(1, len(table), squeeze=False)[0]
+    for ax, (unit, tasks) in zip(axes, table.items()):
+        for j, name in enumerate(series):
+            bars = {}
+            for i, values in enumerate(tasks.values()):
+                if name in values and values[name] is not None:
+                    bars[i + (j - (len(series) - 1) / 2) * width] = (_number(values[name], f"{unit}/{name}"), None)
+            if bars:
+                xs = list(bars)
+                means = [m for m, _ in bars.values()]
+                ax.bar(xs, np.nan_to_num(means), width=width, color=[colour[name]] * len(xs), label=name)
+                for x, m in zip(xs, means):
+                    ax.annotate(_format_value(m), (x, m if math.isfinite(m) else 0.0), xytext=(0, 2),
+                                textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.margins(y=0.18)
+        ax.set_xlim(-0.6, len(tasks) - 0.4)
+        ax.set_xticks(range(len(tasks)), [t + _direction(higher_is_better, t) for t in tasks], fontsize=8,
+                      rotation=20 if len(tasks) > 2 else 0)
+        ax.set_ylabel(unit, fontsize=9)
+        ax.set_title(unit, fontsize=10)
+    fig.legend(handles=[Patch(color=colour[s], label=s) for s in series],
+               loc="outside lower center", ncols=len(series), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def unit_chart(table: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | os.PathLike, *,
+               title: str | None = None, higher_is_better: Mapping[str, bool] | None = None,
+               dpi: int = _FIGURE_DPI) -> Path:
+    """Write :func:`unit_figure` to ``path`` (a ``.png``, atomically); returns ``path``."""
+    path = _png_path(path)
+    return _save_figure(unit_figure(table, title=title, higher_is_better=higher_is_better), path, dpi)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import click
@@ -18,7 +19,8 @@ from feature_cache.errors import FeatureCacheError
 from ..errors import UflError
 
 __all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
-           "parse_names", "pretrained_option", "optimizer_options"]
+           "parse_names", "pretrained_option", "optimizer_options", "threads_option", "json_option", "echo_json",
+           "parse_device", "list_option_help"]
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -112,11 +114,59 @@ def workspace_option(f):
     )(f)
 
 
+def parse_device(ctx, param, value):
+    """Click callback: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked here; whether that GPU exists is
+    checked when it is used)."""
+    if value is None:
+        return value
+    text = value.strip().lower()
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise click.BadParameter(f"expected auto, cpu, cuda or cuda:N (e.g. cuda:0), got {value!r}")
+
+
 def device_option(f):
     return click.option(
-        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-        help="Where to run; auto picks CUDA when available.",
+        "--device", default="auto", show_default=True, callback=parse_device, metavar="auto|cpu|cuda|cuda:N",
+        help="Where to run; auto picks CUDA when available; cuda:N picks GPU N.",
     )(f)
+
+
+def _set_threads(ctx, param, value):
+    """Click callback of ``--threads``: set torch's CPU threads (default: $OMP_NUM_THREADS when set,
+    else the CPUs this process may use)."""
+    if value is None:
+        from ..runtime import default_threads
+
+        value = default_threads()
+    import torch
+
+    if torch.get_num_threads() != value:
+        torch.set_num_threads(value)
+    return value
+
+
+def threads_option(f):
+    """``--threads N``: torch's CPU threads for the command (not exposed to the command function)."""
+    return click.option(
+        "--threads", type=click.IntRange(1), default=None, envvar="UFL_THREADS", show_envvar=True,
+        callback=_set_threads, expose_value=False,
+        help="CPU threads for torch (default: $OMP_NUM_THREADS when set, else every core this process may "
+             "use); fewer leave cores to others on a shared machine.",
+    )(f)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")(f)
+
+
+def echo_json(data) -> None:
+    """One JSON object on stdout (NaN -> null, paths -> strings)."""
+    import json
+
+    from ..io import json_safe
+
+    click.echo(json.dumps(json_safe(data), default=str))
 
 
 def optimizer_options(schedule: str = "poly decay, power 0.9, per epoch"):
@@ -151,10 +201,19 @@ def parse_size(ctx, param, value):
 
 
 def parse_names(ctx, param, value):
-    """Click callback: ``a,b,c`` -> ``["a", "b", "c"]`` (empty -> ``[]``)."""
+    """Click callback: ``a,b,c`` -> ``["a", "b", "c"]`` (empty -> ``[]``). For an option given several
+    times (``multiple=True``) each value is split and the lists are joined, duplicates dropped:
+    ``--task a,b --task c`` == ``--task a,b,c``."""
     if value is None:
         return []
-    return [v.strip() for v in value.split(",") if v.strip()]
+    values = [value] if isinstance(value, str) else list(value)
+    names = [v.strip() for text in values for v in str(text).split(",") if v.strip()]
+    return list(dict.fromkeys(names))
+
+
+def list_option_help(text: str) -> str:
+    """The help of a list option, with the one list style of every command."""
+    return f"{text} Comma-separated (a,b); repeating the option also works."
 
 
 def pretrained_option(f):

@@ -9,7 +9,7 @@ from click.core import ParameterSource
 
 from ..errors import UflError
 from .base import (data_root_option, device_option, main, optimizer_options, parse_names, parse_size,
-                   pretrained_option, seed_option)
+                   pretrained_option, seed_option, threads_option)
 
 # The defaults of ufl.continual, spelt out so that `ufl --help` does not import avalanche.
 DEFAULT_TASKS = "nyud:semseg,nyud:depth,pascal:human_parts,pascal:saliency"
@@ -42,6 +42,7 @@ DEFAULT_STRATEGIES = "frozen,naive,ewc,lwf"
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @device_option
 @seed_option
+@threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on stdout.")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None,
               help="Write avalanche's text log per strategy to DIR/STRATEGY.log.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .base import main
+from .base import echo_json, json_option, main
 
 
 @main.command("make-synthetic")
@@ -17,7 +17,8 @@ from .base import main
 @click.option("--val", "n_val", type=click.IntRange(1), default=32, show_default=True,
               help="Validation images per dataset.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same files).")
-def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int) -> None:
+@json_option
+def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int, as_json: bool) -> None:
     """Write synthetic NYUD_MT/ and PASCAL_MT/ in exactly the public on-disk formats.
 
     Scenes are rendered by ray casting simple 3D primitives, so RGB, depth, normals, semantic
@@ -27,5 +28,8 @@ def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int)
     from ..datasets.synthetic import make_synthetic
 
     paths = make_synthetic(out, size=size, n_train=n_train, n_val=n_val, seed=seed)
+    if as_json:
+        echo_json({name: str(path) for name, path in paths.items()})
+        return
     for name, path in paths.items():
         click.echo(f"{name}: {path}")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from .base import device_option, main, seed_option
+from .base import device_option, echo_json, json_option, main, parse_size, seed_option, threads_option
 
 
 @main.command("demo")
 @click.option("--out", type=click.Path(file_okay=False), default="ufl-demo", show_default=True,
               help="Folder for the data, the checkpoint, the workspace and the results (must be new).")
-@click.option("--size", type=click.IntRange(64, 512), default=96, show_default=True,
-              help="Image height in pixels (NYUD-like images are 4:3; multiples of 32).")
+@click.option("--size", default="96x128", show_default=True, callback=parse_size,
+              help="HxW of the NYUD-like training images (N for NxN), multiples of 32 from 64 to 512; the "
+                   "generated images are H high and PASCAL-like features are cached at HxH.")
 @click.option("--train", type=click.IntRange(4), default=96, show_default=True, help="Training images per dataset.")
 @click.option("--val", type=click.IntRange(2), default=24, show_default=True, help="Validation images per dataset.")
 @click.option("--pretrain-epochs", type=click.IntRange(1), default=24, show_default=True,
@@ -20,7 +21,9 @@ from .base import device_option, main, seed_option
               help="Epochs of each new head on cached PASCAL-like features.")
 @device_option
 @seed_option
-def demo_cmd(out, size, train, val, pretrain_epochs, head_epochs, device, seed) -> None:
+@threads_option
+@json_option
+def demo_cmd(out, size, train, val, pretrain_epochs, head_epochs, device, seed, as_json) -> None:
     """Run the whole pipeline on generated data and print the results table.
 
     make-synthetic -> pretrain Medusa (NYUD-like: semseg, depth, aux normals, edges) -> init ->
@@ -29,12 +32,18 @@ def demo_cmd(out, size, train, val, pretrain_epochs, head_epochs, device, seed) 
     """
     from ..demo import DemoConfig, format_results, run_demo
 
-    if size % 32:
-        raise click.BadParameter(f"--size must be a multiple of 32 (the backbone's stride), got {size}")
-    results = run_demo(DemoConfig(out=out, size=size, train=train, val=val, pretrain_epochs=pretrain_epochs,
-                                  head_epochs=head_epochs, device=device, seed=seed))
+    height, width = size
+    if height % 32 or width % 32 or not (64 <= height <= 512 and 64 <= width <= 512):
+        raise click.BadParameter(f"both sides must be multiples of 32 (the backbone's stride) from 64 to 512, "
+                                 f"got {height}x{width}", param_hint="--size")
+    results = run_demo(DemoConfig(out=out, size=height, width=width, train=train, val=val,
+                                  pretrain_epochs=pretrain_epochs, head_epochs=head_epochs, device=device, seed=seed))
+    if as_json:
+        echo_json(results)
+        return
     click.echo(format_results(results))
-    click.echo(f"\nresults: {out}/results.json, chart: {out}/evaluate.png; keep going with "
+    click.echo(f"\nresults: {out}/results.json, chart: {out}/evaluate.png, predictions: "
+               f"{out}/visualize-nyud.png and {out}/visualize-pascal.png; keep going with "
                f"`ufl add-task normals --dataset pascal --workspace {out}/workspace` (PASCAL normals, "
                f"registered as pascal_normals beside NYUD's; every other task stays bit-identical), then "
                f"`ufl evaluate --all-tasks --workspace {out}/workspace`")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .base import main, parse_names, parse_size
+from .base import main, parse_names, parse_size, threads_option
 
 
 def _int_list(ctx, param, value: str) -> list[int]:
@@ -27,6 +27,7 @@ def _int_list(ctx, param, value: str) -> list[int]:
 @click.option("--models", default="medusa,mt-baseline,mti-net", show_default=True, callback=parse_names,
               help="Comma-separated model names (medusa, mt-baseline, mti-net, single-task).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@threads_option
 def profile_cmd(task_counts: list[int], backbone: str, size: tuple[int, int], models: list[str],
                 as_json: bool) -> None:
     """Parameters and inference GFLOPs (batch 1; a multiply-add counts 2 FLOPs) per model and task count.

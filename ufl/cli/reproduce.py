@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .base import device_option, main, parse_names
+from .base import device_option, main, parse_names, threads_option
 
 
 def _seeds(ctx, param, value):
@@ -35,6 +35,7 @@ def _seeds(ctx, param, value):
 @click.option("--head-epochs", type=click.IntRange(1), default=None, help="Override the preset's head epochs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @device_option
+@threads_option
 def reproduce_cmd(data_root, models, preset, seeds, out, backbone, pretrain_epochs, head_epochs, as_json,
                   device) -> None:
     """Run the poster's two experiments end to end and print both tables.

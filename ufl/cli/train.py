@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
-from .base import (data_root_option, device_option, main, optimizer_options, parse_names, parse_size,
-                   pretrained_option, seed_option)
+from .base import (data_root_option, device_option, echo_json, json_option, list_option_help, main,
+                   optimizer_options, parse_names, parse_size, pretrained_option, seed_option, threads_option)
 
 
 @main.command("pretrain")
 @click.option("--dataset", type=click.Choice(["nyud", "pascal"]), default="nyud", show_default=True,
               help="Dataset to train on.")
-@click.option("--tasks", default="semseg,depth", show_default=True, callback=parse_names,
-              help="Comma-separated main tasks.")
-@click.option("--aux", default="normals,edges", show_default=True, callback=parse_names,
-              help="Comma-separated auxiliary tasks (trained and evaluated, not reported as main); '' for none.")
+@click.option("--tasks", default=("semseg,depth",), show_default=True, multiple=True, callback=parse_names,
+              help=list_option_help("Main tasks."))
+@click.option("--aux", default=("normals,edges",), show_default=True, multiple=True, callback=parse_names,
+              help=list_option_help("Auxiliary tasks (trained and evaluated, not reported as main); '' for none."))
 @click.option("--model", type=click.Choice(["medusa", "mt-baseline", "single-task", "mti-net"]), default="medusa",
               show_default=True, help="Architecture.")
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True,
@@ -26,7 +26,7 @@ from .base import (data_root_option, device_option, main, optimizer_options, par
 @click.option("--out", type=click.Path(file_okay=False), default="runs/medusa", show_default=True,
               help="Run folder: checkpoint.json, weights, log.jsonl.")
 @click.option("--size", default=None, callback=parse_size,
-              help="Training/validation size HxW (default: NYUD 480x640, PASCAL 512x512).")
+              help="Training/validation size HxW or N for NxN (default: NYUD 480x640, PASCAL 512x512).")
 @click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Epochs.")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size per process.")
 @optimizer_options()
@@ -36,10 +36,16 @@ from .base import (data_root_option, device_option, main, optimizer_options, par
 @click.option("--no-amp", is_flag=True, help="Full precision on CUDA (AMP is on by default there).")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+              help="Write TensorBoard events (loss per step and epoch, val metrics) to this folder "
+                   "(needs the tensorboard extra: pip install 'ufl[tensorboard]').")
 @device_option
 @seed_option
+@threads_option
+@json_option
 def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs, batch_size,
-                 lr, weight_decay, val_every, no_augment, no_amp, workers, resume, device, seed) -> None:
+                 lr, weight_decay, val_every, no_augment, no_amp, workers, resume, log_dir, device, seed,
+                 as_json) -> None:
     """Train a backbone and task heads jointly (the reference schedule is the default).
 
     Writes a checkpoint after every epoch (safetensors + checkpoint.json); `ufl init --checkpoint OUT`
@@ -48,20 +54,27 @@ def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, ro
     """
     from .. import distributed
     from ..models.backbone import resolve_pretrained
-    from ..training.callbacks import format_metrics
+    from ..provenance import UNREACHABLE
+    from ..training.callbacks import TensorBoardLog, format_metrics, tensorboard_writer
     from ..training.pretrain import PretrainConfig, pretrain
 
+    if log_dir and distributed.is_main():
+        tensorboard_writer(log_dir).close()  # a missing tensorboard package fails now, not after the data loads
+    weights = resolve_pretrained(pretrained, backbone) if not resume else None
+    unreachable = not resume and pretrained.lower() == "auto" and weights is None
     config = PretrainConfig(out=out, dataset=dataset, tasks=tasks, aux=aux, model=model, backbone=backbone,
-                            pretrained=resolve_pretrained(pretrained, backbone) if not resume else None,
+                            pretrained=weights, init_note=UNREACHABLE if unreachable else None,
                             data_root=data_root, root=root, size=size, epochs=epochs, batch_size=batch_size,
                             lr=lr, weight_decay=weight_decay, val_every=val_every, device=device,
                             amp=not no_amp, workers=workers, seed=seed, resume=resume, augment=not no_augment)
     try:
-        result = pretrain(config)
+        result = pretrain(config, callbacks=[TensorBoardLog(log_dir)] if log_dir else ())
         show = distributed.is_main()
     finally:
         distributed.shutdown()
-    if show:
+    if show and as_json:
+        echo_json({"checkpoint": str(result.run_dir), "metrics": result.metrics, "history": result.history})
+    elif show:
         click.echo(f"checkpoint: {result.run_dir}")
         if result.metrics:
             click.echo(f"validation: {format_metrics(result.metrics)}")

@@ -9,7 +9,15 @@ import json
 
 import click
 
-from .base import device_option, main, optimizer_options, parse_size, pretrained_option, seed_option, workspace_option
+from .base import (device_option, echo_json, json_option, list_option_help, main, optimizer_options, parse_names,
+                   parse_size, pretrained_option, seed_option, threads_option, workspace_option)
+
+
+def _note(ws) -> None:
+    """One line on stderr when the backbone is random-init or trained only on generated data."""
+    note = ws.backbone_note()
+    if note:
+        click.echo(f"ufl: note: {note}", err=True)
 
 
 def _dataset_name_option(f):
@@ -20,7 +28,7 @@ def _dataset_name_option(f):
 
 def _data_options(f):
     f = click.option("--size", default=None, callback=parse_size,
-                     help="Input size HxW of the cached features (default: what the workspace already uses "
+                     help="Input size HxW (or N for NxN) of the cached features (default: what the workspace already uses "
                           "for the dataset, else NYUD 480x640, PASCAL 512x512).")(f)
     f = click.option("--root", type=click.Path(file_okay=False), default=None,
                      help="The dataset's own folder (overrides DATA_ROOT/NYUD_MT or PASCAL_MT; required for folder).")(f)
@@ -41,13 +49,16 @@ def _data_options(f):
 @click.option("--no-register", is_flag=True, help="With --checkpoint: take only the backbone, register no task.")
 @_data_options
 @device_option
-def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root, root, size, device) -> None:
+@threads_option
+@json_option
+def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root, root, size, device, as_json) -> None:
     """Make a workspace from a pretraining checkpoint or a bare backbone.
 
     With a Medusa checkpoint, its tasks (e.g. NYUD semseg, depth, normals, edges) are registered with
     their heads, and their val metrics are measured through the workspace's NYUD val cache.
     """
     from ..models.backbone import resolve_pretrained
+    from ..provenance import UNREACHABLE
     from ..workspace import Workspace
 
     if (checkpoint is None) == (backbone is None):
@@ -56,7 +67,13 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
         ws = Workspace.from_checkpoint(workspace, checkpoint, register=not no_register, data_root=data_root,
                                        root=root, device=device)
     else:
-        ws = Workspace.from_backbone(workspace, backbone, resolve_pretrained(pretrained, backbone))
+        weights = resolve_pretrained(pretrained, backbone)
+        unreachable = pretrained.lower() == "auto" and weights is None
+        ws = Workspace.from_backbone(workspace, backbone, weights, init_note=UNREACHABLE if unreachable else None)
+    if as_json:
+        echo_json({"workspace": str(ws.root), "fingerprint": ws.fingerprint, "tasks": ws.tasks,
+                   "backbone": ws.read()["backbone"]})
+        return
     click.echo(f"workspace: {ws.root} (backbone fingerprint {ws.fingerprint[:12]}, "
                f"{len(ws.tasks)} task(s): {', '.join(ws.tasks) or 'none'})")
 
@@ -67,14 +84,14 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
 @click.option("--dataset", type=click.Choice(["pascal", "nyud", "folder"]), required=True, help="Dataset to cache.")
 @_dataset_name_option
 @_data_options
-@click.option("--split", "splits", multiple=True, default=("train", "val"), show_default=True,
-              help="Split(s) to cache; repeat the option for several.")
+@click.option("--split", "splits", multiple=True, default=("train,val",), show_default=True, callback=parse_names,
+              help=list_option_help("Split(s) to cache."))
 @click.option("--views", type=click.IntRange(1), default=1, show_default=True,
               help="Views per training image: the original, its flip, then random reference augmentations "
                    "(val is always cached once).")
-@click.option("--spec", "spec_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Folder datasets: the task spec YAML of each task whose targets to store (repeat); on a "
-                   "cached dataset, a new task's targets are added beside its caches.")
+@click.option("--spec", "spec_files", multiple=True, callback=parse_names,
+              help=list_option_help("Folder datasets: the task spec YAML of each task whose targets to store; on a "
+                                    "cached dataset, a new task's targets are added beside its caches."))
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @click.option("--compression", type=click.Choice(["none", "lzf", "gzip", "zstd", "blosc"]), default="none",
@@ -84,8 +101,10 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
               help="Rebuild existing caches (the old ones stay until the new ones are complete).")
 @device_option
 @seed_option
+@threads_option
+@json_option
 def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, splits, views, spec_files, batch_size,
-                       workers, compression, float32, overwrite, device, seed) -> None:
+                       workers, compression, float32, overwrite, device, seed, as_json) -> None:
     """Run the frozen backbone over every image of each split and store the features in HDF5.
 
     Resumable: run it again after an interruption and it continues where it stopped. Runs sharded
@@ -106,7 +125,11 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
         show = distributed.is_main()
     finally:
         distributed.shutdown()
-    if show:
+    if show and as_json:
+        echo_json({"caches": [{"key": r.key, "path": str(r.path), "rows": r.rows, "written": r.written,
+                               "seconds": r.seconds, "skipped": r.skipped, "targets_added": r.added}
+                              for r in results]})
+    elif show:
         for r in results:
             status = "already cached" if r.skipped else f"{r.written} rows in {r.seconds:.1f} s " \
                                                         f"({r.images_per_second:.1f} images/s)"
@@ -137,16 +160,22 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
                    "registered for another dataset, e.g. pascal_semseg beside NYUD's semseg).")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="DataLoader workers reading the cache (default: none when it fits in RAM, else by device).")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=None,
+              help="Write TensorBoard events (loss per step and epoch, val metrics) to this folder "
+                   "(needs the tensorboard extra: pip install 'ufl[tensorboard]').")
 @_data_options
 @device_option
 @seed_option
-def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay, val_every, views,
-                 replace, register_as, workers, data_root, root, size, device, seed) -> None:
+@threads_option
+@json_option
+def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay, val_every,
+                 views, replace, register_as, workers, log_dir, data_root, root, size, device, seed, as_json) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
     --spec. Caches the dataset first when needed. Earlier tasks keep their exact predictions.
     """
+    from ..training.callbacks import TensorBoardLog, tensorboard_writer
     from ..workspace import HeadTrainingConfig, Workspace
 
     if name is None and spec_file is None:
@@ -154,9 +183,16 @@ def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batc
     ws = Workspace(workspace)
     config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every)
+    if log_dir:
+        tensorboard_writer(log_dir).close()  # a missing tensorboard package fails now, not after caching
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
                          device=device, workers=workers, data_root=data_root, root=root, size=size,
-                         register_as=register_as, dataset_name=dataset_name)
+                         register_as=register_as, callbacks=[TensorBoardLog(log_dir)] if log_dir else (),
+                         dataset_name=dataset_name)
+    if as_json:
+        echo_json({"name": result.name, "dataset": result.dataset, "metrics": result.metrics,
+                   "seconds": result.seconds, "history": result.history})
+        return
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     click.echo(f"registered {result.name} on {result.dataset} ({result.seconds:.1f} s): {metrics}")
 
@@ -165,15 +201,19 @@ def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batc
 @main.command("evaluate")
 @workspace_option
 @click.option("--all-tasks", is_flag=True, help="Evaluate every registered task.")
-@click.option("--task", "tasks", multiple=True, help="Evaluate this task (repeat for several).")
+@click.option("--task", "tasks", multiple=True, callback=parse_names, help=list_option_help("Task(s) to evaluate."))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the documented contract).")
+@click.option("--all-metrics", is_flag=True,
+              help="Show every metric of each task (and per-class IoU for segmentation), not just the headline.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
-              help="Write a bar chart of each task's headline metric to this PNG.")
+              help="Write a PNG of each task's headline metric beside the trivial predictor's, one panel per "
+                   "unit (mIoU/F %, metres, degrees).")
 @click.option("--references", type=click.Path(dir_okay=False), default=None,
               help="JSON {task: value or {metric: value}} of single-task references, for Delta_m.")
 @click.option("--online", is_flag=True, help="Compute features through the backbone even when a cache exists.")
 @device_option
-def evaluate_cmd(workspace, all_tasks, tasks, as_json, plot, references, online, device) -> None:
+@threads_option
+def evaluate_cmd(workspace, all_tasks, tasks, as_json, all_metrics, plot, references, online, device) -> None:
     """Evaluate registered tasks on their own dataset's val split (NYUD tasks on NYUD, PASCAL tasks
     on PASCAL), from the cache when present, else online.
 
@@ -189,16 +229,15 @@ def evaluate_cmd(workspace, all_tasks, tasks, as_json, plot, references, online,
     if all_tasks == bool(tasks):
         raise click.UsageError("give --all-tasks or --task NAME")
     ws = Workspace(workspace)
+    _note(ws)
     refs = read_json(references, what="references file") if references else None
     result = ws.evaluate(None if all_tasks else list(tasks), device=device, references=refs,
-                         online=True if online else None)
+                         online=True if online else None, all_metrics=all_metrics)
     data = result.to_dict()
     if plot:
-        from ..visualize import bar_chart
+        from ..workspace.evaluate import plot_evaluation
 
-        values = {n: r["metrics"][ws.spec(n).metric] for n, r in data["tasks"].items()}
-        bar_chart(values, plot, ylabel="headline metric", title=f"ufl evaluate ({ws.root})",
-                  higher_is_better={n: ws.spec(n).higher_is_better for n in values})
+        plot_evaluation(ws, data, plot, title=f"ufl evaluate ({ws.root})")
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -208,6 +247,10 @@ def evaluate_cmd(workspace, all_tasks, tasks, as_json, plot, references, online,
         rows.append([name, r["dataset"], spec.metric, r["metrics"].get(spec.metric),
                      r["registered"].get(spec.metric), r["drift"]])
     click.echo(text_table(["task", "dataset", "metric", "value", "registered", "drift"], rows))
+    if all_metrics:
+        from ..workspace.evaluate import format_all_metrics
+
+        click.echo("\n" + format_all_metrics(data))
     if data["delta_m"] is not None:
         click.echo(f"Delta_m vs references: {data['delta_m']:+.2f} %")
     if plot:
@@ -224,6 +267,7 @@ def list_tasks_cmd(workspace, as_json) -> None:
     from ..workspace import Workspace
 
     ws = Workspace(workspace)
+    _note(ws)
     tasks = ws.tasks
     if as_json:
         click.echo(json.dumps(tasks))
@@ -254,15 +298,18 @@ def remove_task_cmd(workspace, name) -> None:
 # -- predict / visualize --------------------------------------------------------------------------
 @main.command("predict")
 @workspace_option
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--all-tasks", is_flag=True, help="Predict every registered task.")
-@click.option("--task", "tasks", multiple=True, help="Predict this task (repeat for several).")
+@click.option("--task", "tasks", multiple=True, callback=parse_names, help=list_option_help("Task(s) to predict."))
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder (one subfolder per image).")
 @click.option("--attention", is_flag=True, help="Also write the Medusa attention maps per scale (SFA and MSA).")
 @click.option("--raw", is_flag=True, help="Also write the raw predictions as .npy.")
 @device_option
-def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device) -> None:
-    """Run the backbone and registered heads on image files; write viewable PNGs per task.
+@threads_option
+@json_option
+def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device, as_json) -> None:
+    """Run the backbone and registered heads on image files (or every image of a folder: .jpg, .jpeg,
+    .png, .bmp, .tif, .tiff, .webp); write viewable PNGs per task.
 
     Labels use the dataset palette, depth a colour map, normals RGB, saliency and edges grey;
     OUT/<image>/panel.png shows them together.
@@ -272,8 +319,12 @@ def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device
     if all_tasks == bool(tasks):
         raise click.UsageError("give --all-tasks or --task NAME")
     ws = Workspace(workspace)
+    _note(ws)
     written = ws.predict(images, out, tasks=None if all_tasks else list(tasks), attention=attention, raw=raw,
                          device=device)
+    if as_json:
+        echo_json({"images": {image: {k: str(v) for k, v in files.items()} for image, files in written.items()}})
+        return
     for image, files in written.items():
         click.echo(f"{image}: {files['panel'].parent}")
 
@@ -281,17 +332,27 @@ def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device
 @main.command("visualize")
 @workspace_option
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(["nyud", "pascal", "folder"]),
-              help="Dataset(s) to show (default: every dataset with a registered task; folder: every folder "
-                   "dataset).")
+@click.option("--dataset", "datasets", multiple=True, callback=parse_names,
+              help=list_option_help("Dataset(s) to show: nyud, pascal, folder (every folder dataset) or a folder "
+                                    "dataset's name (default: every dataset with a registered task)."))
 @click.option("--num", type=click.IntRange(1), default=4, show_default=True, help="Val images per dataset.")
 @click.option("--no-attention", is_flag=True, help="Leave out the attention maps.")
 @device_option
-def visualize_cmd(workspace, out, datasets, num, no_attention, device) -> None:
+@threads_option
+@json_option
+def visualize_cmd(workspace, out, datasets, num, no_attention, device, as_json) -> None:
     """A PNG panel per dataset: val images with ground truth, prediction and the Medusa attention
     maps (SFA per scale, MSA weights per scale, and which scale wins where) for each task."""
     from ..workspace import Workspace
 
-    for path in Workspace(workspace).visualize(out, datasets=list(datasets) or None, num=num,
-                                               attention=not no_attention, device=device):
+    unknown = [d for d in datasets if d not in ("nyud", "pascal", "folder")]
+    if unknown:
+        raise click.BadParameter(f"unknown dataset(s) {', '.join(unknown)}; use nyud, pascal or folder",
+                                 param_hint="--dataset")
+    paths = Workspace(workspace).visualize(out, datasets=list(datasets) or None, num=num,
+                                           attention=not no_attention, device=device)
+    if as_json:
+        echo_json({"files": [str(p) for p in paths]})
+        return
+    for path in paths:
         click.echo(str(path))

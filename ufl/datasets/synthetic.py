@@ -67,7 +67,7 @@ from .render import (Box, Camera, Capsule, Cylinder, Ellipsoid, Material, Plane,
                      rot_x, rot_y, rot_z, shade, sphere)
 
 __all__ = [
-    "make_synthetic", "nyud_intrinsics", "render_nyud_sample", "render_pascal_sample",
+    "make_synthetic", "is_synthetic", "SYNTHETIC_MARKER", "nyud_intrinsics", "render_nyud_sample", "render_pascal_sample",
     "VOC_TO_CONTEXT", "CONTEXT_IDS", "PERSON_PARTS",
 ]
 
@@ -1458,7 +1458,8 @@ def _write_dataset(out: Path, dataset: str, size: int, n_train: int, n_val: int,
         ids = _image_ids(dataset, n_train + n_val)
         splits = {"train": ids[:n_train], "val": ids[n_train:]}
         jobs = [(dataset, tmp, image_id, seed, i, size) for i, image_id in enumerate(ids)]
-        results = list(tqdm(_run(jobs, workers), total=len(jobs), desc=dataset, unit="img", disable=not progress))
+        results = list(tqdm(_run(jobs, workers), total=len(jobs), desc=dataset, unit="img",
+                            disable=None if progress else True))  # None: only on a terminal
         if dataset == "NYUD_MT":
             for split, split_ids in splits.items():
                 (tmp / "gt_sets" / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids))
@@ -1467,6 +1468,10 @@ def _write_dataset(out: Path, dataset: str, size: int, n_train: int, n_val: int,
             for split, split_ids in splits.items():
                 (tmp / "ImageSets" / "Context" / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids))
                 (tmp / "ImageSets" / "Parts" / f"{split}.txt").write_text(_parts_json(split_ids, classes))
+        # The marker that tells ufl (pretrain's provenance record, `ufl list-tasks`) the data is generated.
+        (tmp / SYNTHETIC_MARKER).write_text(json.dumps(
+            {"generator": "ufl make-synthetic", "dataset": dataset, "size": size, "train": n_train, "val": n_val,
+             "seed": seed}, sort_keys=True) + "\n")
         try:
             os.rename(tmp, final)
         except OSError:
@@ -1478,6 +1483,15 @@ def _write_dataset(out: Path, dataset: str, size: int, n_train: int, n_val: int,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+SYNTHETIC_MARKER = "UFL_SYNTHETIC.json"
+"""File ``make_synthetic`` writes into each dataset folder it generates (JSON: generator, size, counts, seed)."""
+
+
+def is_synthetic(root: str | os.PathLike | None) -> bool:
+    """Whether the dataset folder ``root`` was written by :func:`make_synthetic` (holds its marker)."""
+    return root is not None and (Path(root) / SYNTHETIC_MARKER).is_file()
 
 
 def make_synthetic(out: str | os.PathLike, size: int = 96, n_train: int = 64, n_val: int = 32, seed: int = 0,

@@ -248,8 +248,10 @@ def resolve_pretrained(value: str | None, name: str = DEFAULT_BACKBONE) -> bool 
         return value
     if _weights_reachable(name):
         return True
-    logger.warning("no ImageNet weights for %s are cached or reachable; the backbone is randomly "
-                   "initialised (pass --pretrained PATH to use a local weights file)", name)
+    logger.warning("WARNING: no ImageNet weights for %s are cached or reachable (offline?): the backbone is "
+                   "RANDOMLY INITIALISED and everything trained on it starts from scratch (recorded in the "
+                   "checkpoint/workspace); pass --pretrained none to choose this on purpose, or --pretrained PATH "
+                   "for a local weights file", name)
     return None
 
 

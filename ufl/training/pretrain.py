@@ -26,6 +26,7 @@ from ..errors import UflError
 from ..evaluation import EDGE_THRESHOLDS_QUICK, evaluate
 from ..losses import MultiTaskLoss
 from ..models import Backbone, build_model
+from ..provenance import describe_init, training_data
 from ..runtime import loader_kwargs, precision_for, resolve_device, seed_everything
 from ..taskspec import TaskSpec, get_spec
 from .callbacks import Checkpointer, JsonLog, ProgressBar, Validation
@@ -69,6 +70,9 @@ class PretrainConfig:
     edge_thresholds: int | None = EDGE_THRESHOLDS_QUICK
     model_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    #: The provenance ``init`` to record when it says more than ``pretrained`` does (e.g.
+    #: :data:`ufl.provenance.UNREACHABLE`: random init because the ImageNet weights were unreachable).
+    init_note: str | None = None
 
     def __post_init__(self):
         self.tasks = list(self.tasks)
@@ -185,12 +189,19 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
         model.train()
         return results
 
+    if checkpoint is not None:  # a resumed run keeps the record of how it started
+        init = (checkpoint.meta.get("provenance") or {}).get("init") or \
+            describe_init((checkpoint.meta.get("config") or {}).get("pretrained"))
+    else:
+        init = config.init_note or describe_init(config.pretrained)
+    provenance = {"init": init, "data": [training_data(config.dataset, root)]}
+
     def meta() -> dict[str, Any]:
         return {"model": config.model, "tasks": config.tasks, "aux": config.aux, "dataset": config.dataset,
                 "root": str(Path(root).resolve()), "size": config.size, "epochs": config.epochs,
                 "out_channels": out_channels, "specs": {n: s.to_dict() for n, s in specs.items()},
                 "backbone": backbone.config(), "fingerprint": backbone.fingerprint(),
-                "model_options": config.model_options, "config": config.to_dict()}
+                "model_options": config.model_options, "config": config.to_dict(), "provenance": provenance}
 
     loss_fn = MultiTaskLoss(specs, config.dataset, deep_supervision=True).to(device)
     trainer = Trainer(net, optimizer, forward, loss_fn, epochs=config.epochs, base_lr=config.lr, device=device,

@@ -57,6 +57,9 @@ class TrainState:
     loss: float = float("nan")
     parts: dict[str, float] = field(default_factory=dict)
     epoch_loss: float = float("nan")
+    #: The epoch's mean of ``parts``: each task's loss on its final output, unweighted and without the
+    #: deep-supervision terms that ``loss`` / ``epoch_loss`` (the optimised total) also sum.
+    epoch_parts: dict[str, float] = field(default_factory=dict)
     lr: float = 0.0
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -139,16 +142,20 @@ class Trainer:
             self.train_mode(self.model)
             self._call("before_epoch")
             total, count = 0.0, 0
+            part_sums: dict[str, float] = {}
             for batch in loader:
                 loss, parts = self.train_step(batch)
                 state.loss = loss
                 state.parts = parts
                 total += loss
                 count += 1
+                for key, value in parts.items():
+                    part_sums[key] = part_sums.get(key, 0.0) + value
                 state.step += 1
                 state.global_step += 1
                 self._call("after_step")
             state.epoch_loss = total / max(count, 1)
+            state.epoch_parts = {key: value / max(count, 1) for key, value in part_sums.items()}
             self._call("after_epoch")
         self._call("after_fit")
         return state

@@ -36,7 +36,7 @@ from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWri
 from .. import distributed
 from ..datasets import DATASETS, RECIPES, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
-from ..runtime import Precision, loader_kwargs, resolve_device
+from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device
 from ..taskspec import TaskSpec
 from .folders import dataset_kind, is_folder, merge_specs, resolve_dataset
 from .manifest import now
@@ -183,7 +183,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
                                     batch_size=batch_size, workers=workers, progress=progress)
             distributed.barrier()
             if distributed.is_main() and not added:
-                log.info("%s: already cached in %s (use --overwrite to rebuild)", key, path)
+                log.debug("%s: already cached in %s (use --overwrite to rebuild)", key, path)  # CLI prints it
             return CacheResult(key, path, _rows(path), 0, 0.0, skipped=True, added=added)
 
     base = open_split(ws, dataset, split, folder, specs)
@@ -207,7 +207,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     started = time.perf_counter()
     loader = DataLoader(Subset(rows, todo), batch_size=batch_size, shuffle=False, **loader_kwargs(device, workers))
     bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
-               disable=not (progress and distributed.is_main()))
+               disable=progress_disable(progress and distributed.is_main()))
     background = BackgroundWriter(writer, max_pending=4)
     try:
         for batch in loader:
@@ -238,7 +238,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         in_use = {shard_path(target, r, world).name for r in range(world)} if world > 1 else set()
         _remove_stale_shards(path, in_use)
         _register(ws, key, path, dataset, split, views, size, specs, folder, storage)
-        log.info("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
+        log.debug("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
     distributed.barrier()
     return CacheResult(key, path, len(rows), len(todo), elapsed)
 

@@ -32,10 +32,11 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..errors import WorkspaceError
+from ..errors import UflError, WorkspaceError
 from ..io import load_weights, save_weights
 from ..models import Backbone, MedusaHead
 from ..models.backbone import DEFAULT_BACKBONE
+from ..provenance import backbone_note, describe_init, training_data
 from ..taskspec import TaskSpec
 from .manifest import MANIFEST, Manifest, now
 
@@ -104,15 +105,17 @@ class Workspace:
 
     # -- creation -------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str) -> "Workspace":
-        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks (built aside
-        and moved into place whole, see :func:`_staging`)."""
+    def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str,
+               provenance: Mapping[str, Any] | None = None) -> "Workspace":
+        """A new workspace around ``backbone`` (frozen, weights saved), with no tasks; ``provenance``
+        (see :mod:`ufl.provenance`) is recorded as the backbone's. Built aside and moved into place
+        whole (see :func:`_staging`)."""
         with _staging(resolve_workspace(path)) as staging:
-            cls._write_new(staging, backbone, source)
+            cls._write_new(staging, backbone, source, provenance)
         return cls(path)
 
     @staticmethod
-    def _write_new(root: Path, backbone: Backbone, source: str) -> None:
+    def _write_new(root: Path, backbone: Backbone, source: str, provenance: Mapping[str, Any] | None) -> None:
         """The backbone's weights and a manifest without tasks, in the empty folder ``root``."""
         backbone = backbone.cpu().freeze()
         fingerprint = backbone.fingerprint()
@@ -120,13 +123,15 @@ class Workspace:
                      metadata={"config": json.dumps(backbone.config()), "fingerprint": fingerprint})
         Manifest(root).create({"config": backbone.config(), "fingerprint": fingerprint, "weights": BACKBONE_FILE,
                                "source": source, "channels": backbone.channels, "strides": backbone.strides,
-                               "size_divisor": backbone.size_divisor})
-        log.info("new workspace: backbone %s (%s), fingerprint %s", backbone.name, source, fingerprint[:12])
+                               "size_divisor": backbone.size_divisor,
+                               **({"provenance": dict(provenance)} if provenance is not None else {})})
+        log.debug("new workspace: backbone %s (%s), fingerprint %s", backbone.name, source, fingerprint[:12])
 
     @classmethod
     def from_backbone(cls, path: str | os.PathLike | None, name: str = DEFAULT_BACKBONE,
-                      pretrained: bool | str | None = None) -> "Workspace":
-        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks."""
+                      pretrained: bool | str | None = None, init_note: str | None = None) -> "Workspace":
+        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks (``init_note``: the
+        provenance ``init`` when it says more than ``pretrained``, see :mod:`ufl.provenance`)."""
         backbone = Backbone(name, pretrained=pretrained)
         if pretrained is True:
             source = "timm ImageNet weights"
@@ -134,7 +139,7 @@ class Workspace:
             source = f"weights file {pretrained}"
         else:
             source = "random init"
-        return cls.create(path, backbone, source)
+        return cls.create(path, backbone, source, {"init": init_note or describe_init(pretrained), "data": []})
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None, run_dir: str | os.PathLike, *,
@@ -149,10 +154,18 @@ class Workspace:
         if backbone.fingerprint() != ckpt.meta.get("fingerprint"):
             raise WorkspaceError(f"checkpoint {run_dir}: the backbone weights do not match the recorded "
                                  f"fingerprint; the run folder is damaged")
+        provenance = ckpt.meta.get("provenance")
+        if provenance is None:  # a checkpoint from before provenance was recorded: what its record says
+            try:
+                trained_on = ckpt.data_folder()  # an older run's relative folder, found
+            except UflError:
+                trained_on = ckpt.meta.get("root")
+            provenance = {"init": describe_init((ckpt.meta.get("config") or {}).get("pretrained")),
+                          "data": [training_data(ckpt.meta["dataset"], trained_on)]}
         source = f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, epoch {ckpt.epoch})"
         # built aside and moved into place whole: a failed init leaves nothing that blocks the retry
         with _staging(resolve_workspace(path)) as staging:
-            cls._write_new(staging, backbone, source)
+            cls._write_new(staging, backbone, source, provenance)
             if register:
                 from .registration import register_checkpoint_tasks
 
@@ -166,6 +179,15 @@ class Workspace:
     @property
     def fingerprint(self) -> str:
         return self.read()["backbone"]["fingerprint"]
+
+    def backbone_note(self) -> str | None:
+        """One line when the backbone is random-init or was trained only on generated data (its
+        predictions on real photos are then noise), else None; see :mod:`ufl.provenance`."""
+        record = self.read()["backbone"]
+        provenance = record.get("provenance")
+        if provenance is None and record.get("source") == "random init":  # a workspace from before provenance
+            provenance = {"init": "random", "data": []}
+        return backbone_note(provenance)
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..evaluation import evaluate
+from ..errors import UflError
 from ..io import json_safe
 from ..metrics import delta_m
 from ..runtime import cudnn_exact, resolve_device, torch_threads
@@ -28,7 +29,8 @@ from .cache import dataset_specs, open_split, resolve_data
 from .targets import open_cache
 from .views import ViewDataset, backbone_features
 
-__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads"]
+__all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
+           "evaluation_table", "plot_evaluation", "format_all_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,12 @@ def eval_threads(device: str | torch.device) -> int | None:
 @torch.no_grad()
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
-                 online: bool | None = None, threads: int | None = None) -> dict[str, float]:
+                 online: bool | None = None, threads: int | None = None,
+                 with_details: bool = False) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`)."""
+    ``threads`` intra-op threads when given (see :func:`eval_threads`). With ``with_details`` the
+    dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`)."""
     device = resolve_device(device)
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
@@ -102,14 +106,19 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
                 return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
 
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress)[target]
+                        progress=progress, with_details=with_details)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
                    references: Mapping[str, Any] | None = None, online: bool | None = None,
-                   progress: bool = True) -> Evaluation:
+                   progress: bool = True, all_metrics: bool = False) -> Evaluation:
     """Evaluate ``tasks`` (default: every registered task); ``references`` ({task: value or
-    {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover."""
+    {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover.
+
+    With ``all_metrics`` each task's result also holds ``"per_class"``: ``{figure: {class name:
+    value}}`` (segmentation: ``{"IoU": {class: IoU %}}``, names from
+    :data:`ufl.datasets.catalog.MetadataCatalog`; ``{}`` for kinds without per-class figures).
+    """
     registered = ws.tasks
     names = list(registered) if tasks is None else list(tasks)
     for name in names:
@@ -121,9 +130,12 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"))
+                               threads=evaluation.get("threads"), with_details=all_metrics)
+        details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
+        if all_metrics:
+            results[name]["per_class"] = _per_class(details or {}, spec, record["dataset"], name)
     score = None
     if references:
         covered = {n: {ws.spec(n).metric: r["metrics"][ws.spec(n).metric]} for n, r in results.items() if n in references}
@@ -131,6 +143,20 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
             score = delta_m(covered, {n: references[n] for n in covered},
                             higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
     return Evaluation(results, score)
+
+
+def _per_class(details: Mapping[str, list[float]], spec: TaskSpec, dataset: str, name: str) -> dict[str, dict]:
+    """``{figure: [value per class]}`` -> ``{figure: {class name: value}}`` with the catalogue's names."""
+    if not details:
+        return {}
+    from ..datasets.catalog import MetadataCatalog
+
+    classes = spec.out_channels(dataset)
+    key = (dataset, spec.name) if (dataset, spec.name) in MetadataCatalog else (dataset, name)
+    names = MetadataCatalog.get(*key, num_classes=classes).class_names
+    if len(names) != classes:
+        names = tuple(f"class_{i}" for i in range(classes))
+    return {figure: dict(zip(names, values)) for figure, values in details.items()}
 
 
 @torch.no_grad()
@@ -150,3 +176,51 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     val = ws.find_cache(dataset, "val", 1)
     loader = DataLoader(open_cache(ws, val, [target]), batch_size=batch_size)
     return evaluate(prior, loader, {target: spec}, dataset, torch.device("cpu"), progress=False)[target]
+
+
+def evaluation_table(ws, data: Mapping[str, Any], trivial: bool = True) -> tuple[dict, dict[str, bool]]:
+    """``ufl evaluate``'s result (``Evaluation.to_dict()``) as :func:`ufl.visualize.unit_figure`'s table:
+    ``{unit: {task: {"ufl": headline, "trivial": the prior predictor's}}}`` and ``{task: higher is
+    better}``. A task whose trivial predictor cannot be fitted (no train cache and no data) has
+    no trivial bar (said in the log). A result that already holds ``"trivial"`` (the demo's) is used."""
+    from ..visualize import metric_unit
+
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    directions: dict[str, bool] = {}
+    for name, result in data["tasks"].items():
+        spec = ws.spec(name)
+        values = {"ufl": result["metrics"].get(spec.metric, float("nan"))}
+        if trivial:
+            prior = result.get("trivial")
+            if prior is None:
+                try:
+                    prior = trivial_metrics(ws, name)
+                except (UflError, OSError, KeyError, TypeError) as e:
+                    log.info("no trivial baseline for %s (%s)", name, str(e).splitlines()[0] if str(e) else e)
+            if prior is not None:
+                values["trivial"] = prior.get(spec.metric, float("nan"))
+        table.setdefault(metric_unit(spec.kind, spec.metric), {})[f"{name} {spec.metric}"] = values
+        directions[f"{name} {spec.metric}"] = spec.higher_is_better
+    return table, directions
+
+
+def plot_evaluation(ws, data: Mapping[str, Any], path, *, title: str | None = None, trivial: bool = True):
+    """``ufl evaluate --plot``: each task's headline metric beside the trivial predictor's, one axis
+    per unit (:func:`ufl.visualize.unit_chart`); returns the path."""
+    from ..visualize import unit_chart
+
+    table, directions = evaluation_table(ws, data, trivial)
+    return unit_chart(table, path, title=title, higher_is_better=directions)
+
+
+def format_all_metrics(data: Mapping[str, Any]) -> str:
+    """``ufl evaluate --all-metrics`` as text: per task every metric, then per-class figures."""
+    lines = []
+    for name, result in data["tasks"].items():
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} n/a"
+                            for k, v in result["metrics"].items())
+        lines.append(f"{name} ({result['dataset']}): {metrics}")
+        for figure, values in (result.get("per_class") or {}).items():
+            lines.append(f"  per-class {figure}: " + ", ".join(
+                f"{cls} {v:.4g}" if isinstance(v, (int, float)) else f"{cls} n/a" for cls, v in values.items()))
+    return "\n".join(lines)

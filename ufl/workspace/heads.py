@@ -25,6 +25,7 @@ from feature_cache import available_memory_bytes
 from ..datasets import DATASETS
 from ..errors import CacheError, SpecError, WorkspaceError
 from ..evaluation import EDGE_THRESHOLDS_QUICK
+from ..io import json_safe
 from ..losses import MultiTaskLoss
 from ..models import build_head
 from ..runtime import loader_kwargs, precision_for, resolve_device
@@ -154,9 +155,12 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
                            "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device)},
               "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
                        "batch_size": 16, "threads": eval_threads(device)},
-              "registered": metrics}
+              "registered": metrics,
+              # per epoch: the optimised loss, each task's final-output loss, lr, and val metrics when validated
+              "history": json_safe(state.history)}
     ws.register(key, head.cpu(), record, replace=replace)
-    log.info("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    # debug: the result is the return value (the CLI prints it once)
+    log.debug("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return AddTaskResult(key, dataset, metrics, state.history, seconds)
 
 

@@ -27,7 +27,7 @@ from .folders import expand_datasets
 from .views import ViewDataset
 from ..vectors import unit_vectors
 
-__all__ = ["predict", "visualize"]
+__all__ = ["predict", "visualize", "image_files", "IMAGE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,32 @@ def _resize_back(kind: str, pred: torch.Tensor, size: tuple[int, int]) -> torch.
     return unit_vectors(x, dim=0) if kind == "normals" else x
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+"""Files of a folder given to :func:`predict` that are read as images (case-insensitive)."""
+
+
+def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """``paths`` with each folder replaced by its image files (:data:`IMAGE_SUFFIXES`, sorted by name,
+    not recursive); a folder without images is a :class:`~ufl.errors.DataError`."""
+    from ..errors import DataError
+
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}); give image files "
+                                f"or a folder of them")
+            files.extend(found)
+        else:
+            files.append(path)
+    return list(dict.fromkeys(files))
+
+
 def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, tasks: Sequence[str] | None = None,
             attention: bool = False, raw: bool = False, device: str = "auto") -> dict[str, dict[str, Path]]:
-    """Predict ``tasks`` (default: all registered) on image files; write PNGs under ``out/<image stem>/``.
+    """Predict ``tasks`` (default: all registered) on image files (a folder: each image in it); write
+    PNGs under ``out/<image stem>/``.
 
     Each image is resized to the size the tasks were trained at, and the predictions are resized
     back to the image's own size. With ``attention`` the per-scale SFA and MSA maps are written
@@ -87,8 +110,7 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     groups = {size: _load_heads(ws, names, device) for size, names in _task_groups(ws, tasks).items()}
     written: dict[str, dict[str, Path]] = {}
     scales = len(ws.read()["backbone"]["channels"])
-    for file in images:
-        file = Path(file)
+    for file in image_files(images):
         rgb = read_image(file)
         height, width = rgb.shape[:2]
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)[None]
@@ -99,7 +121,7 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
             resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
             for name, result in _run_heads(ws, heads, resized, device, attention).items():
                 pred = _resize_back(result["kind"], result["pred"][0], (height, width))
-                png = colorize(result["kind"], pred, dataset=result["dataset"], task=name,
+                png = colorize(result["kind"], pred, dataset=result["dataset"], task=result["target"],
                                num_classes=result["classes"])
                 record[name] = save_png(png, folder / f"{name}.png")
                 if raw:
@@ -112,11 +134,12 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
                     for kind, pictures in images_.items():
                         for s, picture in enumerate(pictures):
                             save_png(picture, folder / f"{name}_{kind}{'' if kind == 'msa_argmax' else f'_s{s}'}.png")
-                rows.append({"task": name, "pred": png, "attention": maps,
+                rows.append({"task": name, "pred": pred, "kind": result["kind"], "dataset": result["dataset"],
+                             "target": result["target"], "num_classes": result["classes"], "attention": maps,
                              "attention_labels": _attention_labels(scales) if maps else None})
         record["panel"] = prediction_grids([{"image": rgb, "rows": rows, "name": file.name}], folder / "panel.png")
         written[str(file)] = record
-        log.info("%s: %d task(s) -> %s", file, len(rows), folder)
+        log.debug("%s: %d task(s) -> %s", file, len(rows), folder)  # the CLI prints the result
     return written
 
 
@@ -156,7 +179,8 @@ def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = No
                     images_ = attention_images(result["attention"], sample["image"], index=0)
                     maps = images_["sfa"] + images_["msa"] + images_["msa_argmax"]
                 sample_rows.append({"task": name, "gt": sample[result["target"]], "pred": result["pred"][0],
-                                    "kind": result["kind"], "dataset": dataset, "num_classes": result["classes"], "attention": maps,
+                                    "kind": result["kind"], "dataset": dataset, "num_classes": result["classes"],
+                                    "target": result["target"], "attention": maps,
                                     "attention_labels": _attention_labels(scales) if maps else None})
             samples.append({"image": as_rgb(sample["image"]), "rows": sample_rows, "name": sample["id"]})
         paths.append(prediction_grids(samples, out / f"visualize-{dataset}.png",

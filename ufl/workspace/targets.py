@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from feature_cache import FeatureCacheDataset, FeatureCacheReader, FeatureCacheWriter
 
 from ..errors import CacheError
-from ..runtime import loader_kwargs
+from ..runtime import loader_kwargs, progress_disable
 from ..taskspec import TaskSpec
 from .manifest import now
 from .views import VIEW_PARAMS, ViewDataset
@@ -122,7 +122,7 @@ def add_targets(ws, key: str, specs: Sequence[TaskSpec], dataset: str, base_fact
                             **loader_kwargs(torch.device("cpu"), workers))
         try:
             with tqdm(total=len(todo), desc=f"targets {spec.name} {dataset}/{record['split']}", unit="img",
-                      dynamic_ncols=True, disable=not progress) as bar:
+                      dynamic_ncols=True, disable=progress_disable(progress)) as bar:
                 for batch in loader:
                     params = batch["view_params"].numpy()
                     if not np.array_equal(params, stored_params[batch["row"].numpy()]):
@@ -136,7 +136,7 @@ def add_targets(ws, key: str, specs: Sequence[TaskSpec], dataset: str, base_fact
         with ws.manifest.update() as manifest:
             manifest["caches"][key].setdefault("targets", {})[spec.name] = {
                 "file": str(path.relative_to(ws.root)), "created": now()}
-        log.info("%s: %s targets added in %s (features unchanged)", key, spec.name, path)
+        log.debug("%s: %s targets added in %s (features unchanged)", key, spec.name, path)  # CLI prints it
         added.append(spec.name)
     return added
 
