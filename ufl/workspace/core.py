@@ -78,16 +78,20 @@ def _staging(root: Path) -> Iterator[Path]:
     if clash:
         raise WorkspaceError(f"{root} holds {', '.join(clash)} but no {MANIFEST} (not a workspace); remove them or "
                              f"choose another --workspace")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".creating", dir=root.parent))
+    target = root.resolve() if root.exists() else root  # a symlinked folder: build on its own disk
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".creating", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # a folder as mkdir makes it (mkdtemp's is private)
     try:
         yield staging
-        if not root.exists() or not any(root.iterdir()):
+        if not root.exists() or (not root.is_symlink() and not any(root.iterdir())):
             os.replace(staging, root)  # an empty folder is replaced in the same rename
         else:
             entries = sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST)  # the manifest last
             for entry in entries:
-                os.replace(entry, root / entry.name)
+                os.replace(entry, target / entry.name)
             staging.rmdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
