@@ -168,3 +168,14 @@ def test_init_prints_its_result_once(tmp_path):
                           "--workspace", str(tmp_path / "ws")], capture_output=True, text=True, check=True)
     both = out.stdout + out.stderr
     assert out.stdout.count("workspace:") == 1 and both.count("fingerprint") == 1, both
+
+
+def test_log_dir_without_tensorboard_is_one_line_saying_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if the package were missing
+    result = CliRunner().invoke(main, ["pretrain", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"),
+                                       "--log-dir", str(tmp_path / "tb"), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "ufl: error: --log-dir writes TensorBoard events, which needs the tensorboard package: "
+        "pip install 'ufl[tensorboard]' (or pip install tensorboard)"]
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "run").exists()

@@ -104,7 +104,7 @@ def test_a_second_folder_dataset_and_a_second_task_leave_the_first_untouched(set
 
     # --overwrite re-caches with every task's targets in the cache itself: still drift 0
     _ok("cache-features", "--workspace", ws.root, "--dataset", "folder", "--dataset-name", "mydata", "--overwrite",
-        "--size", "64x64", "--views", "2", "--device", "cpu")
+        "--force", "--size", "64x64", "--views", "2", "--device", "cpu")
     record = ws.find_cache("mydata", "train")
     assert record["tasks"] == ["colour4", "foreground"] and "targets" not in record
     assert not list((ws.root / "caches").glob("*.targets-*"))

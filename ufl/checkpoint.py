@@ -160,7 +160,10 @@ def load_checkpoint(run_dir: str | Path, with_optimizer: bool = False) -> Checkp
         raise UflError(f"{record_path} is not a ufl checkpoint record")
     if record.get("version") != VERSION:
         raise UflError(f"{record_path} has checkpoint version {record.get('version')}, this ufl reads {VERSION}")
-    weights = path / record["weights"]
+    weights = (path / str(record.get("weights") or "")).resolve()
+    if not weights.is_relative_to(path.resolve()) or weights == path.resolve() or not isinstance(record.get("sha256"), str):
+        raise UflError(f"{record_path}: its weights entry {record.get('weights')!r} (or its sha256) is invalid or "
+                       f"leads outside the run folder; the run folder is damaged")
     if not weights.is_file():
         raise UflError(f"checkpoint weights {weights} are missing; the run folder is damaged")
     if _sha256(weights) != record["sha256"]:

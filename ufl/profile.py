@@ -80,8 +80,10 @@ def profile_models(task_counts: Sequence[int] = (1, 2, 4, 8), backbone: str = DE
 
     Returns:
         ``{"backbone": str, "size": [H, W], "rows": [{"model": str, "tasks": n, "params": int,
-        "gflops": float}]}`` with rows ordered by model, then task count. GFLOPs count a
-        multiply-add as 2 FLOPs (see :func:`count_gflops`).
+        "gflops": float}], "pyramid": None | {...}}`` with rows ordered by model, then task count;
+        ``pyramid`` is the cost of a plain ViT's feature pyramid against its trunk
+        (:func:`ufl.models.pyramid.pyramid_cost`). GFLOPs count a multiply-add as 2 FLOPs (see
+        :func:`count_gflops`).
     """
     for name in models:
         MODELS.get(name)  # an unknown name fails before any work
@@ -96,7 +98,17 @@ def profile_models(task_counts: Sequence[int] = (1, 2, 4, 8), backbone: str = DE
             model, device = _build_shapes_only(name, backbone, tasks)
             rows.append({"model": name, "tasks": int(n), "params": count_parameters(model),
                          "gflops": count_gflops(model, tuple(size), device)})
-    return {"backbone": backbone, "size": [int(size[0]), int(size[1])], "rows": rows}
+    return {"backbone": backbone, "size": [int(size[0]), int(size[1])], "rows": rows,
+            "pyramid": _pyramid_cost(backbone, tuple(size))}
+
+
+def _pyramid_cost(backbone: str, size: tuple[int, int]) -> dict[str, Any] | None:
+    from .models.pyramid import is_plain_vit, pyramid_cost
+
+    if not is_plain_vit(backbone):
+        return None
+    with torch.device("meta"):
+        return pyramid_cost(Backbone(backbone, warn_random_init=False), size)
 
 
 def _build_shapes_only(name: str, backbone: str, tasks: dict[str, int]) -> tuple[torch.nn.Module, str]:
@@ -115,4 +127,9 @@ def format_table(result: dict[str, Any]) -> str:
              f"{'model':<14}{'tasks':>6}{'params (M)':>12}{'GFLOPs':>10}"]
     for row in result["rows"]:
         lines.append(f"{row['model']:<14}{row['tasks']:>6}{row['params'] / 1e6:>12.2f}{row['gflops']:>10.2f}")
+    pyramid = result.get("pyramid")
+    if pyramid:
+        lines.append(f"feature pyramid (blocks {pyramid['blocks']}, channels {pyramid['channels']}): "
+                     f"{pyramid['pyramid_params'] / 1e6:.2f} M params, {pyramid['pyramid_gflops']:.2f} GFLOPs "
+                     f"on a trunk of {pyramid['trunk_params'] / 1e6:.2f} M params, {pyramid['trunk_gflops']:.2f} GFLOPs")
     return "\n".join(lines)

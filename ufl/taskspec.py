@@ -36,6 +36,7 @@ camera, as NYUD-v2 stores them; a horizontal flip negates x.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,8 @@ import yaml
 
 from .errors import SpecError
 
-__all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "KindInfo", "load_spec", "builtin_specs", "get_spec", "resolve_spec"]
+__all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "KindInfo", "load_spec", "builtin_specs", "get_spec", "resolve_spec",
+           "TASK_NAME", "check_task_name"]
 
 ANY_DATASET = "*"
 
@@ -76,7 +78,19 @@ KINDS: dict[str, KindInfo] = {
     "saliency": KindInfo(("balanced_bce",), ("maxF", "maxF_b03", "mIoU"), "maxF", True, "binary", 1),
 }
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+"""A task name: a lower-case letter, then up to 63 lower-case letters, digits or '_' (it names
+files, HDF5 datasets and manifest keys; ``\\Z``, not ``$``, so a trailing newline is refused)."""
+
+
+def check_task_name(name: Any, what: str = "task name") -> str:
+    """``name`` when it is a valid :data:`TASK_NAME`, else a :class:`SpecError` naming ``what``."""
+    if not isinstance(name, str) or not TASK_NAME.match(name):
+        raise SpecError(f"{what} {name!r} is invalid: use 1 to 64 lower-case letters, digits and '_', "
+                        f"starting with a letter (e.g. road_2)")
+    return name
+
+
 _TOP_KEYS = {"name", "kind", "description", "channels", "loss", "metric", "target"}
 _LOSS_KEYS = {"name", "weight", "pos_weight"}
 _METRIC_KEYS = {"name", "higher_is_better"}
@@ -181,8 +195,8 @@ class TaskSpec:
                 raise fail(f"missing required key {key!r}")
 
         name = data["name"]
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise fail(f"name {name!r} must be lower-case letters, digits and '_' (starting with a letter)")
+        if not isinstance(name, str) or not TASK_NAME.match(name):
+            raise fail(f"name {name!r} must be 1 to 64 lower-case letters, digits and '_' (starting with a letter)")
         kind = data["kind"]
         if kind not in KINDS:
             raise fail(f"kind {kind!r} is not one of {sorted(KINDS)}")
@@ -208,8 +222,8 @@ class TaskSpec:
             raise fail(f"loss {loss_name!r} does not fit a {kind} task; use one of {list(info.losses)}")
         weight = _per_dataset(loss.get("weight", 1.0), "loss weight", fail)
         for ds, w in weight.items():
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-                raise fail(f"loss weight for {ds!r} must be a positive number, got {w!r}")
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf:
+                raise fail(f"loss weight for {ds!r} must be a positive number (finite), got {w!r}")
         missing = set(channels) - set(weight) - {ANY_DATASET}
         if missing and ANY_DATASET not in weight:
             raise fail(f"loss weight missing for dataset(s) {sorted(missing)}")

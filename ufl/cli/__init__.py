@@ -10,5 +10,7 @@ from . import workspace  # noqa: F401,E402  init, cache-features, add-task, eval
 from . import continual  # noqa: F401,E402  continual
 from . import reproduce  # noqa: F401,E402  reproduce
 from . import profile  # noqa: F401,E402  profile
+from . import beyond  # noqa: F401,E402  probe, export, serve
+from . import doctor  # noqa: F401,E402  doctor, register-rescued
 
 __all__ = ["main"]

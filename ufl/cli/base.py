@@ -7,12 +7,15 @@ one line on stderr and exit status 1; ``ufl --debug ...`` (or ``UFL_DEBUG=1``) s
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
 import re
 import sys
 
 import click
+from safetensors import SafetensorError
 
 from feature_cache.errors import FeatureCacheError
 
@@ -20,7 +23,8 @@ from ..errors import UflError
 
 __all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
            "parse_names", "pretrained_option", "optimizer_options", "threads_option", "json_option", "echo_json",
-           "parse_device", "list_option_help"]
+           "parse_device", "list_option_help", "FiniteFloat", "os_error_message", "check_task_names",
+           "parse_task_names"]
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -44,12 +48,17 @@ class UflGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (UflError, FeatureCacheError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        except (UflError, FeatureCacheError, OSError, SafetensorError) as e:
             if _debug_enabled(ctx):
                 raise
-            message = one_line(e)
-            if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
-                message = f"{message}: {e.filename}"
+            if isinstance(e, OSError) and not isinstance(e, (FileNotFoundError, IsADirectoryError)):
+                message = os_error_message(e)
+            elif isinstance(e, SafetensorError):
+                message = f"a weights file is unreadable or could not be written ({one_line(e)}); re-create it"
+            else:
+                message = one_line(e)
+                if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+                    message = f"{message}: {e.filename}"
             click.echo(f"ufl: error: {message}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
@@ -57,6 +66,33 @@ class UflGroup(click.Group):
                 raise
             click.echo("ufl: interrupted", err=True)
             sys.exit(130)
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "free space on that disk (or point the path elsewhere) and run the command again; what was "
+                  "stored before is unchanged",
+    errno.EDQUOT: "free space within your disk quota and run the command again",
+    errno.EACCES: "check the permissions of that path (or choose another) and run the command again",
+    errno.EPERM: "check the permissions of that path (or choose another) and run the command again",
+    errno.EROFS: "that file system is read-only: choose a writable path",
+    errno.ENAMETOOLONG: "a file name or path is too long: use a shorter name or a shorter folder",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
+    errno.EISDIR: "that path is a folder, not a file: give a file path",
+    errno.EEXIST: "that path exists already: remove it or choose another",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) or use fewer --workers",
+    errno.EIO: "the disk reported an I/O error: check the disk",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and what to do."""
+    what = error.strerror or one_line(error) or type(error).__name__
+    where = " -> ".join(str(f) for f in (error.filename, error.filename2) if f)
+    code = error.errno
+    if code is None:  # e.g. h5py's errors carry the OS error only in their text
+        code = next((c for c in _OS_ADVICE if os.strerror(c).lower() in what.lower()), None)
+    advice = _OS_ADVICE.get(code, "fix that and run the command again")
+    return one_line(f"{what}{f': {where}' if where else ''}; {advice}")
 
 
 def one_line(error: BaseException) -> str:
@@ -132,6 +168,19 @@ def device_option(f):
     )(f)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that must be finite (``nan``, ``inf`` refused, which ``click.FloatRange``
+    lets through) and within the given range; use it for every float option."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 def _set_threads(ctx, param, value):
     """Click callback of ``--threads``: set torch's CPU threads (default: $OMP_NUM_THREADS when set,
     else the CPUs this process may use)."""
@@ -172,9 +221,9 @@ def echo_json(data) -> None:
 def optimizer_options(schedule: str = "poly decay, power 0.9, per epoch"):
     """``--lr`` and ``--weight-decay`` of Adam, with the reference protocol's defaults."""
     def decorate(f):
-        f = click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+        f = click.option("--weight-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True,
                          help="Adam weight decay.")(f)
-        return click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+        return click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True,
                             help=f"Adam learning rate ({schedule}).")(f)
     return decorate
 
@@ -200,6 +249,18 @@ def parse_size(ctx, param, value):
     return tuple(parts)
 
 
+def check_task_names(ctx, param, value):
+    """Click callback: every task name given must be a valid name (:data:`ufl.taskspec.TASK_NAME`);
+    else a :class:`ufl.errors.SpecError` (one line, exit status 1, like every other bad input)."""
+    from ..taskspec import check_task_name
+
+    names = [value] if isinstance(value, str) else list(value or [])
+    what = param.opts[0] if param.opts and param.opts[0].startswith("-") else "task name"
+    for name in names:
+        check_task_name(name, what)
+    return value
+
+
 def parse_names(ctx, param, value):
     """Click callback: ``a,b,c`` -> ``["a", "b", "c"]`` (empty -> ``[]``). For an option given several
     times (``multiple=True``) each value is split and the lists are joined, duplicates dropped:
@@ -209,6 +270,11 @@ def parse_names(ctx, param, value):
     values = [value] if isinstance(value, str) else list(value)
     names = [v.strip() for text in values for v in str(text).split(",") if v.strip()]
     return list(dict.fromkeys(names))
+
+
+def parse_task_names(ctx, param, value):
+    """Click callback: :func:`parse_names`, each name checked by :func:`check_task_names`."""
+    return check_task_names(ctx, param, parse_names(ctx, param, value))
 
 
 def list_option_help(text: str) -> str:

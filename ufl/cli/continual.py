@@ -8,8 +8,8 @@ import click
 from click.core import ParameterSource
 
 from ..errors import UflError
-from .base import (data_root_option, device_option, main, optimizer_options, parse_names, parse_size,
-                   pretrained_option, seed_option, threads_option)
+from .base import (FiniteFloat, data_root_option, device_option, main, optimizer_options, parse_names,
+                   parse_size, pretrained_option, seed_option, threads_option)
 
 # The defaults of ufl.continual, spelt out so that `ufl --help` does not import avalanche.
 DEFAULT_TASKS = "nyud:semseg,nyud:depth,pascal:human_parts,pascal:saliency"
@@ -34,10 +34,10 @@ DEFAULT_STRATEGIES = "frozen,naive,ewc,lwf"
 @click.option("--size", default=None, callback=parse_size,
               help="Image size HxW for every task (default: NYUD 480x640, PASCAL 512x512).")
 @click.option("--no-augment", is_flag=True, help="Turn off the reference training augmentations.")
-@click.option("--ewc-lambda", type=click.FloatRange(min=0), default=None,
+@click.option("--ewc-lambda", type=FiniteFloat(min=0), default=None,
               help="EWC penalty weight (default: the API's, see `ufl.continual.ContinualConfig`).")
-@click.option("--si-lambda", type=click.FloatRange(min=0), default=None, help="Synaptic Intelligence penalty weight.")
-@click.option("--distill-alpha", type=click.FloatRange(min=0), default=None,
+@click.option("--si-lambda", type=FiniteFloat(min=0), default=None, help="Synaptic Intelligence penalty weight.")
+@click.option("--distill-alpha", type=FiniteFloat(min=0), default=None,
               help="Weight of lwf's feature distillation loss.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @device_option

@@ -55,11 +55,11 @@ def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, ro
     from .. import distributed
     from ..models.backbone import resolve_pretrained
     from ..provenance import UNREACHABLE
-    from ..training.callbacks import TensorBoardLog, format_metrics, tensorboard_writer
+    from ..training.callbacks import TensorBoardLog, format_metrics, require_tensorboard
     from ..training.pretrain import PretrainConfig, pretrain
 
-    if log_dir and distributed.is_main():
-        tensorboard_writer(log_dir).close()  # a missing tensorboard package fails now, not after the data loads
+    if log_dir:
+        require_tensorboard()  # a missing tensorboard package fails now, not after the data loads
     weights = resolve_pretrained(pretrained, backbone) if not resume else None
     unreachable = not resume and pretrained.lower() == "auto" and weights is None
     config = PretrainConfig(out=out, dataset=dataset, tasks=tasks, aux=aux, model=model, backbone=backbone,

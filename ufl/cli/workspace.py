@@ -9,8 +9,9 @@ import json
 
 import click
 
-from .base import (device_option, echo_json, json_option, list_option_help, main, optimizer_options, parse_names,
-                   parse_size, pretrained_option, seed_option, threads_option, workspace_option)
+from .base import (check_task_names, device_option, echo_json, json_option, list_option_help, main, optimizer_options,
+                   parse_names, parse_size, parse_task_names, pretrained_option, seed_option, threads_option,
+                   workspace_option)
 
 
 def _note(ws) -> None:
@@ -99,12 +100,15 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
 @click.option("--float32", "float32", is_flag=True, help="Store features in float32 instead of float16.")
 @click.option("--overwrite", is_flag=True,
               help="Rebuild existing caches (the old ones stay until the new ones are complete).")
+@click.option("--force", is_flag=True,
+              help="With --overwrite: rebuild even the val cache registered tasks were evaluated on "
+                   "(re-register them after a change of --size).")
 @device_option
 @seed_option
 @threads_option
 @json_option
 def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, splits, views, spec_files, batch_size,
-                       workers, compression, float32, overwrite, device, seed, as_json) -> None:
+                       workers, compression, float32, overwrite, force, device, seed, as_json) -> None:
     """Run the frozen backbone over every image of each split and store the features in HDF5.
 
     Resumable: run it again after an interruption and it continues where it stopped. Runs sharded
@@ -121,7 +125,7 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
                                     views=views, specs=specs, device=device, batch_size=batch_size, workers=workers,
                                     overwrite=overwrite, storage="float32" if float32 else "float16",
                                     compression=None if compression == "none" else compression, seed=seed,
-                                    dataset_name=dataset_name)
+                                    force=force, dataset_name=dataset_name)
         show = distributed.is_main()
     finally:
         distributed.shutdown()
@@ -141,7 +145,7 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
 # -- add-task -------------------------------------------------------------------------------------
 @main.command("add-task")
 @workspace_option
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=check_task_names)
 @click.option("--dataset", type=click.Choice(["pascal", "nyud", "folder"]), default=None,
               help="Dataset to train on (default: PASCAL when the task has it, else the task's first dataset).")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
@@ -155,7 +159,7 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
 @click.option("--views", type=click.IntRange(1), default=None,
               help="Train on the cache with this many views (default: the one with most views; 1 if caching now).")
 @click.option("--replace", is_flag=True, help="Train again and replace a task that is already registered.")
-@click.option("--as", "register_as", default=None, metavar="NAME",
+@click.option("--as", "register_as", default=None, metavar="NAME", callback=check_task_names,
               help="Register under this name (default: the task's, or DATASET_TASK when the task is "
                    "registered for another dataset, e.g. pascal_semseg beside NYUD's semseg).")
 @click.option("--workers", type=click.IntRange(0), default=None,
@@ -175,7 +179,7 @@ def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batc
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
     --spec. Caches the dataset first when needed. Earlier tasks keep their exact predictions.
     """
-    from ..training.callbacks import TensorBoardLog, tensorboard_writer
+    from ..training.callbacks import TensorBoardLog, require_tensorboard
     from ..workspace import HeadTrainingConfig, Workspace
 
     if name is None and spec_file is None:
@@ -184,7 +188,7 @@ def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batc
     config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every)
     if log_dir:
-        tensorboard_writer(log_dir).close()  # a missing tensorboard package fails now, not after caching
+        require_tensorboard()  # a missing tensorboard package fails now, not after caching
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
                          device=device, workers=workers, data_root=data_root, root=root, size=size,
                          register_as=register_as, callbacks=[TensorBoardLog(log_dir)] if log_dir else (),
@@ -201,7 +205,8 @@ def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batc
 @main.command("evaluate")
 @workspace_option
 @click.option("--all-tasks", is_flag=True, help="Evaluate every registered task.")
-@click.option("--task", "tasks", multiple=True, callback=parse_names, help=list_option_help("Task(s) to evaluate."))
+@click.option("--task", "tasks", multiple=True, callback=parse_task_names,
+              help=list_option_help("Task(s) to evaluate."))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the documented contract).")
 @click.option("--all-metrics", is_flag=True,
               help="Show every metric of each task (and per-class IoU for segmentation), not just the headline.")
@@ -287,11 +292,17 @@ def list_tasks_cmd(workspace, as_json) -> None:
 @main.command("remove-task")
 @workspace_option
 @click.argument("name")
-def remove_task_cmd(workspace, name) -> None:
-    """Unregister a task and delete its head; every other task is untouched."""
+@click.option("--keep-file", is_flag=True,
+              help="Only unregister the task; leave its head file (e.g. one that no longer matches its hash).")
+def remove_task_cmd(workspace, name, keep_file) -> None:
+    """Unregister a task and delete its head; every other task is untouched.
+
+    The head file is deleted only when it lies in the workspace's heads/ folder and matches its
+    recorded hash; the task stays registered when the file cannot be deleted.
+    """
     from ..workspace import Workspace
 
-    Workspace(workspace).remove_task(name)
+    Workspace(workspace).remove_task(name, keep_file=keep_file)
     click.echo(f"removed {name}")
 
 
@@ -300,7 +311,8 @@ def remove_task_cmd(workspace, name) -> None:
 @workspace_option
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--all-tasks", is_flag=True, help="Predict every registered task.")
-@click.option("--task", "tasks", multiple=True, callback=parse_names, help=list_option_help("Task(s) to predict."))
+@click.option("--task", "tasks", multiple=True, callback=parse_task_names,
+              help=list_option_help("Task(s) to predict."))
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder (one subfolder per image).")
 @click.option("--attention", is_flag=True, help="Also write the Medusa attention maps per scale (SFA and MSA).")
 @click.option("--raw", is_flag=True, help="Also write the raw predictions as .npy.")

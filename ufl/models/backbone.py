@@ -6,6 +6,10 @@ stem as a fifth level; like every other backbone we keep the **last four levels*
 (``out_indices=(-4, -3, -2, -1)``), so ResNet-18 gives 64/128/256/512 channels at strides 4..32.
 Channels and strides are read from timm's ``feature_info``, never hard-coded.
 
+Plain (single-stride) ViTs get a ViTDet-style simple feature pyramid that is part of the backbone
+(:mod:`ufl.models.pyramid`); Swin-style models are built with ``dynamic_img_size=True`` and their
+channels-last (NHWC) maps are returned channels-first like every other backbone's.
+
 The backbone takes RGB images in [0, 1] and normalises them itself with the pretrained config's
 mean and std, so callers (datasets, caches, ``predict``) never have to know which normalisation a
 backbone was trained with. Heads and feature caches are tied to :meth:`Backbone.fingerprint`.
@@ -26,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import UflError
+from .pyramid import ViTFeaturePyramid, is_plain_vit
 
 __all__ = ["Backbone", "DEFAULT_BACKBONE", "resolve_pretrained"]
 
@@ -64,6 +69,8 @@ class Backbone(nn.Module):
         self.frozen = False
         self.model = _create_features_model(name, pretrained is True)
         self._is_hrnet = _is_hrnet(name)
+        # Swin's features_only maps are (B, H, W, C); the contract is (B, C, H, W).
+        self._nhwc = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
         if isinstance(pretrained, (str, os.PathLike)):
             _load_weights_file(self.model, name, Path(pretrained))
         elif not pretrained and warn_random_init:
@@ -93,9 +100,9 @@ class Backbone(nn.Module):
 
     @property
     def size_divisor(self) -> int:
-        """Input H and W must be multiples of this (HRNet: 32, as its branch fusion upsamples by exact
+        """Input H and W must be multiples of this (HRNet and ViT pyramids: 32, as they upsample by exact
         factors of 2; other backbones: 1). Callers resize or pad to it."""
-        return max(self.strides) if self._is_hrnet else 1
+        return max(self.strides) if self._is_hrnet else int(getattr(self.model, "size_divisor", 1))
 
     def check_size(self, size: Sequence[int]) -> None:
         """A :class:`UflError` (one line) when an input size ``(H, W)`` does not suit the backbone."""
@@ -116,7 +123,8 @@ class Backbone(nn.Module):
         if images.shape[-2] % d or images.shape[-1] % d:
             raise ValueError(f"backbone {self.name} needs image sides divisible by {d}, got "
                              f"{images.shape[-2]}x{images.shape[-1]}; resize or pad the images")
-        return list(self.model(self.normalise(images)))
+        features = list(self.model(self.normalise(images)))
+        return [f.permute(0, 3, 1, 2) for f in features] if self._nhwc else features
 
     # -- freezing -------------------------------------------------------------------------------
     def freeze(self) -> "Backbone":
@@ -184,6 +192,13 @@ def _is_hrnet(name: str) -> bool:
 def _create_features_model(name: str, download: bool) -> nn.Module:
     kwargs = _timm_kwargs(name)
     try:
+        if is_plain_vit(name):
+            return ViTFeaturePyramid(name, pretrained=download)
+        try:  # any input size for models that support it (Swin, ...): windows are padded
+            return timm.create_model(name, pretrained=download, dynamic_img_size=True, **kwargs)
+        except TypeError as e:
+            if "dynamic_img_size" not in str(e):
+                raise
         return timm.create_model(name, pretrained=download, **kwargs)
     except UflError:
         raise
@@ -215,6 +230,9 @@ def _load_weights_file(model: nn.Module, name: str, path: Path) -> None:
                        f"use a safetensors or torch state-dict file") from None
     if state and all(k.startswith("model.") for k in state):  # saved from a ufl Backbone
         state = {k[len("model."):]: v for k, v in state.items()}
+    if isinstance(model, ViTFeaturePyramid):
+        model.load_weights(state, path)
+        return
 
     expected = model.state_dict()
     with torch.device("meta"):  # the full model's key names only, without allocating its weights

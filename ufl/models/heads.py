@@ -78,8 +78,11 @@ class MultiTaskModel(nn.Module):
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of (B, C, h, w) to ``size`` = (H, W) (``align_corners=False``); no-op if equal."""
-    size = (int(size[0]), int(size[1]))
+    """Bilinear resize of (B, C, h, w) to ``size`` = (H, W) (``align_corners=False``); no-op if equal.
+
+    Symbolic sizes (``torch.export``, as ``ufl export --dynamic`` traces) stay symbolic: ``int()``
+    would fix the traced graph to the example's size."""
+    size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in size[:2])
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

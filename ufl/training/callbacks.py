@@ -20,7 +20,8 @@ from .. import distributed
 from ..checkpoint import save_checkpoint
 from .trainer import Callback, Trainer, TrainState
 
-__all__ = ["ProgressBar", "Validation", "Checkpointer", "JsonLog", "TensorBoardLog", "format_metrics", "format_loss"]
+__all__ = ["ProgressBar", "Validation", "Checkpointer", "JsonLog", "TensorBoardLog", "format_metrics", "format_loss",
+           "require_tensorboard", "tensorboard_writer"]
 
 
 def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
@@ -117,9 +118,9 @@ class JsonLog(Callback):
                 f.write(json.dumps(state.history[-1]) + "\n")
 
 
-def tensorboard_writer(log_dir: str | Path):
-    """A :class:`torch.utils.tensorboard.SummaryWriter` writing into ``log_dir``; without the optional
-    ``tensorboard`` package one clear error saying how to install it."""
+def require_tensorboard():
+    """:class:`torch.utils.tensorboard.SummaryWriter`; without the optional ``tensorboard`` package
+    one clear error saying how to install it (call early, before hours of work)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -127,8 +128,14 @@ def tensorboard_writer(log_dir: str | Path):
 
         raise UflError("--log-dir writes TensorBoard events, which needs the tensorboard package: "
                        "pip install 'ufl[tensorboard]' (or pip install tensorboard)") from None
+    return SummaryWriter
+
+
+def tensorboard_writer(log_dir: str | Path):
+    """A :class:`torch.utils.tensorboard.SummaryWriter` writing into ``log_dir`` (created)."""
+    writer_class = require_tensorboard()
     Path(log_dir).mkdir(parents=True, exist_ok=True)
-    return SummaryWriter(log_dir=str(log_dir))
+    return writer_class(log_dir=str(log_dir))
 
 
 class TensorBoardLog(Callback):

@@ -32,12 +32,14 @@ from tqdm.auto import tqdm
 
 from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWriter, atomic_cache,
                            create_shard_writer, join_shards, label_storage_dtype, partial_path, shard_path)
+from feature_cache.errors import CacheBusyError, FeatureCacheError
 
 from .. import distributed
 from ..datasets import DATASETS, RECIPES, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
 from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device
 from ..taskspec import TaskSpec
+from .doctor import remove_stale
 from .folders import dataset_kind, is_folder, merge_specs, resolve_dataset
 from .manifest import now
 from .targets import add_targets, cached_tasks, remove_target_files
@@ -128,13 +130,15 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
                    size: Sequence[int] | None = None, views: int = 1, specs: Sequence[TaskSpec] | None = None,
                    device: str = "auto", batch_size: int = 16, workers: int | None = None,
                    overwrite: bool = False, storage: str = "float16", compression: str | None = None,
-                   seed: int = 0, progress: bool = True, dataset_name: str | None = None) -> list[CacheResult]:
+                   seed: int = 0, progress: bool = True, force: bool = False,
+                   dataset_name: str | None = None) -> list[CacheResult]:
     """Cache ``dataset``'s ``splits`` (training splits with ``views`` views, ``val`` with one).
 
     ``dataset`` is ``nyud``, ``pascal``, or ``folder`` with ``root`` and/or ``dataset_name``
     (or a folder dataset's name): see :func:`ufl.workspace.folders.resolve_dataset`. A split
     already cached gets the targets of the tasks it lacks in target files beside it.
-    """
+    ``overwrite`` of a cache that registered tasks were evaluated on (their ``eval.cache``) needs
+    ``force``: their metrics at registration were measured on it."""
     device = resolve_device(device)
     distributed.init_distributed(device)
     dataset = resolve_dataset(ws, dataset, root, dataset_name)
@@ -144,6 +148,8 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
     if known.get("size") and tuple(known["size"]) != size and not overwrite:
         raise WorkspaceError(f"the workspace caches {dataset} at {known['size'][0]}x{known['size'][1]}; use that "
                              f"--size, or --overwrite to re-cache at {size[0]}x{size[1]} (then re-cache every split)")
+    if overwrite and not force:
+        _refuse_overwriting_eval_caches(ws, dataset, splits, views)
     backbone = ws.backbone(device)
     precision = Precision("cuda", torch.float16) if device.type == "cuda" else None
     results = []
@@ -166,6 +172,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     key = ws.cache_key(dataset, split, views)
     path = ws.cache_file(dataset, split, views)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, f".{path.name}.*.creating")  # skeletons of runs killed while creating them
     record = ws.read()["caches"].get(key)
     if path.exists() and record is not None and not overwrite:
         try:
@@ -202,7 +209,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     if world > 1:
         writer = create_shard_writer(target, rank, world, **kwargs)
     else:
-        writer = FeatureCacheWriter.create(target, **kwargs)
+        writer = _create_writer(target, overwrite, kwargs)
     todo = [int(i) for i in writer.missing_indices()]
     started = time.perf_counter()
     loader = DataLoader(Subset(rows, todo), batch_size=batch_size, shuffle=False, **loader_kwargs(device, workers))
@@ -243,6 +250,37 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     return CacheResult(key, path, len(rows), len(todo), elapsed)
 
 
+def _refuse_overwriting_eval_caches(ws, dataset: str, splits: Sequence[str], views: int) -> None:
+    """A :class:`WorkspaceError` when ``--overwrite`` would replace a registered cache that registered
+    tasks were evaluated on (without ``--force``)."""
+    caches = ws.read()["caches"]
+    for split in splits:
+        key = ws.cache_key(dataset, split, 1 if split == "val" else views)
+        if key not in caches:
+            continue
+        users = sorted(name for name, record in ws.tasks.items() if record["eval"].get("cache") == key)
+        if users:
+            raise WorkspaceError(f"the {key} cache is the one registered task(s) {', '.join(users)} were evaluated on; "
+                                 f"--overwrite would change what `ufl evaluate` compares them against: pass --force "
+                                 f"to rebuild it anyway (at another --size, re-register them afterwards with "
+                                 f"`ufl add-task NAME --replace`), or remove those tasks first")
+
+
+def _create_writer(target: Path, overwrite: bool, kwargs: dict[str, Any]) -> FeatureCacheWriter:
+    """The writer of one split; with ``overwrite``, a partial rebuild left by an earlier killed
+    ``--overwrite`` is resumed when it fits this run, else discarded and started again."""
+    try:
+        return FeatureCacheWriter.create(target, **kwargs)
+    except CacheBusyError:
+        raise
+    except FeatureCacheError as e:
+        if not overwrite:
+            raise
+        log.info("%s: a rebuild left by an earlier run does not fit this one (%s); starting it again", target,
+                 str(e).splitlines()[0])
+        return FeatureCacheWriter.create(target, overwrite=True, **kwargs)
+
+
 def _scales(backbone, size) -> list[tuple[int, int, int]]:
     return [(c, size[0] // s, size[1] // s) for c, s in zip(backbone.channels, backbone.strides)]
 
@@ -274,4 +312,4 @@ def require_cache(ws, dataset: str, split: str, views: int | None = None) -> tup
     if record is None:
         raise CacheError(f"no {dataset}/{split} feature cache in workspace {ws.root}; run "
                          f"`ufl cache-features --dataset {dataset} --split {split}`")
-    return record, ws.root / record["file"]
+    return record, ws.cache_path(record)

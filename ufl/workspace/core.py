@@ -30,28 +30,44 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
+from safetensors import SafetensorError
 
 from ..checkpoint import load_checkpoint
 from ..errors import UflError, WorkspaceError
-from ..io import load_weights, save_weights
+from ..io import json_safe, load_weights, save_weights
 from ..models import Backbone, MedusaHead
 from ..models.backbone import DEFAULT_BACKBONE
+from ..models.medusa import read_head_metadata
 from ..provenance import backbone_note, describe_init, training_data
-from ..taskspec import TaskSpec
+from ..taskspec import TaskSpec, check_task_name
 from .manifest import MANIFEST, Manifest, now
 
-__all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE"]
+__all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE", "file_sha256", "RESCUE_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "ufl-workspace"
 BACKBONE_FILE = "backbone.safetensors"
 _WORKSPACE_ENTRIES = {MANIFEST, BACKBONE_FILE, "heads", "caches", ".workspace.lock"}
+HEADS = "heads"
+CACHES = "caches"
+RESCUE_PREFIX = "ufl-rescued-head-"
+REMOVING = ".removing"
+"""Suffix of a head file being deleted by ``remove-task`` (renamed first, so a failure changes nothing)."""
 
 
 def resolve_workspace(path: str | os.PathLike | None) -> Path:
     """``--workspace`` / ``$UFL_WORKSPACE`` / ``./ufl-workspace``."""
     return Path(path or os.environ.get("UFL_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+def check_folder(root: Path) -> None:
+    """One clear error when ``root`` or a folder above it exists as something else than a folder
+    (``--workspace notes.txt/ws``)."""
+    for folder in (root, *root.parents):
+        if folder.exists() and not folder.is_dir():
+            raise WorkspaceError(f"workspace path {root}: {folder} is a file, not a folder; choose another "
+                                 f"--workspace")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -70,10 +86,9 @@ def _staging(root: Path) -> Iterator[Path]:
     manifest only once the workspace is complete, and a failed or killed ``ufl init`` never
     blocks its retry (a killed one leaves only the hidden ``.NAME.*.creating`` folder)."""
     root = Path(root)
+    check_folder(root)
     if (root / MANIFEST).exists():
         raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
-    if root.exists() and not root.is_dir():
-        raise WorkspaceError(f"--workspace {root} is a file; choose a folder")
     clash = sorted(p.name for p in root.iterdir() if p.name in _WORKSPACE_ENTRIES) if root.is_dir() else []
     if clash:
         raise WorkspaceError(f"{root} holds {', '.join(clash)} but no {MANIFEST} (not a workspace); remove them or "
@@ -96,6 +111,14 @@ def _staging(root: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def os_error_text(error: BaseException) -> str:
+    """``[Errno 28] No space left on device: 'path'`` -> ``no space left on device (path)``."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror[0].lower() + error.strerror[1:]
+        return f"{text}: {error.filename}" if error.filename else text
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class Workspace:
@@ -213,7 +236,7 @@ class Workspace:
         if self._backbone is None:
             record = self.read()["backbone"]
             backbone = Backbone.from_config(record["config"])
-            state = load_weights(self.root / record["weights"])
+            state = load_weights(self.inside(record["weights"], "backbone weights"))
             try:
                 backbone.model.load_state_dict(state, strict=True)
             except RuntimeError as e:
@@ -226,17 +249,42 @@ class Workspace:
             self._backbone = backbone.freeze().to(memory_format=torch.channels_last)
         return self._backbone.to(device)
 
-    def head(self, name: str, device: str | torch.device = "cpu") -> MedusaHead:
-        """A registered task's head (its file checked against the recorded hash)."""
-        record = self.task(name)
-        path = self.root / record["head"]
+    def inside(self, relative: Any, what: str, folder: str | None = None) -> Path:
+        """``ROOT/relative`` resolved (symbolic links followed), when it lies inside the workspace
+        (inside ``ROOT/folder`` when given); a path read from the manifest that is absolute or leads
+        out (``../victim.txt``) is one clear :class:`WorkspaceError`, and nothing is touched."""
+        base = (self.root / folder if folder else self.root).resolve()
+        if not isinstance(relative, str) or not relative or os.path.isabs(relative) or "\0" in relative:
+            raise WorkspaceError(f"{what} path {relative!r} in {self.manifest.path} is not a path relative to the "
+                                 f"workspace; the manifest was edited or damaged: restore it (`ufl doctor` lists "
+                                 f"what is wrong)")
+        path = (self.root / relative).resolve()
+        if path == base or not path.is_relative_to(base):
+            raise WorkspaceError(f"{what} path {relative!r} in {self.manifest.path} leads outside {base}; refusing to "
+                                 f"use it: the manifest was edited or damaged, restore it (`ufl doctor` lists what "
+                                 f"is wrong)")
+        return path
+
+    def head_file(self, name: str, record: Mapping[str, Any] | None = None) -> Path:
+        """Where task ``name``'s head file is (inside ``ROOT/heads``, else a :class:`WorkspaceError`)."""
+        record = self.task(name) if record is None else record
+        return self.inside(record["head"], f"head file of task {name!r}", HEADS)
+
+    def checked_head_file(self, name: str, record: Mapping[str, Any] | None = None) -> Path:
+        """:meth:`head_file`, present and matching the recorded sha256 (else a :class:`WorkspaceError`)."""
+        path = self.head_file(name, record)
+        record = self.task(name) if record is None else record
         if not path.is_file():
             raise WorkspaceError(f"head file of task {name!r} is missing: {path}; re-add the task with "
                                  f"`ufl add-task {name} --replace`")
         if file_sha256(path) != record["head_sha256"]:
             raise WorkspaceError(f"head file of task {name!r} ({path}) does not match its recorded hash; "
                                  f"it was changed or damaged: re-add the task with --replace")
-        return MedusaHead.load(path, device=device).eval()
+        return path
+
+    def head(self, name: str, device: str | torch.device = "cpu") -> MedusaHead:
+        """A registered task's head (its file checked against the recorded hash)."""
+        return MedusaHead.load(self.checked_head_file(name), device=device).eval()
 
     # -- caches ---------------------------------------------------------------------------------
     @staticmethod
@@ -250,6 +298,11 @@ class Workspace:
         """Registered caches, optionally of one dataset and split: ``{key: record}``."""
         return {k: v for k, v in self.read()["caches"].items()
                 if (dataset is None or v["dataset"] == dataset) and (split is None or v["split"] == split)}
+
+    def cache_path(self, record: Mapping[str, Any]) -> Path:
+        """The file of a cache record (inside ``ROOT/caches``, else a :class:`WorkspaceError`)."""
+        key = self.cache_key(record.get("dataset"), record.get("split"), record.get("views"))
+        return self.inside(record["file"], f"cache file of {key}", CACHES)
 
     def find_cache(self, dataset: str, split: str, views: int | None = None) -> dict[str, Any] | None:
         """The cache record of ``dataset``/``split`` (with ``views`` views, or the most views)."""
@@ -270,34 +323,128 @@ class Workspace:
 
     def register(self, name: str, head: MedusaHead, record: Mapping[str, Any], replace: bool = False) -> None:
         """Save ``head`` and add ``record`` (spec, dataset, training, eval, registered metrics) to the
-        manifest, atomically; with ``replace`` an existing task's head and record are swapped."""
+        manifest, atomically; with ``replace`` an existing task's head and record are swapped.
+
+        The head is saved and registered under the workspace lock (so ``ufl doctor --fix`` never
+        takes it for an orphan). When it cannot be saved or registered (a full disk, a read-only
+        folder), the trained head is kept in a rescue file (see :meth:`rescue_head`) whose path the
+        error names, so the training is not lost; :meth:`register_rescued` registers it later.
+        """
+        check_task_name(name)
         if name in self.tasks and not replace:
             raise WorkspaceError(f"task {name!r} is already registered; pass --replace to train it again")
         path = self.new_head_path(name)
-        head.save(path, extra={"task": name, "fingerprint": self.fingerprint})
         old = None
-        try:
-            with self.manifest.update() as manifest:
-                if name in manifest["tasks"] and not replace:
-                    raise WorkspaceError(f"task {name!r} was registered meanwhile; pass --replace")
-                old = manifest["tasks"].get(name)
-                manifest["tasks"][name] = {**record, "head": str(path.relative_to(self.root)),
-                                           "head_sha256": file_sha256(path), "fingerprint": self.fingerprint,
-                                           "registered_at": now()}
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        if old is not None:
-            (self.root / old["head"]).unlink(missing_ok=True)
+        with self.manifest.locked():
+            for stale in (self.root / HEADS).glob(".*.tmp"):  # heads are written under the lock only:
+                stale.unlink(missing_ok=True)                   # these are an interrupted run's leftovers
+            try:
+                head.save(path, extra={"task": name, "fingerprint": self.fingerprint})
+                with self.manifest.update() as manifest:
+                    if name in manifest["tasks"] and not replace:
+                        raise WorkspaceError(f"task {name!r} was registered meanwhile; pass --replace")
+                    old = manifest["tasks"].get(name)
+                    manifest["tasks"][name] = {**record, "head": str(path.relative_to(self.root)),
+                                               "head_sha256": file_sha256(path), "fingerprint": self.fingerprint,
+                                               "registered_at": now()}
+            except (OSError, SafetensorError) as e:
+                path.unlink(missing_ok=True)
+                rescued = self.rescue_head(name, head, record)
+                kept = (f"the trained head is kept in {rescued}: fix that, then register it with "
+                        f"`ufl register-rescued {rescued}`" if rescued else
+                        "no folder could hold the trained head either, so the training is lost")
+                raise WorkspaceError(f"could not save the head of task {name!r} in {path.parent} "
+                                     f"({os_error_text(e)}); {kept}") from None
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            if old is not None:
+                self._delete_head(name, old, strict=False)
 
-    def remove_task(self, name: str) -> None:
-        """Unregister ``name`` and delete its head file; other tasks are untouched."""
-        with self.manifest.update() as manifest:
-            if name not in manifest["tasks"]:
+    def rescue_head(self, name: str, head: MedusaHead, record: Mapping[str, Any]) -> Path | None:
+        """Save a trained head that could not be registered, with its task name, backbone fingerprint
+        and record in the metadata, as ``ufl-rescued-head-NAME-XXXX.safetensors`` in the system's temp
+        folder (else the workspace, else the home folder); its path, or None when none could hold it."""
+        extra = {"task": name, "fingerprint": self.fingerprint, "record": json.dumps(json_safe(dict(record)))}
+        for folder in (Path(tempfile.gettempdir()), self.root, Path.home()):
+            target = folder / f"{RESCUE_PREFIX}{name}-{secrets.token_hex(4)}.safetensors"
+            try:
+                head.save(target, extra=extra)
+            except (OSError, SafetensorError) as e:
+                log.debug("could not rescue the head of %s in %s: %s", name, folder, e)
+                continue
+            log.warning("the trained head of %s is kept in %s", name, target)
+            return target
+        return None
+
+    def register_rescued(self, file: str | os.PathLike, replace: bool = False) -> str:
+        """Register a head kept by :meth:`rescue_head` (``ufl register-rescued FILE``) under its task
+        name, with the record it was trained with; the rescue file is deleted once registered.
+        Returns the task name."""
+        file = Path(file)
+        metadata = read_head_metadata(file)
+        name, fingerprint = metadata.get("task"), metadata.get("fingerprint")
+        if "record" not in metadata or name is None:
+            raise WorkspaceError(f"{file} is not a rescued head (no task record in its metadata)")
+        if fingerprint != self.fingerprint:
+            raise WorkspaceError(f"{file} was trained on another backbone (fingerprint {str(fingerprint)[:12]}) than "
+                                 f"workspace {self.root} ({self.fingerprint[:12]}); use the workspace it came from")
+        try:
+            record = json.loads(metadata["record"])
+        except json.JSONDecodeError as e:
+            raise WorkspaceError(f"{file}: its task record is not valid JSON ({e})") from None
+        self.register(name, MedusaHead.load(file), record, replace=replace)
+        file.unlink(missing_ok=True)
+        return name
+
+    def _delete_head(self, name: str, record: Mapping[str, Any], strict: bool = True) -> None:
+        """Delete a head file once it is unregistered, only when it lies inside ``heads/`` and matches
+        its recorded hash; otherwise raise (``strict``) or leave it and log why."""
+        try:
+            path = self.head_file(name, record)
+            if path.is_file() and file_sha256(path) != record["head_sha256"]:
+                raise WorkspaceError(f"the old head file of task {name!r} ({path}) does not match its recorded "
+                                     f"hash, so it is not deleted (`ufl doctor` lists it)")
+            path.unlink(missing_ok=True)
+        except (WorkspaceError, OSError) as e:
+            if strict:
+                raise
+            log.warning("%s", e)
+
+    def remove_task(self, name: str, keep_file: bool = False) -> None:
+        """Unregister ``name`` and delete its head file (``keep_file``: leave the file); other tasks are
+        untouched.
+
+        The head file is checked first (inside ``heads/``, matching its recorded sha256: a manifest
+        pointing elsewhere deletes nothing) and renamed aside before the task is unregistered, so a
+        folder that refuses the deletion leaves the task registered and its file in place.
+        """
+        with self.manifest.locked():
+            tasks = self.tasks
+            if name not in tasks:
+                check_task_name(name)
                 raise WorkspaceError(f"task {name!r} is not registered in {self.root}; registered: "
-                                     f"{', '.join(sorted(manifest['tasks'])) or 'none'}")
-            record = manifest["tasks"].pop(name)
-        (self.root / record["head"]).unlink(missing_ok=True)
+                                     f"{', '.join(sorted(tasks)) or 'none'}")
+            record = tasks[name]
+            path = aside = None
+            if not keep_file:
+                path = self.head_file(name, record)
+                if path.is_file():
+                    if file_sha256(path) != record["head_sha256"]:
+                        raise WorkspaceError(
+                            f"head file of task {name!r} ({path}) does not match its recorded hash, so it is not "
+                            f"deleted; `ufl remove-task {name} --keep-file` unregisters the task and keeps the file")
+                    aside = path.with_name(f".{path.name}{REMOVING}")
+                    os.replace(path, aside)  # refused (read-only folder): nothing has changed yet
+            try:
+                with self.manifest.update() as manifest:
+                    manifest["tasks"].pop(name, None)
+            except BaseException:
+                if aside is not None:
+                    os.replace(aside, path)
+                raise
+            if aside is not None:
+                aside.unlink(missing_ok=True)
 
     # -- the pipeline (implemented in sibling modules) --------------------------------------------
     def cache_features(self, dataset: str, splits: Sequence[str] = ("train", "val"), **options: Any):
@@ -329,6 +476,12 @@ class Workspace:
         from .predict import visualize
 
         return visualize(self, out, **options)
+
+    def doctor(self, fix: bool = False):
+        """Check this workspace; with ``fix`` remove its litter (see :func:`ufl.workspace.doctor.doctor`)."""
+        from .doctor import doctor
+
+        return doctor(self.root, fix=fix)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r}, tasks={sorted(self.tasks)})"

@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader
 
+from ..errors import CacheError, UflError
 from ..evaluation import evaluate
-from ..errors import UflError
 from ..io import json_safe
 from ..metrics import delta_m
 from ..runtime import cudnn_exact, resolve_device, torch_threads
@@ -30,7 +30,7 @@ from .targets import open_cache
 from .views import ViewDataset, backbone_features
 
 __all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
-           "evaluation_table", "plot_evaluation", "format_all_metrics"]
+           "evaluation_table", "plot_evaluation", "format_all_metrics", "check_val_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,12 @@ def eval_threads(device: str | torch.device) -> int | None:
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
                  online: bool | None = None, threads: int | None = None,
-                 with_details: bool = False) -> dict[str, float]:
+                 with_details: bool = False, size: Sequence[int] | None = None) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
-    ``threads`` intra-op threads when given (see :func:`eval_threads`). With ``with_details`` the
-    dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`)."""
+    ``threads`` intra-op threads when given (see :func:`eval_threads`); online at ``size`` (the
+    size the task was registered at) when given, else at the workspace's size for the dataset.
+    With ``with_details`` the dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`)."""
     device = resolve_device(device)
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
@@ -94,7 +95,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
-            folder, size = resolve_data(ws, dataset, None, None, None)
+            folder, size = resolve_data(ws, dataset, None, None, size)
             # the cache's task set, so dataset rules that depend on it (PASCAL parts' ignore rule) match
             rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
             loader = DataLoader(rows, batch_size=batch_size, shuffle=False)
@@ -125,12 +126,16 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         ws.task(name)  # one clear error for an unknown name
     results: dict[str, dict[str, Any]] = {}
     for name in names:
+        if not online:
+            check_val_cache(ws, name, registered[name])
+    for name in names:
         record = registered[name]
         spec = ws.spec(name)
         evaluation = record.get("eval", {})
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"), with_details=all_metrics)
+                               threads=evaluation.get("threads"), with_details=all_metrics,
+                               size=evaluation.get("size"))
         details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
@@ -143,6 +148,27 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
             score = delta_m(covered, {n: references[n] for n in covered},
                             higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
     return Evaluation(results, score)
+
+
+def check_val_cache(ws, name: str, record: Mapping[str, Any]) -> None:
+    """Refuse (:class:`CacheError`) to evaluate task ``name`` on a val cache of another input size or
+    backbone fingerprint than it was registered with: its metrics would not be comparable."""
+    dataset = record["dataset"]
+    cache = ws.find_cache(dataset, "val", 1)
+    if cache is None:
+        return  # evaluated online, at the registered size
+    registered_size = [int(v) for v in record["eval"]["size"]]
+    fix = (f"re-cache it as registered (`ufl cache-features --dataset {dataset} --split val --size "
+           f"{registered_size[0]}x{registered_size[1]} --overwrite --force`), or re-register the task "
+           f"(`ufl add-task {name} --replace`)")
+    if [int(v) for v in cache["size"]] != registered_size:
+        raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) is at {cache['size'][0]}x{cache['size'][1]} "
+                         f"but task {name!r} was registered at {registered_size[0]}x{registered_size[1]}; {fix}")
+    for fingerprint in (cache.get("fingerprint"), record.get("fingerprint")):
+        if fingerprint is not None and fingerprint != ws.fingerprint:
+            raise CacheError(f"the {dataset}/val cache ({ws.cache_path(cache)}) or task {name!r} comes from another "
+                             f"backbone (fingerprint {str(fingerprint)[:12]}) than workspace {ws.root} "
+                             f"({ws.fingerprint[:12]}); {fix}")
 
 
 def _per_class(details: Mapping[str, list[float]], spec: TaskSpec, dataset: str, name: str) -> dict[str, dict]:

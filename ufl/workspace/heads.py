@@ -11,7 +11,6 @@ every earlier task keeps its exact predictions.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..io import json_safe
 from ..losses import MultiTaskLoss
 from ..models import build_head
 from ..runtime import loader_kwargs, precision_for, resolve_device
-from ..taskspec import TaskSpec, builtin_specs, resolve_spec
+from ..taskspec import TaskSpec, builtin_specs, check_task_name, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
 from ..training.priors import start_at_prior
@@ -105,6 +104,8 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
         raise WorkspaceError(f"task {key!r} is already registered in {ws.root}; pass --replace to train it "
                              f"again (other tasks are not affected), or --as NAME to register another head "
                              f"for it (e.g. --as {key}_2)")
+    if key in registered:
+        ws.head_file(key, registered[key])  # a record pointing outside heads/ is refused before training
     if not spec.supports(dataset):
         raise SpecError(f"task {name!r} is not defined on dataset {dataset!r} (it is defined on: "
                         f"{', '.join(spec.datasets())}); pick one of those or give a --spec")
@@ -173,12 +174,10 @@ def _registration_name(registered: Mapping[str, Any], register_as: str | None, t
             return task
         log.info("%s is registered for %s; this head for %s is registered as %s_%s (--as NAME to choose)",
                  task, record["dataset"], dataset, dataset, task)
-        return f"{dataset}_{task}"
+        return check_task_name(f"{dataset}_{task}", "registration name (choose one with --as NAME)")
     if register_as == task:
         return task
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", register_as):
-        raise SpecError(f"--as {register_as!r}: use lower-case letters, digits and '_', starting with a letter "
-                        f"(e.g. {dataset}_{task})")
+    check_task_name(register_as, "--as")
     if register_as in builtin_specs():
         raise SpecError(f"--as {register_as!r} is the name of the built-in task {register_as!r}; choose another "
                         f"(e.g. {dataset}_{task})")
@@ -204,7 +203,7 @@ def _ensure_caches(ws, spec: TaskSpec, dataset: str, views, data_root, root, siz
     val = ws.find_cache(dataset, "val", 1)
     for record in (train, val):
         if spec.name not in cached_tasks(record):
-            raise CacheError(f"the {dataset}/{record['split']} cache ({ws.root / record['file']}) holds no targets "
+            raise CacheError(f"the {dataset}/{record['split']} cache ({ws.cache_path(record)}) holds no targets "
                              f"for {spec.name!r}; add them with `ufl cache-features --dataset folder --dataset-name "
                              f"{dataset} --spec FILE.yaml`")
     if tuple(train["size"]) != tuple(val["size"]):
@@ -215,7 +214,7 @@ def _ensure_caches(ws, spec: TaskSpec, dataset: str, views, data_root, root, siz
 
 def _fits_in_memory(ws, record) -> bool:
     """Hold a training cache in RAM when it takes under a quarter of the free memory."""
-    path = ws.root / record["file"]
+    path = ws.cache_path(record)
     try:
         return path.stat().st_size < available_memory_bytes() // 4
     except OSError:

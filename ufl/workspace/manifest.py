@@ -19,12 +19,18 @@ from filelock import FileLock, Timeout
 from ..errors import WorkspaceError
 from ..io import read_json, write_json
 
-__all__ = ["Manifest", "SCHEMA_VERSION", "MANIFEST", "now"]
+__all__ = ["Manifest", "SCHEMA_VERSION", "MANIFEST", "LOCK", "TASK_KEYS", "CACHE_KEYS", "now"]
 
 SCHEMA_VERSION = 1
 MANIFEST = "workspace.json"
 LOCK = ".workspace.lock"
 _REQUIRED = {"schema_version": int, "backbone": dict, "tasks": dict, "caches": dict, "data": dict}
+_BACKBONE_KEYS = {"config": dict, "fingerprint": str, "weights": str, "channels": list}
+# What every task record must hold, and of which type; other keys are allowed (optional ones such
+# as "source", "training", "role" or "registered_at", and any a later version adds).
+TASK_KEYS = {"spec": dict, "dataset": str, "head": str, "head_sha256": str, "fingerprint": str, "eval": dict,
+             "registered": dict}
+CACHE_KEYS = {"file": str, "dataset": str, "split": str, "views": int, "size": list}
 
 
 def now() -> str:
@@ -83,6 +89,30 @@ class Manifest:
             if not isinstance(data.get(key), kind):
                 raise WorkspaceError(f"workspace manifest {self.path} is corrupt: {key!r} is missing or not "
                                      f"a {kind.__name__}")
+        fix = "restore workspace.json from a backup, or delete that entry from it (then `ufl doctor`)"
+        self._check_record(data["backbone"], _BACKBONE_KEYS, "the backbone record", fix)
+        for name, record in data["tasks"].items():
+            self._check_record(record, TASK_KEYS, f"the record of task {name!r}", fix)
+            size = record["eval"].get("size")
+            if not (isinstance(size, list) and len(size) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+                raise WorkspaceError(f"workspace manifest {self.path} is corrupt: the record of task {name!r} has "
+                                     f"eval.size {size!r}, not [H, W]; {fix}")
+        for key, record in data["caches"].items():
+            self._check_record(record, CACHE_KEYS, f"the record of cache {key!r}", fix)
+
+    def _check_record(self, record: Any, keys: dict[str, type], what: str, fix: str) -> None:
+        """One clear error when ``record`` is not a dict holding ``keys`` with their types (extra
+        keys are fine)."""
+        if not isinstance(record, dict):
+            raise WorkspaceError(f"workspace manifest {self.path} is corrupt: {what} is not an object; {fix}")
+        for key, kind in keys.items():
+            if key not in record:
+                raise WorkspaceError(f"workspace manifest {self.path} is corrupt: {what} lacks {key!r}; {fix}")
+            value = record[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise WorkspaceError(f"workspace manifest {self.path} is corrupt: {what} has {key!r} of type "
+                                     f"{type(value).__name__}, not {kind.__name__}; {fix}")
 
     # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -113,6 +143,8 @@ class Manifest:
         """Yield a copy of the current manifest to change; it is written when the block ends
         without an exception (and discarded otherwise)."""
         with self.locked():
+            for stale in self.root.glob(f".{MANIFEST}.*.tmp"):  # only lock holders write these: a crash's
+                stale.unlink(missing_ok=True)                    # leftovers, never a running write
             data = copy.deepcopy(self.read())
             yield data
             self.validate(data)

@@ -98,7 +98,9 @@ def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, tasks: Sequence[str] | None = None,
             attention: bool = False, raw: bool = False, device: str = "auto") -> dict[str, dict[str, Path]]:
     """Predict ``tasks`` (default: all registered) on image files (a folder: each image in it); write
-    PNGs under ``out/<image stem>/``.
+    PNGs under ``out/<image stem>/`` (see :func:`output_names` for images that share a stem:
+    ``a/x.jpg`` and ``b/x.png`` go to ``out/a_x/`` and ``out/b_x/``, never both to ``out/x/``; a
+    file given twice is predicted once).
 
     Each image is resized to the size the tasks were trained at, and the predictions are resized
     back to the image's own size. With ``attention`` the per-scale SFA and MSA maps are written
@@ -110,11 +112,11 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     groups = {size: _load_heads(ws, names, device) for size, names in _task_groups(ws, tasks).items()}
     written: dict[str, dict[str, Path]] = {}
     scales = len(ws.read()["backbone"]["channels"])
-    for file in image_files(images):
+    for file, name in output_names(image_files(images)).items():
         rgb = read_image(file)
         height, width = rgb.shape[:2]
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)[None]
-        folder = out / file.stem
+        folder = out / name
         record: dict[str, Path] = {}
         rows = []
         for size, heads in groups.items():
@@ -141,6 +143,42 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         written[str(file)] = record
         log.debug("%s: %d task(s) -> %s", file, len(rows), folder)  # the CLI prints the result
     return written
+
+
+def output_names(images: Sequence[str | os.PathLike]) -> dict[Path, str]:
+    """``{image file: its output folder name}``: the file's stem, unless another image has the same
+    one; then the stem prefixed by as many parent folders as it takes (``a/x.jpg``, ``b/x.png`` ->
+    ``a_x``, ``b_x``), and for files of one folder the name with its suffix (``x_jpg``, ``x_png``).
+    The same file given twice (by any path) is listed once; names that stay ambiguous are refused."""
+    files: dict[Path, Path] = {}
+    for image in images:
+        files.setdefault(Path(image).resolve(), Path(image))
+
+    def candidates(path: Path) -> list[str]:
+        parents = [p.name for p in path.parents if p.name]
+        names = []
+        for leaf in (path.stem, path.name.replace(".", "_")):
+            names += ["_".join([*reversed(parents[:depth]), leaf]) for depth in range(len(parents) + 1)]
+        return names
+
+    options = {resolved: candidates(resolved) for resolved in files}
+    level = dict.fromkeys(files, 0)
+    while True:
+        current = {r: options[r][min(level[r], len(options[r]) - 1)] for r in files}
+        by_name: dict[str, list[Path]] = {}
+        for resolved, name in current.items():
+            by_name.setdefault(name, []).append(resolved)
+        clashes = [group for group in by_name.values() if len(group) > 1]
+        if not clashes:
+            return {files[r]: name for r, name in current.items()}
+        if all(level[r] >= len(options[r]) - 1 for group in clashes for r in group):
+            from ..errors import WorkspaceError
+
+            raise WorkspaceError(f"images {', '.join(str(files[r]) for r in clashes[0])} would share the output "
+                                 f"folder {current[clashes[0][0]]!r}; rename one or predict them in separate runs")
+        for group in clashes:
+            for resolved in group:
+                level[resolved] += 1
 
 
 def _attention_labels(scales: int) -> list[str]:

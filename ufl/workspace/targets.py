@@ -29,7 +29,8 @@ from ..taskspec import TaskSpec
 from .manifest import now
 from .views import VIEW_PARAMS, ViewDataset
 
-__all__ = ["cached_tasks", "open_cache", "add_targets", "target_file", "CacheRows"]
+__all__ = ["cached_tasks", "open_cache", "add_targets", "target_file", "target_path", "remove_target_files",
+           "CacheRows"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,13 @@ log = logging.getLogger(__name__)
 def cached_tasks(record: dict[str, Any]) -> list[str]:
     """Every task whose targets a cache record holds: in the cache file, then in target files."""
     return [*record["tasks"], *(t for t in record.get("targets", {}) if t not in record["tasks"])]
+
+
+def target_path(ws, record: dict[str, Any], task: str) -> Path:
+    """The registered target file of ``task`` beside the cache of ``record`` (inside ``ROOT/caches``,
+    else a :class:`~ufl.errors.WorkspaceError`)."""
+    key = ws.cache_key(record.get("dataset"), record.get("split"), record.get("views"))
+    return ws.inside(record["targets"][task]["file"], f"{task} target file of {key}", "caches")
 
 
 def target_file(cache: Path, task: str) -> Path:
@@ -86,8 +94,8 @@ def open_cache(ws, record: dict[str, Any], tasks: Sequence[str], **options: Any)
     :class:`feature_cache.FeatureCacheDataset`, e.g. ``in_memory``)."""
     side_files = record.get("targets", {})
     own = [t for t in tasks if t in record["tasks"] or t not in side_files]
-    main = FeatureCacheDataset(ws.root / record["file"], ws.fingerprint, tasks=own, **options)
-    side = {t: FeatureCacheDataset(ws.root / side_files[t]["file"], ws.fingerprint, tasks=[t], **options)
+    main = FeatureCacheDataset(ws.cache_path(record), ws.fingerprint, tasks=own, **options)
+    side = {t: FeatureCacheDataset(target_path(ws, record, t), ws.fingerprint, tasks=[t], **options)
             for t in tasks if t not in own}
     return CacheRows(main, side) if side else main
 
@@ -98,7 +106,7 @@ def add_targets(ws, key: str, specs: Sequence[TaskSpec], dataset: str, base_fact
     and register them; return the tasks added. ``base_factory(specs)`` gives the split's dataset
     object with those tasks' targets."""
     record = ws.read()["caches"][key]
-    cache = ws.root / record["file"]
+    cache = ws.cache_path(record)
     with FeatureCacheReader(cache, ws.fingerprint) as reader:
         kwargs = reader.creation_kwargs()
         stored_params = reader.view_params_batch(np.arange(len(reader)))
@@ -135,7 +143,7 @@ def add_targets(ws, key: str, specs: Sequence[TaskSpec], dataset: str, base_fact
             writer.close()
         with ws.manifest.update() as manifest:
             manifest["caches"][key].setdefault("targets", {})[spec.name] = {
-                "file": str(path.relative_to(ws.root)), "created": now()}
+                "file": str(path.relative_to(ws.root.resolve())), "created": now()}
         log.debug("%s: %s targets added in %s (features unchanged)", key, spec.name, path)  # CLI prints it
         added.append(spec.name)
     return added
