@@ -93,6 +93,15 @@ def test_a_second_folder_dataset_and_a_second_task_leave_the_first_untouched(set
         assert record["tasks"] == ["colour4"] and set(record["targets"]) == {"foreground"}
         assert (ws.root / record["targets"]["foreground"]["file"]) == target_file(ws.root / record["file"], "foreground")
 
+    # doctor counts the target files as the caches' own (checked, not litter); probe reads them
+    from ufl.probe import probe_task
+    from ufl.workspace.doctor import doctor
+
+    report = doctor(ws.root)
+    assert report.ok and not [f for f in report.findings if ".targets-" in f.path], report.lines()
+    assert probe_task(ws, spec_file=specs["foreground"], dataset="mydata", images=4, pixels_per_image=16,
+                      store=False).task == "foreground"
+
     # the registered tasks of both datasets evaluate as registered; visualize draws both datasets
     result = _ok("evaluate", "--workspace", ws.root, "--all-tasks", "--json", "--device", "cpu")
     report = json.loads(result.stdout)

@@ -108,6 +108,12 @@ def _staging(root: Path) -> Iterator[Path]:
             for entry in entries:
                 os.replace(entry, target / entry.name)
             staging.rmdir()
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e.filename, (str, os.PathLike)) and Path(e.filename).is_relative_to(staging):
+            # name the file as the user will know it, inside --workspace
+            raise OSError(e.errno, e.strerror, str(root / Path(e.filename).relative_to(staging))) from None
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
