@@ -266,3 +266,25 @@ def test_trivial_depth_predictor_predicts_the_training_mean_through_the_activati
     prior = PriorPredictor({"depth": spec}, "nyud").fit(train)
     depth = postprocess("depth", prior({"depth": torch.zeros(2, 1, 3, 3)})["depth"])
     assert depth.shape == (2, 1, 3, 3) and torch.allclose(depth, torch.full_like(depth, 2.0))
+
+
+def test_multitask_loss_aux_only_tasks_get_deep_supervision_only():
+    # PAD-Net / MTI-Net with --aux normals,edges: no final output for the auxiliary tasks.
+    outputs, batch = _nyud_batch_and_outputs(initial=True)
+    for t in ("normals", "edges"):
+        del outputs[t]["out"]
+    specs = nyud_specs()
+    total, values = MultiTaskLoss(specs, "nyud")(outputs, batch)
+    weights = {"semseg": 1.0, "depth": 1.0, "normals": 10.0, "edges": 50.0}
+    expected = 0.0
+    for t, spec in specs.items():
+        up = F.interpolate(outputs[t]["initial"][0], size=(4, 6), mode="bilinear", align_corners=False)
+        deep = build_loss(spec)(activations.activate(spec.kind, up), batch[t])
+        final = (build_loss(spec)(activations.activate(spec.kind, outputs[t]["out"]), batch[t]) if "out" in outputs[t]
+                 else 0.0)
+        expected = expected + weights[t] * (final + deep)
+        if "out" not in outputs[t]:
+            assert torch.allclose(values[t], deep)  # logged: the deep-supervision loss
+    assert torch.allclose(total, expected)
+    with pytest.raises(KeyError, match="no final output"):
+        MultiTaskLoss(specs, "nyud", deep_supervision=False)(outputs, batch)

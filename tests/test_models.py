@@ -1,4 +1,4 @@
-"""Backbone, Medusa, the baselines and MTI-Net: shapes, contracts, freezing, persistence."""
+"""Backbone, Medusa, the baselines, MTAN, PAD-Net and MTI-Net: shapes, contracts, freezing, persistence."""
 
 from __future__ import annotations
 
@@ -264,7 +264,7 @@ def test_medusa_forward_features_matches_forward(hrnet):
 # -- every model through the registry ------------------------------------------------------------
 
 @pytest.mark.parametrize("backbone_name", sorted(BACKBONES))
-@pytest.mark.parametrize("name", ["medusa", "mt-baseline", "single-task", "mti-net"])
+@pytest.mark.parametrize("name", ["medusa", "mt-baseline", "single-task", "mti-net", "mtan", "pad-net"])
 def test_model_contract(name, backbone_name):
     backbone = make_backbone(backbone_name)
     # Two tasks on resnet18: MTI-Net's propagation modules there are N x 512 channels wide.
@@ -283,6 +283,8 @@ def test_model_contract(name, backbone_name):
         assert tuple(out[task]["out"].shape) == (2, n, SIZE, SIZE)
         if deep:
             assert [tuple(o.shape) for o in out[task]["initial"]] == [(2, n, SIZE // s, SIZE // s) for s in strides]
+        elif name == "pad-net":  # one scale: HRNet's fused features at stride 4
+            assert [tuple(o.shape) for o in out[task]["initial"]] == [(2, n, SIZE // 4, SIZE // 4)]
         else:
             assert "initial" not in out[task]
     model.eval()
@@ -291,7 +293,7 @@ def test_model_contract(name, backbone_name):
     assert all(set(v) == {"out"} and tuple(v["out"].shape[-2:]) == (40, 48) for v in out.values())
 
 
-@pytest.mark.parametrize("name", ["medusa", "mti-net", "mt-baseline"])
+@pytest.mark.parametrize("name", ["medusa", "mti-net", "mt-baseline", "mtan", "pad-net"])
 def test_odd_input_sizes(name):
     torch.manual_seed(0)
     model = build_model(name, make_backbone("resnet18"), {"depth": 1, "edges": 1}).train()
@@ -306,7 +308,7 @@ def test_hrnet_needs_sides_divisible_by_32(hrnet):
 
 
 def test_registry_names_and_errors(hrnet):
-    assert MODELS.names() == ["medusa", "mt-baseline", "mti-net", "single-task"]
+    assert MODELS.names() == ["medusa", "mt-baseline", "mtan", "mti-net", "pad-net", "single-task"]
     with pytest.raises(UflError, match="unknown model 'unet'"):
         build_model("unet", hrnet, {"depth": 1})
     with pytest.raises(UflError, match="takes no option.*width"):
@@ -368,3 +370,158 @@ def test_init_offline_imagenet_error_names_options_that_exist(monkeypatch, tmp_p
     result = CliRunner().invoke(main, ["init", "--backbone", "resnet18", "--pretrained", "none",
                                        "--workspace", str(tmp_path / "ws")])
     assert result.exit_code == 0, result.output
+
+
+# -- MTAN, PAD-Net, and auxiliary-only tasks -----------------------------------------------------
+
+NE = ("normals", "edges")
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def conv(i: int, o: int, k: int = 1, bias: bool = True) -> int:
+    return i * o * k * k + (o if bias else 0)
+
+
+def bn(c: int) -> int:
+    return 2 * c
+
+
+def bottleneck(i: int, o: int) -> int:
+    p = o // 4
+    shortcut = conv(i, o, bias=False) + bn(o) if i != o else 0
+    return conv(i, p, bias=False) + bn(p) + conv(p, p, 3, bias=False) + bn(p) + conv(p, o, bias=False) + bn(o) + shortcut
+
+
+@pytest.mark.parametrize("aux", [(), NE], ids=["no-aux", "N+E"])
+@pytest.mark.parametrize("name", ["mtan", "pad-net", "mti-net"])
+def test_new_models_forward_backward_with_and_without_ne(name, aux, hrnet):
+    from ufl.losses import MultiTaskLoss
+    from ufl.taskspec import get_spec
+
+    torch.manual_seed(0)
+    model = build_model(name, make_backbone(), NYUD, aux=aux).train()
+    aux_only = name in ("pad-net", "mti-net")
+    final = [t for t in NYUD if not (aux_only and t in aux)]
+    assert model.tasks == final and list(model.aux_tasks) == (list(aux) if aux_only else [])
+    out = model(images())
+    assert set(out) == set(NYUD)
+    for task, n in NYUD.items():
+        if task in final:
+            assert tuple(out[task]["out"].shape) == (2, n, SIZE, SIZE)
+        else:
+            assert set(out[task]) == {"initial"}
+    g = torch.Generator().manual_seed(2)
+    batch = {"semseg": torch.randint(0, 40, (2, SIZE, SIZE), generator=g),
+             "depth": torch.rand(2, 1, SIZE, SIZE, generator=g) + 0.5,
+             "normals": torch.nn.functional.normalize(torch.randn(2, 3, SIZE, SIZE, generator=g), dim=1),
+             "edges": (torch.rand(2, 1, SIZE, SIZE, generator=g) > 0.8).float()}
+    total, values = MultiTaskLoss({t: get_spec(t) for t in NYUD}, "nyud")(out, batch)
+    assert torch.isfinite(total) and set(values) == set(NYUD)
+    total.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.backbone.parameters())
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+    model.eval()
+    with torch.no_grad():
+        assert list(model(images())) == final
+
+
+def test_mtan_parameters_by_hand(hrnet):
+    c = hrnet.channels  # 18, 36, 72, 144
+    model = build_model("mtan", hrnet, {"a": 1, "b": 2}, width=8, low_width=4, atrous_rates=(1, 2))
+    w, low, r = 8, 4, 2
+    masks = sum(conv(ch if s == 0 else 2 * ch, ch // 4) + bn(ch // 4) + conv(ch // 4, ch) + bn(ch)
+                for s, ch in enumerate(c))
+    aspp = (conv(c[3], w, bias=False) + bn(w) + r * (conv(c[3], w, 3, bias=False) + bn(w))
+            + conv(c[3], w, bias=False) + bn(w) + conv((r + 2) * w, w, bias=False) + bn(w))
+    decoder = (aspp + conv(c[0], low, bias=False) + bn(low) + conv(w + low, w, 3, bias=False) + bn(w)
+               + conv(w, w, 3, bias=False) + bn(w))
+    encoders = bottleneck(18, 36) + bottleneck(36, 72) + bottleneck(72, 144)
+    expected = 2 * (masks + decoder) + conv(w, 1) + conv(w, 2) + encoders
+    assert n_params(model) - n_params(hrnet) == expected
+
+
+def test_pad_net_parameters_by_hand(hrnet):
+    f, c = sum(hrnet.channels), 16  # 270 fused channels
+    out = {"a": 1, "b": 2, "c": 3}
+    model = build_model("pad-net", hrnet, out, aux=["c"], channels=c)
+    fuse = conv(f, f) + bn(f)
+    initial = 3 * (bottleneck(f, c) + bottleneck(c, c)) + conv(c, 1) + conv(c, 2) + conv(c, 3)
+    distillation = 2 * 2 * 2 * conv(c, c, 3, bias=False)  # 2 targets x 2 other tasks x SABlock (2 convs)
+    heads = 2 * (2 * bottleneck(c, c)) + conv(c, 1) + conv(c, 2)  # no head for the auxiliary task c
+    assert n_params(model) - n_params(hrnet) == fuse + initial + distillation + heads
+
+
+def test_mtinet_aux_only_saves_exactly_the_heads_and_distillation_targets(hrnet):
+    full = build_model("mti-net", hrnet, NYUD)
+    ne = build_model("mti-net", hrnet, NYUD, aux=NE)
+    hr_head = conv(270, 270) + bn(270)
+    saved = sum(hr_head + conv(270, NYUD[t]) for t in NE)
+    saved += sum(len(NE) * (len(NYUD) - 1) * 2 * conv(ch, ch, 3, bias=False) for ch in hrnet.channels)
+    assert n_params(full) - n_params(ne) == saved
+    assert n_params(ne) == pytest.approx(14.8e6, rel=0.01)  # MTI-Net's own "+N,E" figure
+
+
+@pytest.mark.parametrize("name", ["pad-net", "mti-net"])
+def test_aux_only_tasks_have_no_final_head(name, hrnet):
+    model = build_model(name, hrnet, NYUD, aux=NE)
+    assert sorted(model.heads) == ["depth", "semseg"] and list(model.aux_tasks) == list(NE)
+    assert not [n for n, _ in model.named_modules() if n.startswith(("heads.normals", "heads.edges"))]
+    distillations = model.distillation if name == "mti-net" else [model.distillation]
+    for d in distillations:  # normals and edges are sources of both targets, never targets
+        assert sorted(d.attention) == ["depth", "semseg"]
+        assert sorted(d.attention["semseg"]) == ["depth", "edges", "normals"]
+    # Their initial predictions exist (deep supervision) and feed the loss only.
+    assert {"normals", "edges"} <= set(model.decode if name == "pad-net" else model.initial[0].decode)
+
+
+@pytest.mark.parametrize("name", ["medusa", "mt-baseline", "mtan"])
+def test_independent_models_keep_heads_for_aux_tasks(name, hrnet):
+    model = build_model(name, hrnet, NYUD, aux=NE)
+    assert model.tasks == list(NYUD) and list(model.aux_tasks) == []
+    assert n_params(model) == n_params(build_model(name, hrnet, NYUD))
+
+
+def test_build_model_aux_errors(hrnet):
+    with pytest.raises(UflError, match=r"auxiliary task\(s\) \['edges'\] have no output channels"):
+        build_model("mti-net", hrnet, {"depth": 1}, aux=["edges"])
+    with pytest.raises(UflError, match="every task is auxiliary"):
+        build_model("pad-net", hrnet, {"depth": 1}, aux=["depth"])
+    with pytest.raises(UflError, match="multiple of 4"):
+        build_model("pad-net", hrnet, {"depth": 1}, channels=10)
+
+
+def test_mtan_masks_multiply_the_shared_features(hrnet):
+    torch.manual_seed(0)
+    model = build_model("mtan", hrnet, {"depth": 1, "semseg": 40}).eval()
+    x = images()
+    with torch.no_grad():
+        out = model(x, return_attention=True)
+        shared = hrnet(x)
+        # A mask of ones leaves the task's finest attended features equal to the shared ones.
+        att = model.attention["depth"][0]
+        att[3].weight.zero_()
+        att[3].bias.zero_()
+        att[4].bias.fill_(50.0)  # BN (eval: running mean 0, var 1) -> 50, sigmoid -> 1
+        low = {}
+        model.heads["depth"].low.register_forward_hook(lambda m, i, o: low.update({"in": i[0]}))
+        model(x)
+    masks = out["depth"]["attention"]
+    assert [tuple(m.shape) for m in masks] == [tuple(f.shape) for f in shared]
+    assert all(float(m.min()) >= 0 and float(m.max()) <= 1 for m in masks)
+    assert not torch.equal(masks[0], out["semseg"]["attention"][0])  # one set of masks per task
+    assert torch.allclose(low["in"], shared[0], atol=1e-6)
+
+
+def test_mtan_trains_on_a_batch_of_one(hrnet):
+    torch.manual_seed(0)
+    model = build_model("mtan", make_backbone(), {"depth": 1}).train()
+    pooled_bn = model.heads["depth"].aspp.convs[-1][2]
+    before = pooled_bn.running_mean.clone()
+    model(images(batch=1))["depth"]["out"].sum().backward()
+    assert torch.equal(pooled_bn.running_mean, before)  # a single value per channel: running statistics
+    model(images(batch=2))
+    assert not torch.equal(pooled_bn.running_mean, before)

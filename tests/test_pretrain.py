@@ -93,7 +93,10 @@ def test_pretrain_cli_runs_every_model(synthetic_root, tmp_path):
                                            "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu",
                                            "--pretrained", "none", "--out", str(out), "--model", model, *extra])
         assert result.exit_code == 0, result.output
-        assert load_checkpoint(out).meta["model"] == model
+        meta = load_checkpoint(out).meta
+        assert meta["model"] == model
+        if model == "mti-net":  # --aux normals,edges by default: auxiliary only, nothing to validate
+            assert meta["aux"] == ["normals", "edges"] and sorted(meta["metrics"]) == ["depth", "semseg"]
 
 
 def test_torchrun_two_cpu_processes(synthetic_root, tmp_path):

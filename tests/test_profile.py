@@ -35,7 +35,7 @@ def test_task_set():
 
 def test_json_contract():
     result = profile_models(task_counts=(1, 2), size=SMALL)
-    assert result["backbone"] == "hrnet_w18_small_v2" and result["size"] == [64, 64]
+    assert result["backbone"] == "hrnet_w18_small_v2" and result["size"] == [64, 64] and result["aux"] == []
     assert [(r["model"], r["tasks"]) for r in result["rows"]] == [
         (m, n) for m in ("medusa", "mt-baseline", "mti-net") for n in (1, 2)]
     for row in result["rows"]:
@@ -117,4 +117,22 @@ def test_cli_unknown_model_is_one_line():
     result = CliRunner().invoke(main, ["profile", "--tasks", "1", "--size", "64x64", "--models", "unet"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == ["ufl: error: unknown model 'unet'; known: medusa, mt-baseline, "
-                                                  "mti-net, single-task"]
+                                                  "mtan, mti-net, pad-net, single-task"]
+
+
+def test_cli_json_rows_for_every_poster_model_as_built_with_aux():
+    args = ["profile", "--models", "medusa,mt-baseline,mtan,pad-net,mti-net", "--tasks", "4", "--size", "64x64",
+            "--json", "--aux", "normals,edges"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    ne = json.loads(result.output)
+    assert ne["aux"] == ["normals", "edges"]
+    assert [r["model"] for r in ne["rows"]] == ["medusa", "mt-baseline", "mtan", "pad-net", "mti-net"]
+    params = {r["model"]: r["params"] for r in ne["rows"]}
+    # MTI-Net's "+N,E" on HRNet-18 (its own figure), not the 17.96M of four final tasks
+    assert params["mti-net"] == pytest.approx(14.8e6, rel=0.01)
+
+
+def test_aux_not_in_any_task_set_is_an_error():
+    with pytest.raises(UflError, match=r"auxiliary task\(s\) \['normal'\] are in none"):
+        profile_models(task_counts=(4,), size=SMALL, models=("mti-net",), aux=("normal",))

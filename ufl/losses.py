@@ -186,6 +186,10 @@ class MultiTaskLoss(nn.Module):
     ``forward(outputs, batch)``: ``outputs`` is a model's ``{task: {"out": ..., "initial": [...]}}``
     (``"initial"`` optional), ``batch`` maps each task to its target. Returns ``(total, {task:
     L_t(out_t)})``, the per-task values unweighted and without deep supervision (for logging).
+
+    An auxiliary-only task (PAD-Net's and MTI-Net's ``--aux``; its output has ``"initial"`` but no
+    ``"out"``) contributes w_t · sum_s L_t(up(initial_{t,s})) only, as the reference's
+    ``PADNetLoss`` / ``MTINetLoss`` (losses/loss_schemes.py); its logged value is that sum.
     """
 
     def __init__(self, specs: Mapping[str, TaskSpec], dataset: str, deep_supervision: bool = True):
@@ -211,11 +215,18 @@ class MultiTaskLoss(nn.Module):
             target = batch[task]
             size = target.shape[-2:]
             kind = self.kinds[task]
-            values[task] = loss_fn(activate(kind, _resize(outputs[task]["out"], size)), target)
-            task_total = values[task]
-            if self.deep_supervision:
-                for initial in outputs[task].get("initial", None) or []:
-                    task_total = task_total + loss_fn(activate(kind, _resize(initial, size)), target)
+            initials = outputs[task].get("initial", None) or []
+            if "out" not in outputs[task]:  # auxiliary only (PAD-Net, MTI-Net): deep supervision only
+                if not (self.deep_supervision and initials):
+                    raise KeyError(f"task {task!r} has no final output and no initial predictions to supervise")
+                values[task] = sum(loss_fn(activate(kind, _resize(initial, size)), target) for initial in initials)
+                task_total = values[task]
+            else:
+                values[task] = loss_fn(activate(kind, _resize(outputs[task]["out"], size)), target)
+                task_total = values[task]
+                if self.deep_supervision:
+                    for initial in initials:
+                        task_total = task_total + loss_fn(activate(kind, _resize(initial, size)), target)
             weighted = self.weights[task] * task_total
             total = weighted if total is None else total + weighted
         if total is None:

@@ -19,13 +19,15 @@ from .errors import UflError
 from .models import DEFAULT_BACKBONE, MODELS, Backbone, build_model
 
 __all__ = ["profile_models", "task_set", "count_parameters", "count_gflops", "format_table",
-           "NYUD_TASKS", "PROFILED_MODELS"]
+           "NYUD_TASKS", "PROFILED_MODELS", "POSTER_MODELS"]
 
 #: The first tasks of a profile: NYUD's four, in the order of the reference tables.
 NYUD_TASKS: tuple[tuple[str, int], ...] = (("semseg", 40), ("depth", 1), ("normals", 3), ("edges", 1))
 #: Output channels of the generic tasks added beyond NYUD's four (an 8-class segmentation each).
 EXTRA_TASK_CHANNELS = 8
 PROFILED_MODELS = ("medusa", "mt-baseline", "mti-net")
+#: Every multi-task model of the poster's tables.
+POSTER_MODELS = ("medusa", "mt-baseline", "mtan", "pad-net", "mti-net")
 
 
 def task_set(n: int, channels: Sequence[int] | None = None) -> dict[str, int]:
@@ -68,8 +70,12 @@ def count_gflops(model: torch.nn.Module, size: tuple[int, int], device: str | to
 
 def profile_models(task_counts: Sequence[int] = (1, 2, 4, 8), backbone: str = DEFAULT_BACKBONE,
                    size: tuple[int, int] = (480, 640), models: Sequence[str] = PROFILED_MODELS,
-                   task_channels: Sequence[int] | None = None) -> dict[str, Any]:
+                   task_channels: Sequence[int] | None = None, aux: Sequence[str] = ()) -> dict[str, Any]:
     """Parameters and inference GFLOPs (batch 1, eval mode) of each model for each task count.
+
+    Each model is counted as built: with ``aux`` (e.g. ``("normals", "edges")``, the "+N,E"
+    setting), those tasks of the task set are auxiliary, which PAD-Net and MTI-Net build without a
+    final head and the other models with their own head (:func:`ufl.models.build_model`).
 
     Args:
         task_counts: numbers of tasks n; the tasks are :func:`task_set` (n).
@@ -77,28 +83,35 @@ def profile_models(task_counts: Sequence[int] = (1, 2, 4, 8), backbone: str = DE
         size: input (H, W).
         models: registered model names (``ufl.models.MODELS``).
         task_channels: output channels per task, replacing the default task set.
+        aux: task names that are auxiliary wherever they are in a task set (a set made only of
+            auxiliary tasks is an error).
 
     Returns:
-        ``{"backbone": str, "size": [H, W], "rows": [{"model": str, "tasks": n, "params": int,
-        "gflops": float}], "pyramid": None | {...}}`` with rows ordered by model, then task count;
-        ``pyramid`` is the cost of a plain ViT's feature pyramid against its trunk
-        (:func:`ufl.models.pyramid.pyramid_cost`). GFLOPs count a multiply-add as 2 FLOPs (see
-        :func:`count_gflops`).
+        ``{"backbone": str, "size": [H, W], "aux": [names], "rows": [{"model": str, "tasks": n,
+        "params": int, "gflops": float}], "pyramid": None | {...}}`` with rows ordered by model, then
+        task count; ``tasks`` counts auxiliary tasks too; ``pyramid`` is the cost of a plain ViT's
+        feature pyramid against its trunk (:func:`ufl.models.pyramid.pyramid_cost`). GFLOPs count a
+        multiply-add as 2 FLOPs (see :func:`count_gflops`).
     """
     for name in models:
         MODELS.get(name)  # an unknown name fails before any work
     if len(size) != 2 or min(size) < 32:
         raise UflError(f"profile size must be H x W with both at least 32 pixels, got {tuple(size)}")
+    known = {t for n in task_counts for t in task_set(int(n), task_channels)}
+    stray = [t for t in aux if t not in known]
+    if stray:
+        raise UflError(f"auxiliary task(s) {stray} are in none of the profiled task sets "
+                       f"(tasks: {', '.join(sorted(known))})")
     rows = []
     for name in models:
         for n in task_counts:
             tasks = task_set(int(n), task_channels)
             if name == "single-task" and len(tasks) != 1:
                 raise UflError("the single-task model takes exactly one task; profile it with --tasks 1")
-            model, device = _build_shapes_only(name, backbone, tasks)
+            model, device = _build_shapes_only(name, backbone, tasks, [t for t in aux if t in tasks])
             rows.append({"model": name, "tasks": int(n), "params": count_parameters(model),
                          "gflops": count_gflops(model, tuple(size), device)})
-    return {"backbone": backbone, "size": [int(size[0]), int(size[1])], "rows": rows,
+    return {"backbone": backbone, "size": [int(size[0]), int(size[1])], "aux": list(aux), "rows": rows,
             "pyramid": _pyramid_cost(backbone, tuple(size))}
 
 
@@ -111,19 +124,21 @@ def _pyramid_cost(backbone: str, size: tuple[int, int]) -> dict[str, Any] | None
         return pyramid_cost(Backbone(backbone, warn_random_init=False), size)
 
 
-def _build_shapes_only(name: str, backbone: str, tasks: dict[str, int]) -> tuple[torch.nn.Module, str]:
+def _build_shapes_only(name: str, backbone: str, tasks: dict[str, int],
+                       aux: Sequence[str] = ()) -> tuple[torch.nn.Module, str]:
     """Build on the meta device; a backbone whose construction needs real tensors falls back to CPU."""
     try:
         with torch.device("meta"):
-            return build_model(name, Backbone(backbone, warn_random_init=False), tasks), "meta"
+            return build_model(name, Backbone(backbone, warn_random_init=False), tasks, aux=aux), "meta"
     except (NotImplementedError, RuntimeError):
-        return build_model(name, Backbone(backbone, warn_random_init=False), tasks), "cpu"
+        return build_model(name, Backbone(backbone, warn_random_init=False), tasks, aux=aux), "cpu"
 
 
 def format_table(result: dict[str, Any]) -> str:
     """A readable table of :func:`profile_models`' result."""
     h, w = result["size"]
-    lines = [f"backbone {result['backbone']}, input {h}x{w}, batch 1, inference (GFLOPs: multiply-add = 2)",
+    aux = f", auxiliary: {', '.join(result['aux'])}" if result.get("aux") else ""
+    lines = [f"backbone {result['backbone']}, input {h}x{w}, batch 1, inference (GFLOPs: multiply-add = 2){aux}",
              f"{'model':<14}{'tasks':>6}{'params (M)':>12}{'GFLOPs':>10}"]
     for row in result["rows"]:
         lines.append(f"{row['model']:<14}{row['tasks']:>6}{row['params'] / 1e6:>12.2f}{row['gflops']:>10.2f}")

@@ -1,14 +1,20 @@
 """``ufl reproduce``: the poster's two experiments, end to end, on any data in the public formats.
 
-**MTL table (NYUD).** For each model, pretrain on semseg + depth, without and with normals + edges
-as auxiliary tasks (``N+E``); two single-task models (one per task) are the references of Delta_m.
-Rows: ``model, backbone, head, N+E, seg mIoU, depth RMSE, Delta_m``.
+The systems and the poster's figures are facts in one place, :data:`SYSTEMS` and :data:`POSTER`;
+by default every system of the poster runs: ``st, mt-baseline, mtan, pad-net, mti-net, medusa``.
 
-**UFL table (PASCAL).** Freeze each model's NYUD backbone (the ``+N,E`` one; the single-task
-semseg backbone for the single-task row), cache the PASCAL features once per backbone, train a
-Medusa head for human parts and one for saliency on each (so only the features differ), and
-evaluate. Rows: ``model, NYUD seg, NYUD depth, Delta_m NYUD, PASCAL parts, PASCAL sal,
-Delta_m PASCAL``, Delta_m against the single-task row, as on the poster.
+**MTL table (NYUD), 10 rows.** Each multi-task model is pretrained on semseg + depth, without and
+with normals + edges as auxiliary tasks (``N+E``; the MT baseline without only, as on the poster);
+two single-task models (one per task) are the references of Delta_m. The auxiliary tasks are built
+as each model builds them (:func:`ufl.models.build_model`: PAD-Net and MTI-Net without final heads).
+Rows: ``model, backbone, head, N+E, seg mIoU, depth RMSE, Delta_m``, each beside the poster's figure.
+
+**UFL table (PASCAL), 5 rows** (ST, MT baseline, MTAN, MTI-Net, Medusa; the poster has no PAD-Net
+row). Freeze each model's NYUD backbone (``System.ufl_source``: the ``+N,E`` run; the MT
+baseline's only run; the single-task semseg model's for the single-task row), cache the PASCAL
+features once per backbone, train a Medusa head for human parts and one for saliency on each (so
+only the features differ), and evaluate. Rows: ``model, NYUD seg, NYUD depth, Delta_m NYUD, PASCAL
+parts, PASCAL sal, Delta_m PASCAL``, Delta_m against the single-task row, as on the poster.
 
 Every step writes its result to ``OUT/seed<k>/<step>/result.json`` when it finishes; running the
 command again skips finished steps and resumes an interrupted pretraining from its checkpoint.
@@ -38,8 +44,8 @@ from .training.pretrain import PretrainConfig, pretrain
 from .visualize import grouped_bars
 from .workspace import HeadTrainingConfig, Workspace
 
-__all__ = ["Preset", "PRESETS", "MODEL_INFO", "POSTER", "ReproduceConfig", "reproduce", "mtl_rows", "ufl_rows",
-           "summarise", "StepRunner"]
+__all__ = ["Preset", "PRESETS", "System", "SYSTEMS", "DEFAULT_MODELS", "MODEL_INFO", "POSTER", "ReproduceConfig",
+           "reproduce", "mtl_rows", "ufl_rows", "summarise", "StepRunner"]
 
 log = logging.getLogger(__name__)
 
@@ -69,27 +75,90 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset("quick", (96, 128), (96, 96), 16, 30, 8, 1e-3, 2, "none", 4),
 }
 
-#: Display name and head description per model key (``st`` = one single-task model per task).
-MODEL_INFO: dict[str, tuple[str, str]] = {
-    "st": ("Single-task", "HRNet head, one model per task"),
-    "mt-baseline": ("MT baseline", "HRNet head per task"),
-    "mti-net": ("MTI-Net", "multi-scale distillation"),
-    "medusa": ("Medusa", "SFA + MSA heads"),
+@dataclass(frozen=True)
+class System:
+    """One system of the poster's tables and how ``reproduce`` runs it.
+
+    ``key`` is the ``--models`` name (the registered model name, except ``st``: one single-task
+    model per main task); ``mtl`` the N+E settings of its MTL rows (``None``: the single-task pair,
+    no N+E column); ``ufl_source`` the NYUD run whose frozen backbone its UFL row uses (``None``: no
+    UFL row).
+    """
+
+    key: str
+    name: str
+    head: str
+    model: str
+    mtl: tuple[bool | None, ...]
+    ufl_source: str | None
+
+    def runs(self) -> list[tuple[str, str, list[str], list[str]]]:
+        """The NYUD pretraining runs: ``(run key, step name, tasks, aux)`` each."""
+        if self.mtl == (None,):
+            return [(f"{self.key}-{t}", f"{self.key}-{t}", [t], []) for t in MAIN_TASKS]
+        return [(f"{self.key}+ne" if ne else self.key, f"{self.key}-ne" if ne else self.key, list(MAIN_TASKS),
+                 list(AUX_TASKS) if ne else []) for ne in self.mtl]
+
+
+#: NYUD's main tasks (the MTL table's columns) and the "+N,E" auxiliary tasks.
+MAIN_TASKS = ("semseg", "depth")
+AUX_TASKS = ("normals", "edges")
+
+#: Every system of the poster's two tables, in the poster's order. Heads as built here: PAD-Net
+#: follows MTI-Net's code (Bottleneck heads on HRNet's fused features, the poster says HRHead).
+#: NOTE: the poster's MTL table has no "MT baseline +N,E" row, so the MT baseline is pretrained on
+#: semseg + depth only and that backbone is its UFL row's; every other multi-task UFL row freezes
+#: the model's +N,E backbone, the single-task row the semseg model's.
+SYSTEMS: dict[str, System] = {s.key: s for s in (
+    System("st", "ST baseline", "HRNet head", "single-task", (None,), "st-semseg"),
+    System("mt-baseline", "MT baseline", "HRNet head", "mt-baseline", (False,), "mt-baseline"),
+    System("mtan", "MTAN", "DeepLab-v3+", "mtan", (False, True), "mtan+ne"),
+    System("pad-net", "PAD-Net", "Bottleneck (ref. code)", "pad-net", (False, True), None),
+    System("mti-net", "MTI-Net", "HRNet head", "mti-net", (False, True), "mti-net+ne"),
+    System("medusa", "Medusa", "MSA", "medusa", (False, True), "medusa+ne"),
+)}
+DEFAULT_MODELS = tuple(SYSTEMS)
+
+#: Display name and head description per model key (kept for callers of earlier versions).
+MODEL_INFO: dict[str, tuple[str, str]] = {k: (s.name, s.head) for k, s in SYSTEMS.items()}
+
+#: The poster's figures (HRNet-18; DESIGN.md section 6), every row of both tables. MTL rows are
+#: keyed by NYUD run (``model`` without, ``model+ne`` with normals and edges; ``st`` the single-task
+#: pair): seg mIoU %, depth RMSE m, Delta_m %. UFL rows by model: parts mIoU %, saliency maxF %,
+#: Delta_m on PASCAL %.
+POSTER: dict[str, dict[str, dict[str, float]]] = {
+    "mtl": {
+        "st": {"seg": 34.57, "depth": 0.606, "delta_m": 0.00},
+        "mt-baseline": {"seg": 33.21, "depth": 0.614, "delta_m": -2.63},
+        "mtan": {"seg": 35.25, "depth": 0.581, "delta_m": 3.02},
+        "mtan+ne": {"seg": 36.19, "depth": 0.567, "delta_m": 5.57},
+        "pad-net": {"seg": 34.39, "depth": 0.617, "delta_m": -1.23},
+        "pad-net+ne": {"seg": 35.46, "depth": 0.604, "delta_m": 1.43},
+        "mti-net": {"seg": 36.94, "depth": 0.559, "delta_m": 7.26},
+        "mti-net+ne": {"seg": 37.40, "depth": 0.540, "delta_m": 9.48},
+        "medusa": {"seg": 36.99, "depth": 0.573, "delta_m": 6.19},
+        "medusa+ne": {"seg": 37.48, "depth": 0.545, "delta_m": 9.24},
+    },
+    "ufl": {
+        "st": {"parts": 48.73, "sal": 56.44, "delta_m_pascal": 0.00},
+        "mt-baseline": {"parts": 36.13, "sal": 51.96, "delta_m_pascal": -12.93},
+        "mtan": {"parts": 47.37, "sal": 57.84, "delta_m_pascal": 4.26},
+        "mti-net": {"parts": 51.50, "sal": 60.19, "delta_m_pascal": 10.76},
+        "medusa": {"parts": 52.24, "sal": 61.91, "delta_m_pascal": 13.18},
+    },
 }
 
-#: The poster's numbers (HRNet-18; DESIGN.md section 6) for comparison.
-POSTER = {
-    "mtl": {"medusa+ne": {"seg": 37.48, "depth": 0.545}},
-    "ufl": {"medusa": {"parts": 52.24, "sal": 61.91}, "mti-net": {"parts": 51.50, "sal": 60.19},
-            "st": {"parts": 48.73, "sal": 56.44}},
-}
+
+def _mtl_key(model: str, ne: bool | None) -> str:
+    """The NYUD run key of an MTL row (``st`` for the single-task pair)."""
+    return model if ne is None or not ne else f"{model}+ne"
 
 
 @dataclass
 class ReproduceConfig:
     data_root: str = "data"
     out: str = "reproduce"
-    models: Sequence[str] = ("st", "mt-baseline", "mti-net", "medusa")
+    models: Sequence[str] = DEFAULT_MODELS
     preset: str = "quick"
     seeds: Sequence[int] = (0,)
     backbone: str = "hrnet_w18_small_v2"
@@ -99,9 +168,11 @@ class ReproduceConfig:
     progress: bool = True
 
     def __post_init__(self):
-        unknown = [m for m in self.models if m not in MODEL_INFO]
+        unknown = [m for m in self.models if m not in SYSTEMS]
         if unknown:
-            raise UflError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_INFO)}")
+            raise UflError(f"unknown model(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+        if len(set(self.models)) != len(self.models):
+            raise UflError(f"a model is named twice in {list(self.models)}")
         if self.preset not in PRESETS:
             raise UflError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         if not self.seeds:
@@ -177,22 +248,16 @@ def _ufl_step(config: ReproduceConfig, preset: Preset, seed: int, checkpoint: st
 
 def _run_seed(config: ReproduceConfig, preset: Preset, seed: int, steps: StepRunner) -> dict[str, Any]:
     nyud: dict[str, dict[str, Any]] = {}
-    if "st" in config.models:
-        for task in ("semseg", "depth"):
-            nyud[f"st-{task}"] = steps(f"seed{seed}/pretrain/st-{task}",
-                                       _pretrain_step(config, preset, seed, "single-task", [task], []))
-    for model in config.models:
-        if model == "st":
-            continue
-        nyud[model] = steps(f"seed{seed}/pretrain/{model}",
-                            _pretrain_step(config, preset, seed, model, ["semseg", "depth"], []))
-        nyud[f"{model}+ne"] = steps(f"seed{seed}/pretrain/{model}-ne",
-                                    _pretrain_step(config, preset, seed, model, ["semseg", "depth"],
-                                                   ["normals", "edges"]))
+    for key in config.models:
+        system = SYSTEMS[key]
+        for run, step, tasks, aux in system.runs():
+            nyud[run] = steps(f"seed{seed}/pretrain/{step}",
+                              _pretrain_step(config, preset, seed, system.model, tasks, aux))
     pascal = {}
-    for model in config.models:
-        source = nyud["st-semseg" if model == "st" else f"{model}+ne"]["checkpoint"]
-        pascal[model] = steps(f"seed{seed}/ufl/{model}", _ufl_step(config, preset, seed, source))
+    for key in config.models:
+        source = SYSTEMS[key].ufl_source
+        if source is not None:
+            pascal[key] = steps(f"seed{seed}/ufl/{key}", _ufl_step(config, preset, seed, nyud[source]["checkpoint"]))
     return {"nyud": {k: v["metrics"] for k, v in nyud.items()}, "pascal": {k: v["metrics"] for k, v in pascal.items()}}
 
 
@@ -202,45 +267,49 @@ def _headline(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
 
 
 def mtl_rows(nyud: Mapping[str, Mapping[str, Mapping[str, float]]], models: Sequence[str]) -> list[dict[str, Any]]:
-    """MTL table rows of one seed: seg mIoU, depth RMSE and Delta_m against the single-task models."""
+    """MTL table rows of one seed, in the order of ``models``: ``{"model", "ne", "seg", "depth",
+    "delta_m", "poster"}`` with Delta_m against the single-task models (None without ``st``) and
+    the poster's figures of the row (None where the poster has none)."""
     reference = None
     if "st" in models:
         reference = {"semseg": nyud["st-semseg"]["semseg"]["mIoU"], "depth": nyud["st-depth"]["depth"]["rmse"]}
     rows = []
     for model in models:
-        runs = [("st", None)] if model == "st" else [(model, False), (f"{model}+ne", True)]
-        for key, ne in runs:
-            if key == "st":
-                values = {"seg": reference["semseg"], "depth": reference["depth"]} if reference else None
+        for ne in SYSTEMS[model].mtl:
+            if ne is None:
+                if reference is None:
+                    continue
+                values = {"seg": reference["semseg"], "depth": reference["depth"]}
             else:
-                values = _headline(nyud[key])
-            if values is None:
-                continue
+                values = _headline(nyud[_mtl_key(model, ne)])
             score = delta_m({"semseg": values["seg"], "depth": values["depth"]}, reference) if reference else None
-            rows.append({"model": model, "ne": ne, "seg": values["seg"], "depth": values["depth"], "delta_m": score})
+            rows.append({"model": model, "ne": ne, "seg": values["seg"], "depth": values["depth"], "delta_m": score,
+                         "poster": POSTER["mtl"].get(_mtl_key(model, ne))})
     return rows
 
 
 def ufl_rows(nyud, pascal, models: Sequence[str]) -> list[dict[str, Any]]:
-    """UFL table rows of one seed: the NYUD backbone's own results and the PASCAL heads on it,
-    each with Delta_m against the single-task row."""
-    mtl = {(r["model"], r["ne"]): r for r in mtl_rows(nyud, models)}
+    """UFL table rows of one seed: the frozen NYUD backbone's own results (``backbone`` names its
+    run) and the PASCAL heads on it, each with Delta_m against the single-task row, and the
+    poster's figures of the row."""
+    mtl = {_mtl_key(r["model"], r["ne"]): r for r in mtl_rows(nyud, models)}
     st_pascal = pascal["st"] if "st" in models else None
-    st_nyud = mtl.get(("st", None))
     rows = []
     for model in models:
-        source = mtl.get(("st", None) if model == "st" else (model, True))
+        run = SYSTEMS[model].ufl_source
+        if run is None:
+            continue
+        source = mtl.get("st" if run.startswith("st-") else run)
         parts = pascal[model]["human_parts"]["mIoU"]
         sal = pascal[model]["saliency"]["maxF"]
-        row = {"model": model, "seg": source["seg"] if source else None, "depth": source["depth"] if source else None,
+        row = {"model": model, "backbone": run, "seg": source["seg"] if source else None,
+               "depth": source["depth"] if source else None,
                "delta_m_nyud": source["delta_m"] if source else None, "parts": parts, "sal": sal,
-               "delta_m_pascal": None}
+               "delta_m_pascal": None, "poster": POSTER["ufl"].get(model)}
         if st_pascal is not None:
             row["delta_m_pascal"] = delta_m({"human_parts": parts, "saliency": sal},
                                             {"human_parts": st_pascal["human_parts"]["mIoU"],
                                              "saliency": st_pascal["saliency"]["maxF"]})
-        if st_nyud is None:
-            row["delta_m_nyud"] = None
         rows.append(row)
     return rows
 
@@ -269,34 +338,45 @@ def _cell(value, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
 
 
+def _poster(row: Mapping[str, Any], key: str, digits: int = 2) -> str:
+    figure = (row.get("poster") or {}).get(key)
+    return "-" if figure is None else f"{figure:+.{digits}f}" if key.startswith("delta_m") else f"{figure:.{digits}f}"
+
+
 def mtl_markdown(rows, backbone: str) -> str:
+    """The MTL table, each measured value beside the poster's figure for the row."""
     body = []
     for r in rows:
-        name, head = MODEL_INFO[r["model"]]
+        system = SYSTEMS[r["model"]]
         ne = "-" if r["ne"] is None else ("yes" if r["ne"] else "no")
-        body.append([name, backbone, head, ne, _cell(r["seg"]), _cell(r["depth"], 3), _cell(r["delta_m"])])
-    return markdown_table(["model", "backbone", "head", "N+E", "seg mIoU ↑", "depth RMSE ↓", "Δm % ↑"], body)
+        body.append([system.name, backbone, system.head, ne, _cell(r["seg"]), _poster(r, "seg"),
+                     _cell(r["depth"], 3), _poster(r, "depth", 3), _cell(r["delta_m"]), _poster(r, "delta_m")])
+    return markdown_table(["model", "backbone", "head", "N+E", "seg mIoU ↑", "poster", "depth RMSE ↓", "poster",
+                           "Δm % ↑", "poster"], body)
 
 
 def ufl_markdown(rows) -> str:
-    body = [[MODEL_INFO[r["model"]][0], _cell(r["seg"]), _cell(r["depth"], 3), _cell(r["delta_m_nyud"]),
-             _cell(r["parts"]), _cell(r["sal"]), _cell(r["delta_m_pascal"])] for r in rows]
-    return markdown_table(["model", "NYUD seg ↑", "NYUD depth ↓", "Δm NYUD % ↑", "PASCAL parts ↑", "PASCAL sal ↑",
-                           "Δm PASCAL % ↑"], body)
+    """The UFL table, each PASCAL value beside the poster's figure for the row."""
+    body = [[SYSTEMS[r["model"]].name, r["backbone"], _cell(r["seg"]), _cell(r["depth"], 3), _cell(r["delta_m_nyud"]),
+             _cell(r["parts"]), _poster(r, "parts"), _cell(r["sal"]), _poster(r, "sal"), _cell(r["delta_m_pascal"]),
+             _poster(r, "delta_m_pascal")] for r in rows]
+    return markdown_table(["model", "frozen backbone", "NYUD seg ↑", "NYUD depth ↓", "Δm NYUD % ↑", "PASCAL parts ↑",
+                           "poster", "PASCAL sal ↑", "poster", "Δm PASCAL % ↑", "poster"], body)
 
 
 def _profile(config: ReproduceConfig, preset: Preset) -> list[dict[str, Any]]:
-    """Parameters and GFLOPs of each model in its +N,E configuration (4 tasks) at the NYUD size;
-    the single-task row counts its two models (semseg and depth)."""
+    """Parameters and GFLOPs of each model as built in its +N,E configuration (4 tasks, normals
+    and edges auxiliary: PAD-Net and MTI-Net without their final heads) at the NYUD size; the
+    single-task row counts its two models (semseg and depth)."""
     rows = []
     if "st" in config.models:
         singles = [profile_models((1,), config.backbone, preset.nyud_size, ("single-task",), task_channels=[c])["rows"][0]
                    for c in (40, 1)]
         rows.append({"model": "st", "tasks": 2, "params": sum(r["params"] for r in singles),
                      "gflops": sum(r["gflops"] for r in singles)})
-    multi = [m for m in config.models if m != "st"]
+    multi = [SYSTEMS[m].model for m in config.models if m != "st"]
     if multi:
-        rows += profile_models((4,), config.backbone, preset.nyud_size, multi)["rows"]
+        rows += profile_models((4,), config.backbone, preset.nyud_size, multi, aux=AUX_TASKS)["rows"]
     return rows
 
 
@@ -345,16 +425,16 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
         mtl_markdown(mtl, config.backbone),
         f"### UFL on PASCAL with the frozen NYUD backbone ({preset.name} preset)",
         ufl_markdown(ufl),
-        "### Cost (4 tasks: semseg, depth, normals, edges; single-task: two models)",
+        "### Cost (+N,E: semseg, depth and auxiliary normals, edges; single-task: two models)",
         markdown_table(["model", "tasks", "params (M)", "GFLOPs"],
-                       [[MODEL_INFO[r["model"]][0], r["tasks"], r["params"] / 1e6, r["gflops"]] for r in profile]),
+                       [[SYSTEMS[r["model"]].name, r["tasks"], r["params"] / 1e6, r["gflops"]] for r in profile]),
         "### The poster's claims on these results",
         "\n".join(f"- {'held' if c['held'] else 'did not hold'}: {c['claim']}" for c in claims),
     ])
     (out / "tables.md").write_text(markdown + "\n")
     figure = {"NYUD seg mIoU": {}, "NYUD depth RMSE": {}, "PASCAL parts mIoU": {}, "PASCAL sal maxF": {}}
     for r in ufl:
-        name = MODEL_INFO[r["model"]][0]
+        name = SYSTEMS[r["model"]].name
         for task, key in (("NYUD seg mIoU", "seg"), ("NYUD depth RMSE", "depth"), ("PASCAL parts mIoU", "parts"),
                           ("PASCAL sal maxF", "sal")):
             if r[key] is not None:

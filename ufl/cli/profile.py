@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .base import main, parse_names, parse_size, threads_option
+from .base import list_option_help, main, parse_names, parse_size, threads_option
 
 
 def _int_list(ctx, param, value: str) -> list[int]:
@@ -25,16 +25,20 @@ def _int_list(ctx, param, value: str) -> list[int]:
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone name.")
 @click.option("--size", default="480x640", show_default=True, callback=parse_size, help="Input size HxW.")
 @click.option("--models", default="medusa,mt-baseline,mti-net", show_default=True, callback=parse_names,
-              help="Comma-separated model names (medusa, mt-baseline, mti-net, single-task).")
+              help="Comma-separated model names (medusa, mt-baseline, mtan, pad-net, mti-net, single-task).")
+@click.option("--aux", default=(), multiple=True, callback=parse_names,
+              help=list_option_help("Auxiliary tasks, e.g. normals,edges (the +N,E setting): pad-net and mti-net "
+                                    "build them without a final head, the other models with their own head."))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @threads_option
 def profile_cmd(task_counts: list[int], backbone: str, size: tuple[int, int], models: list[str],
-                as_json: bool) -> None:
+                aux: list[str], as_json: bool) -> None:
     """Parameters and inference GFLOPs (batch 1; a multiply-add counts 2 FLOPs) per model and task count.
 
-    Medusa grows linearly with the number of tasks, MTI-Net quadratically.
+    Medusa grows linearly with the number of tasks, MTI-Net quadratically. Each model is counted as
+    built for the setting: with --aux, PAD-Net's and MTI-Net's auxiliary tasks have no final head.
     """
     from ..profile import format_table, profile_models
 
-    result = profile_models(task_counts=task_counts, backbone=backbone, size=size, models=models)
+    result = profile_models(task_counts=task_counts, backbone=backbone, size=size, models=models, aux=aux)
     click.echo(json.dumps(result) if as_json else format_table(result))

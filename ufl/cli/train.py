@@ -14,9 +14,11 @@ from .base import (data_root_option, device_option, echo_json, json_option, list
 @click.option("--tasks", default=("semseg,depth",), show_default=True, multiple=True, callback=parse_names,
               help=list_option_help("Main tasks."))
 @click.option("--aux", default=("normals,edges",), show_default=True, multiple=True, callback=parse_names,
-              help=list_option_help("Auxiliary tasks (trained and evaluated, not reported as main); '' for none."))
-@click.option("--model", type=click.Choice(["medusa", "mt-baseline", "single-task", "mti-net"]), default="medusa",
-              show_default=True, help="Architecture.")
+              help=list_option_help("Auxiliary tasks; '' for none. pad-net and mti-net use them only as initial "
+                                    "predictions and distillation sources (no final head, not evaluated); the other "
+                                    "models give them their own head (trained and evaluated, not reported as main)."))
+@click.option("--model", type=click.Choice(["medusa", "mt-baseline", "single-task", "mtan", "pad-net", "mti-net"]),
+              default="medusa", show_default=True, help="Architecture.")
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True,
               help="timm features_only backbone (its last four levels are used).")
 @pretrained_option

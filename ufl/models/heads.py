@@ -12,10 +12,11 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import Conv2dNormActivation
 
-__all__ = ["basic_block", "conv_bn_relu", "prediction_conv", "init_prediction_bias", "resize", "HRNetHead"]
+__all__ = ["basic_block", "bottleneck", "conv_bn_relu", "prediction_conv", "init_prediction_bias", "resize",
+           "HRNetHead"]
 
 
 def basic_block(in_channels: int, out_channels: int) -> BasicBlock:
@@ -30,6 +31,23 @@ def basic_block(in_channels: int, out_channels: int) -> BasicBlock:
         downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
                                    nn.BatchNorm2d(out_channels))
     return BasicBlock(in_channels, out_channels, downsample=downsample)
+
+
+def bottleneck(in_channels: int, out_channels: int) -> Bottleneck:
+    """ResNet Bottleneck (conv1x1-BN-ReLU, conv3x3-BN-ReLU, conv1x1-BN + shortcut, ReLU), stride 1,
+    ``out_channels // 4`` inner width (``out_channels`` must be a multiple of 4).
+
+    When the width changes the shortcut is a 1x1 conv + BN, as in PAD-Net's
+    ``InitialTaskPredictionModule`` and MTAN's ``RefinementBlock`` in MTI-Net's reference code.
+    Params (p = out/4): in·p + 9·p² + 4·p² + 2·(p + p + out) (+ in·out + 2·out for the shortcut).
+    """
+    if out_channels % Bottleneck.expansion:
+        raise ValueError(f"a Bottleneck's width must be a multiple of {Bottleneck.expansion}, got {out_channels}")
+    downsample = None
+    if in_channels != out_channels:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                                   nn.BatchNorm2d(out_channels))
+    return Bottleneck(in_channels, out_channels // Bottleneck.expansion, downsample=downsample)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> Conv2dNormActivation:
@@ -63,9 +81,14 @@ def init_prediction_bias(model: nn.Module, task: str, value: float) -> int:
 
 
 class MultiTaskModel(nn.Module):
-    """A shared backbone with one head per task in ``self.heads`` (every model of ``build_model``)."""
+    """A shared backbone with one head per task in ``self.heads`` (every model of ``build_model``).
+
+    ``tasks`` are the tasks with a final output; ``aux_tasks`` those built as auxiliary only (no
+    final output; only PAD-Net and MTI-Net have any).
+    """
 
     heads: nn.ModuleDict
+    aux_tasks: Sequence[str] = ()
 
     @classmethod
     def build(cls, backbone, out_channels: Mapping[str, int], **options: Any) -> "MultiTaskModel":

@@ -16,8 +16,12 @@ Follows the paper and the authors' models/mti_net.py (SimonVandenhende/Multi-Tas
    blocks per scale, the quadratic term of MTI-Net's cost.
 4. Per task, an HRNet head aggregates the four distilled scales.
 
-In this ufl version every task is both auxiliary and final (MTI-Net's tables also use "+N,E"
-auxiliary-only tasks; here those are simply tasks of the model).
+Auxiliary tasks (``aux``, e.g. ``--aux normals,edges``) are built as the reference builds its
+``AUXILARY_TASKS`` (utils/common_config.py, losses/loss_schemes.py ``MTINetLoss``): they have initial
+predictions at every scale (deep supervision), take part in the feature propagation, and are
+distillation *sources*; they get no distillation target, no HRNet head, no final output and so no
+final-output loss. The final tasks (``model.tasks``) are every task not in ``aux``; they are
+auxiliary tasks too, in the reference's sense (initial predictions, propagation, sources).
 """
 
 from __future__ import annotations
@@ -105,13 +109,20 @@ class SpatialAttention(nn.Module):
 
 
 class MultiModalDistillation(nn.Module):
-    """For each target task t: f_t + sum over every other task a of SpatialAttention_{t<-a}(f_a)."""
+    """For each target task t: f_t + sum over every other source task a of SpatialAttention_{t<-a}(f_a).
 
-    def __init__(self, tasks: Sequence[str], channels: int):
+    As the reference's ``MultiTaskDistillationModule`` (models/padnet.py, shared by PAD-Net and
+    MTI-Net): targets are the final tasks, sources every task including the auxiliary ones
+    (``sources`` defaults to ``tasks``); T targets and S sources cost T·(S-1) blocks when the
+    targets are among the sources.
+    """
+
+    def __init__(self, tasks: Sequence[str], channels: int, sources: Sequence[str] | None = None):
         super().__init__()
         self.tasks = list(tasks)
+        self.sources = list(tasks if sources is None else sources)
         self.attention = nn.ModuleDict({
-            t: nn.ModuleDict({a: SpatialAttention(channels) for a in self.tasks if a != t}) for t in self.tasks
+            t: nn.ModuleDict({a: SpatialAttention(channels) for a in self.sources if a != t}) for t in self.tasks
         })
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -125,18 +136,23 @@ class MultiModalDistillation(nn.Module):
 
 
 class MTINet(MultiTaskModel):
-    """MTI-Net on any four-level backbone; ``out_channels`` = {task: channels}.
+    """MTI-Net on any four-level backbone; ``out_channels`` = {task: channels}, ``aux`` the names
+    among them that are auxiliary only (see the module docstring).
 
     ``model(images, out_size=None)`` -> {task: {"out": logits at ``out_size`` (default the images'
-    H, W), "initial": [per-scale logits (B, C_t, H_s, W_s), finest first] (training mode only)}}.
+    H, W), "initial": [per-scale logits (B, C_t, H_s, W_s), finest first] (training mode only)}}
+    for each final task, and in training mode {aux: {"initial": [...]}} for each auxiliary task
+    (no ``"out"``: the loss supervises only its initial predictions).
     """
 
-    def __init__(self, backbone: Backbone, out_channels: Mapping[str, int]):
+    def __init__(self, backbone: Backbone, out_channels: Mapping[str, int], aux: Sequence[str] = ()):
         super().__init__()
         if not out_channels:
             raise UflError("a model needs at least one task")
         self.backbone = backbone
         tasks = list(out_channels)
+        self.aux_tasks = [t for t in tasks if t in set(aux)]
+        final = [t for t in tasks if t not in set(aux)]
         c = backbone.channels
         last = len(c) - 1
         self.initial = nn.ModuleList(
@@ -144,8 +160,8 @@ class MTINet(MultiTaskModel):
         )
         # fpm[s - 1] propagates scale s (s >= 1) to scale s - 1.
         self.fpm = nn.ModuleList(FeaturePropagation(tasks, c[s]) for s in range(1, len(c)))
-        self.distillation = nn.ModuleList(MultiModalDistillation(tasks, ch) for ch in c)
-        self.heads = nn.ModuleDict({t: HRNetHead(c, n) for t, n in out_channels.items()})
+        self.distillation = nn.ModuleList(MultiModalDistillation(final, ch, sources=tasks) for ch in c)
+        self.heads = nn.ModuleDict({t: HRNetHead(c, out_channels[t]) for t in final})
 
     def forward(self, images: torch.Tensor, out_size: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
         size = tuple(images.shape[-2:]) if out_size is None else out_size
@@ -165,4 +181,7 @@ class MTINet(MultiTaskModel):
             out[task] = {"out": resize(head([d[task] for d in distilled]), size)}
             if self.training:
                 out[task]["initial"] = [initial[s][task] for s in range(scales)]
+        if self.training:
+            for task in self.aux_tasks:
+                out[task] = {"initial": [initial[s][task] for s in range(scales)]}
         return out

@@ -2,8 +2,11 @@
 
 The reference schedule (DESIGN.md section 6) is the default: Adam, lr 1e-4, weight decay 1e-4, poly
 decay (power 0.9) per epoch, batch 8, 100 epochs, the dataset's reference augmentations, deep
-supervision where the model has it. Validation runs every ``val_every`` epochs; a checkpoint is
-written after every epoch (see :mod:`ufl.checkpoint`), and ``resume=True`` continues a run exactly.
+supervision where the model has it. Auxiliary tasks (``aux``) are built as the model builds them
+(:func:`ufl.models.build_model`): PAD-Net's and MTI-Net's have no final output and are neither
+validated nor reported; the other models' are ordinary tasks with their own heads. Validation runs
+every ``val_every`` epochs; a checkpoint is written after every epoch (see :mod:`ufl.checkpoint`),
+and ``resume=True`` continues a run exactly.
 Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on CUDA).
 """
 
@@ -157,7 +160,9 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
                         warn_random_init=checkpoint is None and distributed.is_main())
     backbone.check_size(config.size or RECIPES[config.dataset].size)
     out_channels = {name: spec.out_channels(config.dataset) for name, spec in specs.items()}
-    model = build_model(config.model, backbone, out_channels, **config.model_options)
+    model = build_model(config.model, backbone, out_channels, aux=config.aux, **config.model_options)
+    # PAD-Net's and MTI-Net's auxiliary tasks have no final output: nothing of theirs to validate.
+    predicted = {name: spec for name, spec in specs.items() if name in model.tasks}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                  weight_decay=config.weight_decay)
     train_loader = _train_loader(train_set, config, device)
@@ -183,7 +188,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
 
     def validate() -> dict[str, dict[str, float]]:
         model.eval()
-        results = evaluate(lambda b: {t: o["out"] for t, o in model(b["image"]).items()}, val_loader, specs,
+        results = evaluate(lambda b: {t: o["out"] for t, o in model(b["image"]).items()}, val_loader, predicted,
                            config.dataset, device, precision, config.edge_thresholds, desc="validate",
                            progress=config.progress)
         model.train()

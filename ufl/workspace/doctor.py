@@ -220,13 +220,16 @@ def _check_records(root: Path, report: DoctorReport) -> tuple[set[Path] | None, 
 
 @contextlib.contextmanager
 def _finding(report: DoctorReport, kind: str, path: Any) -> Iterator[None]:
-    """Turn a user-level error inside the block into a problem finding."""
+    """Turn an error inside the block into a problem finding (doctor reports, it does not crash:
+    a damaged file may fail in any library)."""
     from feature_cache.errors import FeatureCacheError
 
     try:
         yield
     except (UflError, FeatureCacheError, OSError) as e:
         report.add(kind, path, str(e))
+    except Exception as e:  # noqa: BLE001  anything else a damaged file makes a library raise
+        report.add(kind, path, f"{path}: {type(e).__name__}: {e}")
 
 
 def _verify_function():
@@ -245,7 +248,7 @@ def _sources(path: Path) -> list[Path]:
     try:
         with h5py.File(path, "r") as f:
             return [p.resolve() for p in virtual_source_files(f, path)]
-    except OSError:
+    except Exception:  # noqa: BLE001  unreadable: the cache check reports it
         return []
 
 
