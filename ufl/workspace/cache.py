@@ -175,6 +175,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     remove_stale(path.parent, f".{path.name}.*.creating")  # skeletons of runs killed while creating them
     record = ws.read()["caches"].get(key)
     if path.exists() and record is not None and not overwrite:
+        _refuse_other_settings(key, path, size, storage)
         try:
             FeatureCacheReader(path, ws.fingerprint).close()
             complete = True
@@ -248,6 +249,25 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         log.debug("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
     distributed.barrier()
     return CacheResult(key, path, len(rows), len(todo), elapsed)
+
+
+def _refuse_other_settings(key: str, path: Path, size: Sequence[int], storage: str) -> None:
+    """A :class:`CacheError` when the cache already there holds another precision or input size than
+    requested (it would otherwise be reported as "already cached")."""
+    try:
+        with FeatureCacheReader(path, require_complete=False) as reader:
+            layout = reader.layout
+    except Exception:  # noqa: BLE001 - unreadable or foreign: the resume below reports it
+        return
+    stored_size = tuple(int(v) for v in layout.identity.get("input_size", ()))
+    found = []
+    if layout.dtype != storage:
+        found.append(f"{layout.dtype} features (requested {storage})")
+    if stored_size != tuple(size):
+        found.append(f"input size {'x'.join(map(str, stored_size))} (requested {size[0]}x{size[1]})")
+    if found:
+        raise CacheError(f"{key}: the cache {path} holds {' and '.join(found)}; pass --overwrite to rebuild it "
+                         "with the requested settings, or leave the option out to use it as it is")
 
 
 def _refuse_overwriting_eval_caches(ws, dataset: str, splits: Sequence[str], views: int) -> None:

@@ -83,6 +83,14 @@ class CacheRows(Dataset):
             item[task] = data[index][task]
         return item
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """A DataLoader's batch: one batched read of the cache and of each target file."""
+        items = self.main.__getitems__(indices)
+        for task, data in self.side.items():
+            for item, side in zip(items, data.__getitems__(indices)):
+                item[task] = side[task]
+        return items
+
     def close(self) -> None:
         self.main.close()
         for data in self.side.values():
