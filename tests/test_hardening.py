@@ -108,13 +108,18 @@ def test_replace_keeps_an_old_head_that_does_not_match_its_hash(ws, caplog):
 
 # -- 4: OS errors are one line; a trained head is never lost --------------------------------------
 def _fail_writes_under(monkeypatch, folder, error=errno.ENOSPC):
-    """Every safetensors write into ``folder`` fails with ``error`` (as a full disk would)."""
+    """Every safetensors write into ``folder`` fails with ``error`` (as a full disk would), also
+    into the hidden sibling folder a new workspace is built in (``.NAME.*.creating``)."""
     import ufl.io
 
     original = ufl.io.save_file
 
     def save_file(tensors, filename, metadata=None):
-        if os.path.dirname(os.path.abspath(filename)) == os.path.abspath(folder):
+        written_in = os.path.dirname(os.path.abspath(filename))
+        staging = (os.path.dirname(written_in) == os.path.dirname(os.path.abspath(folder))
+                   and os.path.basename(written_in).startswith(f".{os.path.basename(folder)}.")
+                   and written_in.endswith(".creating"))
+        if written_in == os.path.abspath(folder) or staging:
             raise OSError(error, os.strerror(error), filename)
         return original(tensors, filename, metadata=metadata)
 
