@@ -1,16 +1,32 @@
-"""Benchmark: `ufl cache-features` against the bare backbone forward over the same images.
+"""Benchmark: `ufl cache-features` against the bare backbone forward, and cache reads against raw reads.
 
-    python bench/cache_features.py [--json] [--images 64] [--size 128] [--batch-size 16] [--device auto]
+    python bench/cache_features.py [--json] [--dataset pascal] [--images 256] [--size 128] [--batch-size 16]
+                                   [--device auto] [--read-size 512] [--read-rows 192] [--main-size 512]
 
-On generated PASCAL-like data (``ufl make-synthetic``), in one process:
+On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON keys in brackets):
 
 * ``forward``: the frozen backbone over every image, already decoded and resized in memory
-  (pure compute, the floor for any caching);
+  (pure compute, the floor for any caching) [``forward_seconds``, ``forward_images_per_s``];
 * ``cache``: ``Workspace.cache_features`` writing the same images into a fresh HDF5 cache
-  (decoding the JPEG and every target, the forward pass, float16 conversion and the write);
-* ``ratio = cache / forward`` (target <= 1.15 on CPU: decoding and writing hide behind compute);
-* bytes per image on disk, and the read throughput of the cache (``FeatureCacheDataset``) against
-  reading the same bytes from a raw file with NumPy.
+  (decoding the JPEG and every target, the forward pass, float16 conversion and the write)
+  [``cache_seconds``, ``cache_images_per_s``, ``bytes_per_image``];
+* [``ratio``] = cache / forward (best of ``--repeats`` interleaved runs each);
+* [``main_ms_per_row``]: the caching process's own work per row at ``--main-size`` px besides
+  decoding and the forward: ``(wall - forward - decode) / rows`` of a one-process run
+  (``workers=0``; the forward timed around ``backbone_features``, the decoding around the
+  DataLoader's dataset access), plus [``write_ms_per_row``], the writer thread's ``write()`` time
+  (overlapped in the wall time, so counted twice at worst: an upper bound) [``main_loop_ms_per_row``
+  is the part without it];
+* [``read_ratio``]: the cache reader (``FeatureCacheReader.features_batch`` + ``targets_batch`` of
+  one task, stored dtypes, checksums verified) against raw NumPy reads of the SAME bytes (each
+  row's bytes contiguous in a plain file, one ``readinto`` per row into a batch buffer whose parts
+  are NumPy views: the cheapest plain reader), both
+  in the same shuffled batches of ``--batch-size`` rows from a warm page cache; > 1 means the cache
+  is faster. On the bench's own cache [``read_ratio``, ``read_rows_per_s``, ``raw_rows_per_s``] and
+  on a ``--read-size`` px cache of the same backbone's feature shapes and PASCAL's semseg target
+  [``read_ratio_512``, ``read_rows_per_s_512``: through ``FeatureCacheDataset(dtype=None)`` and a
+  ``DataLoader`` (one process, batches of ``--batch-size``, shuffled, collated, float16 kept),
+  ``reader_rows_per_s_512``, ``raw_rows_per_s_512``, ``read_bytes_per_row_512``].
 
 On CUDA it also reports the GPU busy fraction (backbone kernel time / wall time of the caching
 run, from CUDA events). Prints one JSON object with ``--json``.
@@ -26,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -33,12 +50,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import machine, sync  # noqa: E402
-from feature_cache import FeatureCacheDataset  # noqa: E402
+from feature_cache import FeatureCacheDataset, FeatureCacheReader, FeatureCacheWriter  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from torch.utils.data._utils import fetch as _fetch  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.models import Backbone  # noqa: E402
 from ufl.runtime import Precision, resolve_device  # noqa: E402
 from ufl.workspace import Workspace  # noqa: E402
-from ufl.workspace.cache import dataset_specs, open_split, resolve_data  # noqa: E402
+import ufl.workspace.cache as _cache  # noqa: E402
+from ufl.taskspec import get_spec  # noqa: E402
+from ufl.workspace.cache import dataset_specs, open_split, resolve_data, target_layout  # noqa: E402
 from ufl.workspace.views import ViewDataset, backbone_features  # noqa: E402
 
 
@@ -56,35 +77,149 @@ def time_forward(ws, images: torch.Tensor, batch_size: int, device: torch.device
     return time.perf_counter() - start
 
 
-def read_throughput(path: Path, tmp: Path) -> dict[str, float]:
-    """Samples/s reading the whole cache through the Dataset vs the same bytes raw with NumPy."""
-    data = FeatureCacheDataset(path)
-    n = len(data)
-    start = time.perf_counter()
-    for i in range(n):
-        data[i]
-    cache_s = time.perf_counter() - start
-    item = data[0]
-    raw = tmp / "raw.bin"
-    sizes = [f.numel() * 2 for f in item["features"]]
+def _raw_copy(reader: FeatureCacheReader, task: str, raw: Path) -> list[tuple[tuple[int, ...], np.dtype]]:
+    """Write every row's bytes (features in their stored dtype, then ``task``'s stored target)
+    contiguously into ``raw``; the (shape, dtype) of each part of a row."""
+    parts = [(tuple(s), np.dtype(reader.layout.dtype)) for s in reader.scales]
+    spec = reader.layout.targets[task]
+    parts.append((tuple(spec.shape), np.dtype(spec.dtype)))
     with open(raw, "wb") as f:
-        for i in range(n):
-            for feature in data[i]["features"]:
-                f.write(feature.to(torch.float16).numpy().tobytes())
-    per_sample = sum(sizes)
-    start = time.perf_counter()
-    with open(raw, "rb") as f:
-        for i in range(n):
-            f.seek(i * per_sample)
-            buf = f.read(per_sample)
-            offset = 0
-            for feature, size in zip(item["features"], sizes):
-                torch.from_numpy(np.frombuffer(buf, np.float16, size // 2, offset).reshape(feature.shape).astype(np.float32))
-                offset += size
-    raw_s = time.perf_counter() - start
+        for start in range(0, len(reader), 64):
+            rows = np.arange(start, min(start + 64, len(reader)))
+            feats = reader.features_batch(rows)
+            target = reader.targets_batch(rows, [task], decode=False)[task]
+            for j in range(len(rows)):
+                for arr in (*feats, target):
+                    f.write(np.ascontiguousarray(arr[j]).tobytes())
+    return parts
+
+
+def read_same_bytes(path: Path, task: str, tmp: Path, batch_size: int, repeats: int) -> dict[str, float]:
+    """Rows/s of the cache reader and of raw NumPy reads of the same bytes (best of ``repeats``,
+    interleaved), shuffled batches, warm page cache."""
+    raw = tmp / f"{path.stem}.raw"
+    with FeatureCacheReader(path) as reader:
+        parts = _raw_copy(reader, task, raw)
+        n = len(reader)
+    sizes = [int(np.prod(shape)) * dtype.itemsize for shape, dtype in parts]
+    row_bytes = sum(sizes)
+    order = np.random.default_rng(0).permutation(n)
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+    def cache_pass() -> float:
+        with FeatureCacheReader(path) as reader:
+            start = time.perf_counter()
+            for rows in batches:
+                reader.features_batch(rows)
+                reader.targets_batch(rows, [task], decode=False)
+            return time.perf_counter() - start
+
+    def raw_pass() -> float:
+        # the strongest plain reader: one read per row (its bytes are contiguous in the raw file)
+        # into a (B, row_bytes) batch buffer; each part is a view of it, no copy
+        bounds = np.cumsum([0, *sizes])
+        with open(raw, "rb", buffering=0) as f:
+            start = time.perf_counter()
+            for rows in batches:
+                buffer = np.empty((len(rows), row_bytes), np.uint8)
+                for j, row in enumerate(rows.tolist()):
+                    f.seek(row * row_bytes)
+                    f.readinto(buffer[j])
+                [buffer[:, a:b].view(dtype).reshape(len(rows), *shape)
+                 for (shape, dtype), a, b in zip(parts, bounds[:-1], bounds[1:])]
+            return time.perf_counter() - start
+
+    cache_pass(), raw_pass()  # warm the page cache and the code paths
+    cache_s, raw_s = [], []
+    for _ in range(repeats):
+        cache_s.append(cache_pass())
+        raw_s.append(raw_pass())
+    raw.unlink()
+    return {"cache_rows_per_s": n / min(cache_s), "raw_rows_per_s": n / min(raw_s),
+            "read_ratio": min(raw_s) / min(cache_s), "row_bytes": row_bytes}
+
+
+def dataset_rows_per_s(path: Path, task: str, batch_size: int, repeats: int) -> float:
+    """Rows/s through ``FeatureCacheDataset(dtype=None)`` and a one-process shuffled DataLoader."""
+    data = FeatureCacheDataset(path, tasks=[task], dtype=None)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0,
+                        generator=torch.Generator().manual_seed(0))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first pass warms up
+        start = time.perf_counter()
+        for _batch in loader:
+            pass
+        best = min(best, time.perf_counter() - start)
     data.close()
-    return {"cache_samples_per_s": n / cache_s, "raw_samples_per_s": n / raw_s, "cache_vs_raw": raw_s / cache_s,
-            "feature_bytes_per_sample": per_sample}
+    return len(data) / best
+
+
+def synthetic_read_cache(ws, path: Path, size: int, rows: int) -> str:
+    """A ``size`` px cache with the workspace backbone's feature shapes and PASCAL's semseg target,
+    random contents (no backbone run); returns the task name."""
+    backbone = ws.backbone("cpu")
+    scales = [(c, size // s, size // s) for c, s in zip(backbone.channels, backbone.strides)]
+    task = "semseg"
+    writer = FeatureCacheWriter.create(
+        path, rows, scales, {task: target_layout(get_spec(task), "pascal", (size, size))},
+        fingerprint=ws.fingerprint, input_size=(size, size), backbone=backbone.name, dataset="pascal",
+        split="train", strides=backbone.strides)
+    rng = np.random.default_rng(0)
+    for start in range(0, rows, 16):
+        idx = np.arange(start, min(start + 16, rows))
+        feats = [rng.standard_normal((len(idx), *s), dtype=np.float32) for s in scales]
+        labels = rng.integers(0, 21, (len(idx), size, size)).astype(np.uint8)
+        writer.write(idx, feats, {task: labels})
+    writer.finalize()
+    return task
+
+
+def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], images: int,
+                      batch_size: int, tmp: Path) -> dict[str, float]:
+    """Per-row time of the caching process besides forward and decoding (see the module docstring)."""
+    spans = {"forward": 0.0, "decode": 0.0, "write": 0.0}
+    real_features, real_fetch = _cache.backbone_features, _fetch._MapDatasetFetcher.fetch
+    real_write = FeatureCacheWriter.write
+
+    def timed(key, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spans[key] += time.perf_counter() - start
+        return wrapper
+
+    def fetch(self, index):  # the dataset access (decoding) only; the collate stays main work
+        collate = self.collate_fn
+        decode_start = time.perf_counter()
+        collate_time = [0.0]
+
+        def timed_collate(batch):
+            start = time.perf_counter()
+            try:
+                return collate(batch)
+            finally:
+                collate_time[0] += time.perf_counter() - start
+
+        self.collate_fn = timed_collate
+        try:
+            return real_fetch(self, index)
+        finally:
+            self.collate_fn = collate
+            spans["decode"] += time.perf_counter() - decode_start - collate_time[0]
+
+    with mock.patch.object(_cache, "backbone_features", timed("forward", real_features)), \
+            mock.patch.object(_fetch._MapDatasetFetcher, "fetch", fetch), \
+            mock.patch.object(FeatureCacheWriter, "write", timed("write", real_write)):
+        result = ws.cache_features(dataset, ["val"], root=folder, size=size, device="cpu", batch_size=batch_size,
+                                   workers=0, overwrite=True, progress=False)[0]
+    rows = result.written
+    loop = (result.seconds - spans["forward"] - spans["decode"]) / rows
+    return {"main_ms_per_row": 1000 * (loop + spans["write"] / rows), "main_loop_ms_per_row": 1000 * loop,
+            "write_ms_per_row": 1000 * spans["write"] / rows, "main_rows": rows,
+            "main_forward_ms_per_row": 1000 * spans["forward"] / rows,
+            "main_decode_ms_per_row": 1000 * spans["decode"] / rows}
 
 
 def main() -> None:
@@ -97,6 +232,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers of the caching run")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best of each is kept")
+    parser.add_argument("--read-size", type=int, default=512, help="input size of the read-speed cache")
+    parser.add_argument("--read-rows", type=int, default=192, help="rows of the read-speed cache")
+    parser.add_argument("--main-size", type=int, default=512, help="input size of the main-process timing")
+    parser.add_argument("--main-images", type=int, default=16, help="val images cached for the main-process timing")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -105,6 +244,8 @@ def main() -> None:
         tmp = Path(tmp)
         make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False,
                        workers=min(8, os.cpu_count() or 1))
+        make_synthetic(tmp / "data_main", size=args.main_size, n_train=1, n_val=args.main_images, seed=0,
+                       progress=False, workers=min(8, os.cpu_count() or 1))
         ws = Workspace.create(tmp / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")
         size = (args.size, args.size * 4 // 3 // 32 * 32 if args.dataset == "nyud" else args.size)
         folder, _ = resolve_data(ws, args.dataset, tmp / "data", None, size)
@@ -124,7 +265,16 @@ def main() -> None:
                 busy.append(kernel_seconds() / result.seconds)
         path = result.path
         on_disk = path.stat().st_size / result.rows
-        reads = read_throughput(path, tmp)
+        task = dataset_specs(ws, args.dataset, None)[0].name
+        reads = read_same_bytes(path, task, tmp, args.batch_size, args.repeats)
+        big = tmp / "read.h5"
+        big_task = synthetic_read_cache(ws, big, args.read_size, args.read_rows)
+        reads_512 = read_same_bytes(big, big_task, tmp, args.batch_size, args.repeats)
+        loader_512 = dataset_rows_per_s(big, big_task, args.batch_size, args.repeats)
+        big.unlink()
+        main_size = (args.main_size, args.main_size * 4 // 3 // 32 * 32 if args.dataset == "nyud" else args.main_size)
+        main_folder, _ = resolve_data(ws, args.dataset, tmp / "data_main", None, main_size)
+        main = main_process_time(ws, args.dataset, main_folder, main_size, args.main_images, args.batch_size, tmp)
 
     forward_s, cache_s = min(forward_times), min(cache_times)
     report = {
@@ -132,7 +282,13 @@ def main() -> None:
         "batch_size": args.batch_size, "ratio": cache_s / forward_s, "cache_seconds": cache_s,
         "forward_seconds": forward_s, "cache_images_per_s": args.images / cache_s,
         "forward_images_per_s": args.images / forward_s, "bytes_per_image": on_disk,
-        "gpu_busy_fraction": max(busy) if busy else None, **reads,
+        "gpu_busy_fraction": max(busy) if busy else None,
+        "read_ratio": reads["read_ratio"], "read_rows_per_s": reads["cache_rows_per_s"],
+        "raw_rows_per_s": reads["raw_rows_per_s"], "read_bytes_per_row": reads["row_bytes"],
+        "read_size": args.read_size, "read_ratio_512": reads_512["read_ratio"],
+        "read_rows_per_s_512": loader_512, "reader_rows_per_s_512": reads_512["cache_rows_per_s"],
+        "raw_rows_per_s_512": reads_512["raw_rows_per_s"], "read_bytes_per_row_512": reads_512["row_bytes"],
+        "main_size": list(main_size), **main,
     }
     if args.json:
         print(json.dumps(report))

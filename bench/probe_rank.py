@@ -10,8 +10,8 @@ is better: depth RMSE and normals' mean angle negated); then the mean over tasks
 over every (backbone, task) pair after ranking within each task.
 
 Backbones: three randomly initialised (HRNet-18, ResNet-18, ViT-Tiny with the feature pyramid) and
-two trained ones: HRNet-18 after ``ufl pretrain`` of Medusa (multi-task) and of the single-task
-baseline (semseg) on the generated NYUD data. CPU-cheap by design: tiny data, few epochs; the
+three trained ones: HRNet-18 after ``ufl pretrain`` on the generated NYUD data of the single-task
+baseline (semseg), the multi-task baseline and Medusa (semseg + depth, normals + edges auxiliary). CPU-cheap by design: tiny data, few epochs; the
 figures show whether the ranking holds, not the real-data numbers.
 """
 
@@ -71,6 +71,7 @@ def main() -> None:
               "ResNet-18 random": lambda: random("resnet18"),
               "ViT-Ti/16 random + pyramid": lambda: random("vit_tiny_patch16_224"),
               "HRNet-18 ST (semseg) on NYUD": lambda: pretrained("single-task", ("semseg",), ()),
+              "HRNet-18 MT baseline on NYUD": lambda: pretrained("mt-baseline", ("semseg", "depth"), ("normals", "edges")),
               "HRNet-18 Medusa on NYUD": lambda: pretrained("medusa", ("semseg", "depth"), ("normals", "edges"))}
     config = HeadTrainingConfig(epochs=args.epochs, batch_size=4, lr=1e-3, seed=0)
     rows = []

@@ -8,7 +8,9 @@ package needs only numpy, h5py and torch (hdf5plugin for zstd/blosc compression)
 - :class:`FeatureCacheWriter`: create or resume a cache; crash-safe ``write``; ``finalize``.
 - :class:`BackgroundWriter`: the same writes on a thread behind a bounded queue.
 - :func:`atomic_cache`: rebuild a cache beside the old one, replace it only on success.
-- :class:`FeatureCacheReader`, :class:`FeatureCacheDataset`: validated reads; a torch Dataset.
+- :class:`FeatureCacheReader`, :class:`FeatureCacheDataset`: validated, checksum-verified reads
+  (direct chunk reads for uncompressed caches); a torch Dataset with batched reads.
+- :func:`verify_file`: every problem of a cache file (bad rows, missing rows, truncation), one line each.
 - :mod:`feature_cache.shards`: one shard per process, joined with HDF5 virtual datasets.
 """
 
@@ -24,8 +26,10 @@ _LAZY = {
     **dict.fromkeys(("COMPRESSIONS", "FORMAT_VERSION", "CacheLayout", "TargetSpec", "estimate_bytes_per_sample",
                      "label_storage_dtype"), "format"),
     "FeatureCacheReader": "reader",
+    "verify_file": "verify",
     **dict.fromkeys(("consolidate", "create_shard_writer", "join_shards", "shard_path", "shard_range"), "shards"),
-    **dict.fromkeys(("BackgroundWriter", "FeatureCacheWriter", "atomic_cache", "partial_path"), "writer"),
+    **dict.fromkeys(("BackgroundWriter", "FeatureCacheWriter", "atomic_cache", "partial_path", "round_to_storage"),
+                    "writer"),
 }
 
 
@@ -52,6 +56,7 @@ __all__ = [
     "BackgroundWriter",
     "atomic_cache",
     "partial_path",
+    "round_to_storage",
     "FeatureCacheReader",
     "FeatureCacheDataset",
     "available_memory_bytes",
@@ -60,6 +65,7 @@ __all__ = [
     "create_shard_writer",
     "join_shards",
     "consolidate",
+    "verify_file",
     "FeatureCacheError",
     "CacheMissingError",
     "CacheIncompleteError",

@@ -4,23 +4,43 @@ A reader refuses, each with one line (:class:`~feature_cache.errors.FeatureCache
 file or shard, a file that is not a cache or cannot be opened, another schema version, another
 backbone fingerprint than the expected one, and an incomplete cache (an interrupted run: resume it).
 A cache joined from shards (HDF5 virtual datasets) reads exactly like a single file.
+
+Every row read is checked against its checksum (format version 2, see :mod:`feature_cache.format`);
+a mismatch raises :class:`~feature_cache.errors.CacheCorruptError` naming the file, split, row and
+dataset. Version 1 caches have no checksums: they are read unverified (:attr:`FeatureCacheReader.verified`
+is False, and a warning is logged once per file).
+
+Direct chunk reads. In an uncompressed single-file cache every row of a dataset is one unfiltered
+chunk at a fixed file offset (allocated at creation, see :mod:`feature_cache.writer`). The reader
+reads those offsets once (``chunk_iter``: one walk of HDF5's chunk index) and then reads each row
+with one ``os.preadv`` straight into the output array, without HDF5 (about 10 h5py calls and their
+selection machinery per row otherwise). Compressed, virtual (joined shards) or otherwise unusual
+datasets fall back to h5py; both paths return identical arrays. NOTE: positional reads rather than
+``mmap``: the same single copy from the page cache, but a file truncated or replaced while mapped
+would kill the process with SIGBUS, where a short read is a clear :class:`CacheCorruptError`; and
+a positional read shares no file offset, so the descriptor is safe in forked DataLoader workers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import h5py
 import numpy as np
+import xxhash
 
 from . import format as fmt
-from .errors import CacheIncompleteError, CacheMissingError, FeatureCacheError
-from .format import CacheLayout
-from .writer import check_fingerprint, open_h5, read_layout
+from .errors import CacheCorruptError, CacheIncompleteError, CacheMissingError, FeatureCacheError
+from .format import CacheLayout, check_fingerprint, open_h5, read_layout
 
 __all__ = ["FeatureCacheReader", "decode_attrs", "virtual_source_files"]
+
+log = logging.getLogger("feature_cache")
+_HAS_PREADV = hasattr(os, "preadv")
+_WARNED_UNVERIFIED: set[str] = set()
 
 _JSON_ATTRS = {fmt.ATTR_NORMALISATION, fmt.ATTR_SCALES, fmt.ATTR_STRIDES, fmt.ATTR_TASKS,
                fmt.ATTR_TARGETS, fmt.ATTR_VIEW_PARAM_NAMES, fmt.ATTR_METADATA}
@@ -58,6 +78,47 @@ def virtual_source_files(f: h5py.File, path: Path) -> list[Path]:
     return list(files.values())
 
 
+class _DirectRows:
+    """File offsets of every row of one unfiltered, non-virtual dataset (read once)."""
+
+    def __init__(self, offsets: np.ndarray, row_bytes: int) -> None:
+        self.offsets = offsets
+        self.row_bytes = row_bytes
+
+    @classmethod
+    def of(cls, dset: h5py.Dataset) -> "_DirectRows | None":
+        """The row offsets of ``dset``, or ``None`` when it must be read through h5py."""
+        if dset.is_virtual or not dset.dtype.isnative or dset.dtype.kind not in "biuf" or dset.ndim < 1:
+            return None
+        dcpl = dset.id.get_create_plist()
+        if dcpl.get_nfilters() or dcpl.get_external_count():
+            return None
+        n = dset.shape[0]
+        row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
+        if row_bytes == 0:
+            return cls(np.zeros(n, np.int64), 0)
+        layout = dcpl.get_layout()
+        if layout == h5py.h5d.CONTIGUOUS:
+            base = dset.id.get_offset()
+            return None if base is None else cls(base + row_bytes * np.arange(n, dtype=np.int64), row_bytes)
+        if layout != h5py.h5d.CHUNKED or dset.chunks != (1, *dset.shape[1:]):
+            return None
+        offsets = np.full(n, -1, np.int64)
+
+        def visit(info: Any) -> None:
+            if info.filter_mask == 0 and info.size == row_bytes:
+                offsets[info.chunk_offset[0]] = info.byte_offset
+
+        try:
+            dset.id.chunk_iter(visit)
+        except Exception:  # noqa: BLE001 - an old HDF5 without chunk_iter, or an odd index: h5py reads it
+            return None
+        return cls(offsets, row_bytes) if (offsets >= 0).all() else None
+
+    def end(self) -> int:
+        return int(self.offsets.max()) + self.row_bytes if len(self.offsets) else 0
+
+
 class FeatureCacheReader:
     """Random and batched access to one validated cache.
 
@@ -67,24 +128,30 @@ class FeatureCacheReader:
             skips the check.
         require_complete: refuse a cache with unwritten rows (default). ``False`` is for tools
             that inspect an interrupted run.
+        direct: read uncompressed single-file datasets with direct chunk reads (default); False
+            reads everything through h5py (same arrays; for comparison and tests).
 
     Indices are row numbers ``0..N-1`` of this file (negative ones count from the end).
-    Features come back in the stored dtype (float16 by default); targets in their decoded dtype.
+    Features come back in the stored dtype (float16 by default) unless the cache holds rows that
+    were scaled to fit float16 (see :mod:`feature_cache.format`): the features of such a scale
+    come back as float32, scaled back (:attr:`feature_dtypes`). Targets in their decoded dtype.
+    Every row is checked against its checksum (:class:`CacheCorruptError` on a mismatch).
     """
 
     def __init__(self, path: str | os.PathLike, fingerprint: str | None = None, *,
-                 require_complete: bool = True) -> None:
+                 require_complete: bool = True, direct: bool = True) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise CacheMissingError(f"feature cache not found: {self.path}; run cache-features to create it")
         self._file = open_h5(self.path, "r")
+        self._fd: int | None = None
         try:
             self.layout: CacheLayout = read_layout(self._file, self.path)
             fmt.ensure_filters_readable(self.layout.compression, self.path)
             self.is_virtual = self._check_sources()
             check_fingerprint(self.path, self.layout.identity[fmt.ATTR_FINGERPRINT], fingerprint,
                               "the workspace's")
-            self.complete = self._file[fmt.COMPLETE][...].astype(bool)
+            self.complete = self._read_small(fmt.COMPLETE).astype(bool)
             done, total = int(self.complete.sum()), len(self.complete)
             if require_complete and done != total:
                 raise CacheIncompleteError(
@@ -92,13 +159,70 @@ class FeatureCacheReader:
                     "cache-features again to resume")
             self.attrs: dict[str, Any] = decode_attrs(self._file.attrs)
             self.ids: list[str] = list(self._file[fmt.IDS].asstr()[...])
-            self.view: np.ndarray = self._file[fmt.VIEW][...]
+            self.view: np.ndarray = self._read_small(fmt.VIEW)
+            self.version = int(self.attrs[fmt.ATTR_FORMAT_VERSION])
+            #: global index of row 0 (a shard's start; 0 for single and joined files): the checksum seed
+            self.first_index = int(self.attrs.get(fmt.ATTR_FIRST_INDEX, 0))
             self._features = [self._file[fmt.feature_key(s)] for s in range(len(self.layout.scales))]
             self._targets = {t: self._file[fmt.target_key(t)] for t in self.layout.targets}
             self._view_params = self._file[fmt.VIEW_PARAMS]
+            #: True when the rows carry checksums (format version 2) and are checked on every read
+            self.verified = fmt.CHECKSUMS in self._file
+            if self.verified:
+                sums = self._file[fmt.CHECKSUMS]
+                names = fmt.from_json(sums.attrs["columns"])
+                if names != fmt.checksum_columns(self.layout):
+                    raise CacheCorruptError(
+                        f"cache {self.path} has checksum columns {names} that do not match its layout; "
+                        "rewrite it (cache-features --overwrite)")
+                self._sums = self._read_small(fmt.CHECKSUMS)
+                self._column = {name: c for c, name in enumerate(names)}
+                self.feature_scale = self._read_small(fmt.FEATURE_SCALE)
+                self._verify(fmt.FEATURE_SCALE, np.flatnonzero(self.complete), self.feature_scale[self.complete])
+            else:
+                self._sums, self._column = None, {}
+                self.feature_scale = np.ones((total, len(self.layout.scales)), np.float32)
+                if str(self.path) not in _WARNED_UNVERIFIED:
+                    _WARNED_UNVERIFIED.add(str(self.path))
+                    log.warning("cache %s has format version %d: its rows carry no checksums and are read "
+                                "unverified; rewrite it (cache-features --overwrite) to protect it",
+                                self.path, self.version)
+            #: per scale: the dtype features come back in (float32 where rows were scaled)
+            self.feature_dtypes = [np.dtype(self.layout.dtype) if (self.feature_scale[:, s] == 1).all()
+                                   else np.dtype(np.float32) for s in range(len(self.layout.scales))]
+            self._direct: dict[str, _DirectRows] = {}
+            if direct and not self.is_virtual:
+                self._setup_direct()
+        except (OSError, RuntimeError, KeyError) as e:  # HDF5 could not walk the file's structure
+            self.close()
+            raise fmt.damaged_error(self.path, e) from None
         except BaseException:
-            self._file.close()
+            self.close()
             raise
+
+    def _read_small(self, name: str) -> np.ndarray:
+        try:
+            return self._file[name][...]
+        except (OSError, RuntimeError) as e:
+            raise CacheCorruptError(
+                f"cache {self.path}: {name} cannot be read ({fmt._hdf5_reason(str(e))}); the file is "
+                "damaged: rewrite it (cache-features --overwrite)") from None
+
+    def _setup_direct(self) -> None:
+        size = os.path.getsize(self.path)
+        names = [fmt.feature_key(s) for s in range(len(self.layout.scales))]
+        names += [fmt.target_key(t) for t in self.layout.targets] + [fmt.VIEW_PARAMS]
+        for name in names:
+            rows = _DirectRows.of(self._file[name])
+            if rows is None:
+                continue
+            if rows.end() > size:
+                raise CacheCorruptError(
+                    f"cache {self.path} is truncated: {name} ends at byte {rows.end()} but the file has "
+                    f"{size}; rewrite it (cache-features --overwrite --split {self.split})")
+            self._direct[name] = rows
+        if self._direct:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
     def _check_sources(self) -> bool:
         sources = virtual_source_files(self._file, self.path)
@@ -118,6 +242,10 @@ class FeatureCacheReader:
         return self.layout.identity[fmt.ATTR_FINGERPRINT]
 
     @property
+    def split(self) -> str:
+        return self.layout.identity[fmt.ATTR_SPLIT] or "?"
+
+    @property
     def scales(self) -> tuple[tuple[int, int, int], ...]:
         return self.layout.scales
 
@@ -128,6 +256,11 @@ class FeatureCacheReader:
     @property
     def view_param_names(self) -> tuple[str, ...]:
         return self.layout.view_param_names
+
+    @property
+    def direct_datasets(self) -> list[str]:
+        """The datasets read with direct chunk reads (the others go through h5py)."""
+        return list(self._direct)
 
     def disk_bytes_per_sample(self) -> float:
         """Bytes on disk per row (the file, or the files a joined cache reads from)."""
@@ -156,44 +289,122 @@ class FeatureCacheReader:
         return i % n
 
     def features(self, i: int) -> list[np.ndarray]:
-        """Sample ``i``'s features: one (C_s, H_s, W_s) array per scale, stored dtype."""
-        row = self._row(i)
-        return [d[row] for d in self._features]
+        """Sample ``i``'s features: one (C_s, H_s, W_s) array per scale (:attr:`feature_dtypes`)."""
+        return [f[0] for f in self.features_batch([i])]
 
     def targets(self, i: int, tasks: Iterable[str] | None = None, decode: bool = True) -> dict[str, np.ndarray]:
         """Sample ``i``'s targets: task -> (*shape) array (decoded dtype; stored dtype if not ``decode``)."""
-        row = self._row(i)
-        return {t: self._decode(t, self._targets[t][row], decode) for t in self._tasks(tasks)}
+        return {t: v[0] for t, v in self.targets_batch([i], tasks, decode).items()}
 
     def view_params(self, i: int) -> np.ndarray:
         """Sample ``i``'s (K,) float32 view parameters (names: :attr:`view_param_names`)."""
-        return self._view_params[self._row(i)]
+        return self.view_params_batch([i])[0]
 
     # -- batches --------------------------------------------------------------------------------
     def features_batch(self, indices: Sequence[int]) -> list[np.ndarray]:
         """One (B, C_s, H_s, W_s) array per scale for the rows ``indices`` (any order, repeats ok)."""
-        return [self._read_rows(d, indices) for d in self._features]
+        rows = self._rows(indices)
+        stored = [self._read_rows(fmt.feature_key(s), d, rows) for s, d in enumerate(self._features)]
+        return [self._unscale(s, arr, rows) for s, arr in enumerate(stored)]
+
+    def stored_features_batch(self, indices: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+        """The stored feature arrays (no scaling back) and their (B, S) float32 scales."""
+        rows = self._rows(indices)
+        return ([self._read_rows(fmt.feature_key(s), d, rows) for s, d in enumerate(self._features)],
+                self.feature_scale[rows])
 
     def targets_batch(self, indices: Sequence[int], tasks: Iterable[str] | None = None,
                       decode: bool = True) -> dict[str, np.ndarray]:
-        return {t: self._decode(t, self._read_rows(self._targets[t], indices), decode)
+        rows = self._rows(indices)
+        return {t: self._decode(t, self._read_rows(fmt.target_key(t), self._targets[t], rows), decode)
                 for t in self._tasks(tasks)}
 
     def view_params_batch(self, indices: Sequence[int]) -> np.ndarray:
-        return self._read_rows(self._view_params, indices)
+        return self._read_rows(fmt.VIEW_PARAMS, self._view_params, self._rows(indices))
 
-    def _read_rows(self, dset: h5py.Dataset, indices: Sequence[int]) -> np.ndarray:
-        rows = np.asarray([self._row(i) for i in np.asarray(indices).reshape(-1)], dtype=np.int64)
+    def _rows(self, indices: Sequence[int]) -> np.ndarray:
+        idx = np.asarray(indices).reshape(-1)
+        if idx.dtype.kind not in "iu":
+            idx = np.asarray([int(i) for i in idx], dtype=np.int64)
+        n = len(self)
+        if len(idx) and (idx.min() < -n or idx.max() >= n):
+            bad = idx[(idx < -n) | (idx >= n)][0]
+            raise IndexError(f"index {int(bad)} out of range for cache {self.path} with {n} samples")
+        return idx.astype(np.int64) % n if n else idx.astype(np.int64)
+
+    def _unscale(self, s: int, arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if self.feature_dtypes[s] == arr.dtype:
+            return arr
+        scale = self.feature_scale[rows, s].reshape(-1, *([1] * (arr.ndim - 1)))
+        return arr.astype(np.float32) * scale
+
+    def _read_rows(self, name: str, dset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (in range, any order, repeats ok) of one dataset, stored dtype, verified."""
+        direct = self._direct.get(name)
+        if direct is not None:
+            out = np.empty((len(rows), *dset.shape[1:]), dtype=dset.dtype)
+            self._read_direct(name, direct, rows, out)
+            self._verify(name, rows, out)
+            return out
         unique, inverse = np.unique(rows, return_inverse=True)
         buffer = np.empty((len(unique), *dset.shape[1:]), dtype=dset.dtype)
         # consecutive rows are read with one slice each (one HDF5 call per run, not per row)
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
         for run in np.split(np.arange(len(unique)), breaks):
+            if not len(run):
+                continue
             first, last = int(unique[run[0]]), int(unique[run[-1]])
-            # a single row goes through h5py's fast path for integer indexing (several times
-            # faster than a one-row slice)
-            buffer[run[0]:run[-1] + 1] = dset[first] if first == last else dset[first:last + 1]
+            try:
+                # a single row goes through h5py's fast path for integer indexing (several times
+                # faster than a one-row slice)
+                buffer[run[0]:run[-1] + 1] = dset[first] if first == last else dset[first:last + 1]
+            except (OSError, RuntimeError) as e:
+                which = f"row {first}" if first == last else f"rows {first}..{last}"
+                raise CacheCorruptError(
+                    f"cache {self.path} (split {self.split}): {which} of {name} cannot be read "
+                    f"({fmt._hdf5_reason(str(e))}); the file is damaged: rewrite this cache "
+                    f"(cache-features --overwrite --split {self.split})") from None
+        self._verify(name, unique, buffer)
         return buffer[inverse.reshape(-1)]
+
+    def _read_direct(self, name: str, direct: _DirectRows, rows: np.ndarray, out: np.ndarray) -> None:
+        nbytes = direct.row_bytes
+        if nbytes == 0:
+            return
+        flat = out.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), nbytes)
+        fd = self._fd
+        for j, offset in enumerate(direct.offsets[rows].tolist()):
+            # one system call per row in the common case (this loop is the reader's hot path)
+            got = os.preadv(fd, (flat[j],), offset) if _HAS_PREADV else 0
+            if got != nbytes:
+                got = _pread_into(fd, flat[j], offset)
+            if got != nbytes:
+                row = int(rows[j])
+                raise CacheCorruptError(
+                    f"cache {self.path} (split {self.split}) is truncated: row {row} of {name} has {got} of "
+                    f"{nbytes} bytes; rewrite this cache (cache-features --overwrite --split {self.split})")
+
+    def _verify(self, name: str, rows: np.ndarray, data: np.ndarray) -> None:
+        """Compare each row's checksum with the stored one (no-op for unverified version 1 files)."""
+        if self._sums is None or not len(rows):
+            return
+        flat = data.reshape(len(rows), -1)
+        if not flat.flags.c_contiguous:
+            flat = np.ascontiguousarray(flat)
+        first = self.first_index
+        digest = xxhash.xxh3_64_intdigest
+        got = np.fromiter((digest(flat[j], seed=first + row) for j, row in enumerate(rows.tolist())),
+                          dtype=np.uint64, count=len(rows))
+        bad = np.flatnonzero(got != self._sums[rows, self._column[name]])
+        if len(bad):
+            raise CacheCorruptError(self.corrupt_message(int(rows[bad[0]]), name))
+
+    def corrupt_message(self, row: int, name: str) -> str:
+        """The one-line report of a row whose bytes do not match its checksum."""
+        sample = self.ids[row] if 0 <= row < len(self.ids) else "?"
+        return (f"cache {self.path} (split {self.split}) is corrupt: row {row} (sample {sample!r}) of "
+                f"{name} does not match its checksum; rewrite this cache "
+                f"(cache-features --overwrite --split {self.split})")
 
     def _tasks(self, tasks: Iterable[str] | None) -> list[str]:
         if tasks is None:
@@ -211,17 +422,23 @@ class FeatureCacheReader:
     # -- whole cache ----------------------------------------------------------------------------
     def read_all(self, tasks: Iterable[str] | None = None
                  ) -> tuple[list[np.ndarray], dict[str, np.ndarray], np.ndarray]:
-        """Every row at once, stored dtypes: (features per scale, targets per task, view params)."""
-        return ([d[...] for d in self._features],
-                {t: self._targets[t][...] for t in self._tasks(tasks)},
-                self._view_params[...])
+        """Every row at once, verified: (features per scale as :attr:`feature_dtypes`, targets per
+        task in the stored dtype, view params)."""
+        rows = np.arange(len(self))
+        return (self.features_batch(rows),
+                {t: self._read_rows(fmt.target_key(t), self._targets[t], rows) for t in self._tasks(tasks)},
+                self.view_params_batch(rows))
 
     def nbytes(self, tasks: Iterable[str] | None = None) -> int:
         """Bytes :meth:`read_all` needs in memory (uncompressed)."""
-        dsets = [*self._features, *(self._targets[t] for t in self._tasks(tasks)), self._view_params]
-        return sum(int(np.prod(d.shape)) * d.dtype.itemsize for d in dsets)
+        feats = sum(int(np.prod(d.shape)) * dt.itemsize for d, dt in zip(self._features, self.feature_dtypes))
+        dsets = [*(self._targets[t] for t in self._tasks(tasks)), self._view_params]
+        return feats + sum(int(np.prod(d.shape)) * d.dtype.itemsize for d in dsets)
 
     def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._file.id.valid:
             self._file.close()
 
@@ -234,3 +451,19 @@ class FeatureCacheReader:
     def __repr__(self) -> str:
         return (f"FeatureCacheReader({str(self.path)!r}, samples={len(self)}, scales={list(self.scales)}, "
                 f"tasks={self.tasks}, dtype={self.layout.dtype})")
+
+
+def _pread_into(fd: int, buffer: np.ndarray, offset: int) -> int:
+    """Read ``buffer.nbytes`` bytes at ``offset`` into ``buffer``; the number of bytes read."""
+    if _HAS_PREADV:
+        total = 0
+        view = memoryview(buffer)
+        while total < len(view):
+            got = os.preadv(fd, [view[total:]], offset + total)
+            if got == 0:
+                break
+            total += got
+        return total
+    data = os.pread(fd, buffer.nbytes, offset)
+    buffer[:len(data)] = np.frombuffer(data, np.uint8)
+    return len(data)

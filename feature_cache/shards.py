@@ -86,7 +86,8 @@ def _row_datasets(f: h5py.File, layout: fmt.CacheLayout) -> list[str]:
     """Every per-row dataset of a cache (all of them are joined)."""
     return ([fmt.feature_key(s) for s in range(len(layout.scales))]
             + [fmt.target_key(t) for t in layout.targets]
-            + [fmt.IDS, fmt.VIEW, fmt.VIEW_PARAMS, fmt.COMPLETE])
+            + [fmt.IDS, fmt.VIEW, fmt.VIEW_PARAMS, fmt.COMPLETE]
+            + [name for name in (fmt.FEATURE_SCALE, fmt.CHECKSUMS) if name in f])
 
 
 def join_shards(path: str | os.PathLike, world: int) -> Path:
@@ -196,9 +197,9 @@ def consolidate(path: str | os.PathLike, out: str | os.PathLike | None = None,
             writer = FeatureCacheWriter.create(tmp, overwrite=True, **reader.creation_kwargs())
             for start in range(0, len(reader), rows_per_copy):
                 rows = np.arange(start, min(start + rows_per_copy, len(reader)))
-                writer.write(rows, reader.features_batch(rows),
-                             reader.targets_batch(rows, decode=False),
-                             reader.view_params_batch(rows) if reader.view_param_names else None)
+                stored, scales = reader.stored_features_batch(rows)  # verified on the way
+                writer._write(rows, stored, reader.targets_batch(rows, decode=False),
+                              reader.view_params_batch(rows) if reader.view_param_names else None, scales)
             writer.finalize()
             with open_h5(tmp, "r+") as f:  # same attributes, timestamps included: it is the same cache
                 for key in (fmt.ATTR_CREATED, fmt.ATTR_FINISHED, fmt.ATTR_VIEWS):

@@ -13,8 +13,9 @@ at any instant (SIGKILL, OOM killer, a pre-empted job) must leave a file that (1
   them as they come and update its chunk index: there the file is consistent after each flush, and
   a kill inside the flush itself can, rarely, damage it; the writer then says so and offers to start
   again. Use no compression when the run may be killed often.)
-- ``write()`` writes the rows, calls ``H5Fflush`` (every byte handed to the OS), and only then sets
-  the rows' ``complete`` flags and flushes again. A kill before the second flush loses at most the
+- ``write()`` writes the rows and their checksums (see :mod:`feature_cache.format`), calls
+  ``H5Fflush`` (every byte handed to the OS), and only then sets the rows' ``complete`` flags and
+  flushes again. A kill before the second flush loses at most the
   flags of the last batch, which are simply written again on resume.
 - The files use the default superblock (version 0), which has no "file is open for writing"
   flag: a killed writer leaves no flag that would need ``h5clear`` before the file opens again.
@@ -42,11 +43,15 @@ import torch
 from h5py import h5d, h5p
 
 from . import format as fmt
-from .errors import (CacheBusyError, CacheCorruptError, CacheIncompleteError, CacheVersionError,
-                     FeatureCacheError, FingerprintMismatchError, LayoutMismatchError)
-from .format import CacheLayout, TargetSpec
+from .errors import (CacheCorruptError, CacheIncompleteError, CacheVersionError, FeatureCacheError,
+                     LayoutMismatchError)
+from .format import CacheLayout, TargetSpec, check_fingerprint, open_h5, read_layout
 
-__all__ = ["FeatureCacheWriter", "BackgroundWriter", "atomic_cache", "partial_path", "open_h5"]
+# NOTE: open_h5, read_layout and check_fingerprint live in format.py (shared with the reader); they
+# stay importable from here for callers of earlier versions.
+
+__all__ = ["FeatureCacheWriter", "BackgroundWriter", "atomic_cache", "partial_path", "open_h5",
+           "round_to_storage"]
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | nested sequences
 
@@ -54,25 +59,6 @@ ArrayLike = Any  # np.ndarray | torch.Tensor | nested sequences
 def utc_now() -> str:
     """The current UTC time as ISO 8601 (seconds), as stored in the created/finished attributes."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def open_h5(path: Path, mode: str) -> h5py.File:
-    """Open an HDF5 file, turning HDF5's errors into one clear :class:`FeatureCacheError` line."""
-    try:
-        return h5py.File(path, mode)
-    except BlockingIOError as e:  # HDF5 could not take its file lock (errno EAGAIN/EWOULDBLOCK)
-        raise CacheBusyError(
-            f"cache {path} is open for writing in another process ({e}); wait for it to finish "
-            "or stop it") from None
-    except OSError as e:
-        if "lock" in str(e).lower():
-            raise CacheBusyError(
-                f"cache {path} is locked by another process ({e}); wait for it to finish or stop it"
-            ) from None
-        raise CacheCorruptError(
-            f"cache {path} cannot be opened as HDF5 ({e}); it was probably damaged by an "
-            "interrupted run: delete it, or write it again with overwrite=True "
-            "(cache-features --overwrite)") from None
 
 
 def as_numpy(x: ArrayLike) -> np.ndarray:
@@ -83,6 +69,30 @@ def as_numpy(x: ArrayLike) -> np.ndarray:
             x = x.float()
         return x.cpu().numpy()
     return np.asarray(x)
+
+
+def round_to_storage(features: torch.Tensor, dtype: str) -> torch.Tensor:
+    """(B, ...) features with exactly the values a cache of ``dtype`` gives back for them.
+
+    ``"float32"``: as float32. ``"float16"``: ``features.to(float16)`` when every row fits float16
+    (the usual case: one max reduction more); otherwise float32 holding, per row,
+    ``float16(x / 2**k) * 2**k`` with the writer's ``k`` (see :mod:`feature_cache.format`). Runs on
+    the tensor's device. Writing the result stores the same values, so features computed online and
+    read from a cache agree bit for bit (up to the dtype: compare values).
+    """
+    if dtype == "float32":
+        return features.to(torch.float32)
+    if dtype != "float16":
+        raise FeatureCacheError(f"feature dtype must be float16 or float32, got {dtype!r}")
+    if features.dtype == torch.float16:
+        return features
+    x = features.float()
+    peak = x.abs().amax(dim=tuple(range(1, x.ndim))) if x.ndim > 1 else x.abs()
+    if not bool((peak > fmt.FLOAT16_MAX).any()):
+        return features.to(torch.float16)
+    scale = torch.from_numpy(fmt.scales_for_peaks(peak.cpu().numpy())).to(x.device)
+    scale = scale.reshape(-1, *([1] * (x.ndim - 1)))
+    return (x / scale).to(torch.float16).float() * scale
 
 
 def _early_dcpl() -> h5p.PropDCID:
@@ -131,6 +141,8 @@ class FeatureCacheWriter:
         self._targets = {t: file[fmt.target_key(t)] for t in layout.targets}
         self._view_params = file[fmt.VIEW_PARAMS]
         self._complete = file[fmt.COMPLETE]
+        self._feature_scale = file[fmt.FEATURE_SCALE]
+        self._checksums = file[fmt.CHECKSUMS]
 
     # -- creation / resumption ----------------------------------------------------------------
     @classmethod
@@ -163,7 +175,9 @@ class FeatureCacheWriter:
 
         Args:
             num_samples: rows N (images x views).
-            scales: per scale ``(C, H, W)`` of one sample's features, finest first.
+            scales: per scale ``(C, H, W)`` of one sample's features, finest first; empty for a
+                file of targets alone (targets added beside an existing cache, row for row: same
+                ids, views and view parameters; ``write`` then takes ``features=[]``).
             targets: task -> ``(shape, dtype)`` or ``(shape, dtype, decoded_dtype)``; ``shape`` is
                 one sample's decoded, resized target (e.g. ``(H, W)``), ``dtype`` how it is stored
                 (e.g. ``"uint8"`` for int64 labels with ignore 255, see
@@ -201,8 +215,7 @@ class FeatureCacheWriter:
                     f"cache {path} already exists; resume it, or pass overwrite=True "
                     "(cache-features --overwrite) to replace it")
             return cls._resume(path, layout, ids_array, views, first_index, shard)
-        if shard is None and layout.compression is None:
-            _check_free_space(path, layout)
+        _check_free_space(path, layout)
         cls._create_skeleton(path, layout, ids_array, views, metadata, first_index, shard)
         return cls(open_h5(path, "r+"), path, layout, first_index, resumed=False)
 
@@ -213,8 +226,9 @@ class FeatureCacheWriter:
         if int(num_samples) <= 0:
             raise FeatureCacheError(f"num_samples must be positive, got {num_samples}")
         scales = tuple(tuple(int(d) for d in s) for s in scales)
-        if not scales or any(len(s) != 3 or min(s) <= 0 for s in scales):
-            raise FeatureCacheError(f"scales must be a non-empty list of positive (C, H, W), got {scales}")
+        if (not scales and not targets) or any(len(s) != 3 or min(s) <= 0 for s in scales):
+            raise FeatureCacheError(f"scales must be a list of positive (C, H, W) (empty only for a file of "
+                                    f"targets alone), got {scales}")
         input_size = tuple(int(v) for v in input_size)
         if len(input_size) != 2 or min(input_size) <= 0:
             raise FeatureCacheError(f"input_size must be (H, W) in pixels, got {input_size}")
@@ -235,12 +249,18 @@ class FeatureCacheWriter:
                 raise FeatureCacheError(
                     f"task name {task!r} is reserved or invalid (reserved: {', '.join(fmt.RESERVED_ITEM_KEYS)})")
             specs[str(task)] = TargetSpec.parse(task, spec)
-        return CacheLayout(
+        layout = CacheLayout(
             num_samples=int(num_samples), scales=scales, strides=strides, targets=specs,
             dtype=dtype, compression=compression,
             view_param_names=tuple(str(n) for n in view_param_names),
             identity=fmt.make_identity(fingerprint, backbone, input_size, normalisation, dataset, split),
         )
+        too_large = fmt.chunk_too_large(layout)
+        if too_large:
+            raise FeatureCacheError(
+                f"{too_large}, but HDF5 stores at most 4 GiB per row (one chunk); use a smaller "
+                f"input size than {input_size[0]}x{input_size[1]}")
+        return layout
 
     @staticmethod
     def _check_ids(ids, num_samples: int, first_index: int) -> np.ndarray:
@@ -281,6 +301,12 @@ class FeatureCacheWriter:
         f = open_h5(path, "r+")
         try:
             stored = read_layout(f, path)
+            version = int(f.attrs[fmt.ATTR_FORMAT_VERSION])
+            if version != fmt.FORMAT_VERSION:
+                raise CacheVersionError(
+                    f"cache {path} was written with format version {version} (no row checksums); "
+                    "it cannot be resumed, rewrite it (cache-features --overwrite)")
+            _check_index_readable(f, path, stored)
             check_fingerprint(path, stored.identity[fmt.ATTR_FINGERPRINT],
                               layout.identity[fmt.ATTR_FINGERPRINT], "this run's")
             diffs = stored.differences(layout)
@@ -299,6 +325,9 @@ class FeatureCacheWriter:
                 raise LayoutMismatchError(
                     f"cache {path} exists with another layout ({'; '.join(diffs)}); pass "
                     "overwrite=True (cache-features --overwrite) to replace it")
+        except (OSError, RuntimeError, KeyError) as e:  # HDF5 could not walk the file's structure
+            f.close()
+            raise fmt.damaged_error(path, e) from None
         except BaseException:
             f.close()
             raise
@@ -320,39 +349,70 @@ class FeatureCacheWriter:
     def write(self, indices: ArrayLike, features: Sequence[ArrayLike],
               targets: Mapping[str, ArrayLike] | None = None,
               view_params: ArrayLike | None = None) -> None:
-        """Write B rows, then mark them complete.
+        """Write B rows with their checksums, then mark them complete.
 
         Args:
             indices: (B,) global row indices (any order, no repeats).
             features: one (B, C_s, H_s, W_s) tensor or array per scale (any float dtype/device).
-            targets: task -> (B, *shape) for every task of the cache.
+                Already in the stored dtype, they are written as they are (float16 input is only
+                checked for inf/NaN, through an integer view); float32 input to a float16 cache is
+                divided, per row and scale, by the power of two that float16 needs (see
+                :mod:`feature_cache.format`), so features beyond float16's range are kept.
+            targets: task -> (B, *shape) for every task of the cache (in the stored dtype: no cast,
+                no check; else cast and checked to fit).
             view_params: (B, K) view parameters; required when the cache has K > 0 names.
 
         Everything is validated and converted before the file is touched. Rows already complete
         are unmarked (and flushed) first, so an interrupted rewrite is never taken as complete.
+        An HDF5 write error (e.g. a full disk) raises :class:`FeatureCacheError` with what to do.
         """
+        self._write(indices, features, targets, view_params, None)
+
+    def _write(self, indices, features, targets, view_params, feature_scale) -> None:
         rows = self._rows(indices)
         batch = len(rows)
-        feats = self._convert_features(features, batch)
+        if feature_scale is None:
+            feats, scales = self._convert_features(features, batch)
+        else:  # stored values and their scales, copied from another cache (consolidate)
+            feats = [np.ascontiguousarray(as_numpy(x)) for x in features]
+            scales = np.ascontiguousarray(as_numpy(feature_scale), dtype=np.float32)
         tgts = self._convert_targets(targets or {}, batch)
         params = self._convert_view_params(view_params, batch)
         if batch == 0:
             return
+        columns = [*feats, *tgts.values(), params, scales]
+        sums = np.empty((batch, len(columns)), np.uint64)
+        for j, row in enumerate(rows):
+            index = int(row) + self.first_index
+            for c, arr in enumerate(columns):
+                sums[j, c] = fmt.row_checksum(arr[j], index)
         runs = _runs(rows)
-        if self._complete[...][rows].any():
+        try:
+            if self._complete[...][rows].any():
+                for start, stop, _ in runs:
+                    self._complete[start:stop] = 0
+                self._file.flush()
+            for start, stop, pos in runs:
+                take = (lambda a: a) if len(runs) == 1 and np.array_equal(pos, np.arange(batch)) \
+                    else (lambda a: a[pos])  # one ordered run: no copy
+                for dset, arr in zip(self._features, feats):
+                    dset[start:stop] = take(arr)
+                for task, arr in tgts.items():
+                    self._targets[task][start:stop] = take(arr)
+                self._view_params[start:stop] = take(params)
+                self._feature_scale[start:stop] = take(scales)
+                self._checksums[start:stop] = take(sums)
+            self._file.flush()  # every byte of the rows is in the file before any flag says so
             for start, stop, _ in runs:
-                self._complete[start:stop] = 0
+                self._complete[start:stop] = 1
             self._file.flush()
-        for start, stop, pos in runs:
-            for dset, arr in zip(self._features, feats):
-                dset[start:stop] = arr[pos]
-            for task, arr in tgts.items():
-                self._targets[task][start:stop] = arr[pos]
-            self._view_params[start:stop] = params[pos]
-        self._file.flush()  # every byte of the rows is in the file before any flag says so
-        for start, stop, _ in runs:
-            self._complete[start:stop] = 1
-        self._file.flush()
+        except (OSError, RuntimeError) as e:  # h5py raises RuntimeError when a flush fails
+            damaged = ("; a compressed cache can be damaged by a failed write: if the next run "
+                       "says so, rewrite it (cache-features --overwrite)") if self.layout.compression else ""
+            raise FeatureCacheError(
+                f"writing {batch} rows to cache {self.path} failed ({fmt._hdf5_reason(str(e))}); if the "
+                f"disk is full, free space and run again to resume (rows written before are kept){damaged}"
+            ) from None
 
     def _rows(self, indices: ArrayLike) -> np.ndarray:
         idx = as_numpy(indices).astype(np.int64, copy=False).reshape(-1)
@@ -366,26 +426,50 @@ class FeatureCacheWriter:
             raise FeatureCacheError(f"indices written to cache {self.path} repeat within one batch")
         return rows
 
-    def _convert_features(self, features: Sequence[ArrayLike], batch: int) -> list[np.ndarray]:
+    def _convert_features(self, features: Sequence[ArrayLike], batch: int
+                          ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Stored arrays per scale and the (B, S) float32 scales they were divided by."""
         if len(features) != len(self.layout.scales):
             raise LayoutMismatchError(
                 f"{len(features)} feature scales given, cache {self.path} has {len(self.layout.scales)}")
-        out = []
+        stored_dtype = np.dtype(self.layout.dtype)
+        out, scales = [], np.ones((batch, len(self.layout.scales)), np.float32)
         for s, (x, shape) in enumerate(zip(features, self.layout.scales)):
+            if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16:
+                x = x.float()
             arr = as_numpy(x)
             if arr.shape != (batch, *shape):
                 raise LayoutMismatchError(
                     f"features of scale {s} have shape {arr.shape}, cache {self.path} expects {(batch, *shape)}")
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected just below
-                stored = arr.astype(self.layout.dtype, copy=False)
-            if not np.isfinite(stored).all():
-                if not np.isfinite(arr).all():
+            if arr.dtype.kind != "f":
+                raise LayoutMismatchError(f"features of scale {s} have dtype {arr.dtype}, not a float type")
+            if arr.dtype == stored_dtype:
+                if not _all_finite(arr):
+                    raise FeatureCacheError(
+                        f"features of scale {s} hold NaN or inf values; check the backbone"
+                        + (" (already float16: pass float32 features, which the cache scales to "
+                           "fit float16)" if stored_dtype == np.float16 else ""))
+                out.append(np.ascontiguousarray(arr))
+                continue
+            if stored_dtype == np.float16:
+                arr32 = arr.astype(np.float32, copy=False)
+                row_scale = fmt.float16_scales(arr32)
+                if not _all_finite(arr32):
                     raise FeatureCacheError(f"features of scale {s} hold NaN or inf values; check the backbone")
-                raise FeatureCacheError(
-                    f"features of scale {s} overflow {self.layout.dtype} (max |x| = "
-                    f"{float(np.abs(arr).max()):.4g}); create the cache with dtype='float32'")
-            out.append(stored)
-        return out
+                if (row_scale != 1).any():
+                    arr32 = arr32 / row_scale.reshape(-1, *([1] * len(shape)))
+                    scales[:, s] = row_scale
+                # torch's float32 -> float16 cast is vectorised (numpy's is ~50x slower here)
+                out.append(torch.from_numpy(np.ascontiguousarray(arr32)).to(torch.float16).numpy())
+            else:
+                with np.errstate(over="ignore"):
+                    stored = np.ascontiguousarray(arr.astype(stored_dtype))
+                if not _all_finite(stored):
+                    raise FeatureCacheError(
+                        f"features of scale {s} hold NaN or inf values or overflow {stored_dtype}; "
+                        "check the backbone")
+                out.append(stored)
+        return out, scales
 
     def _convert_targets(self, targets: Mapping[str, ArrayLike], batch: int) -> dict[str, np.ndarray]:
         missing = set(self.layout.targets) - set(targets)
@@ -456,17 +540,62 @@ def _cast_checked(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
     return out
 
 
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether ``arr`` holds no NaN/inf, without a float pass for float16 (numpy's float16 math is
+    slow): a float16 is finite iff its exponent bits are not all ones."""
+    if arr.dtype == np.float16:
+        bits = arr.view(np.uint16)
+        return bits.size == 0 or int((bits & 0x7C00).max()) != 0x7C00
+    if arr.size == 0:
+        return True
+    with np.errstate(invalid="ignore"):
+        return bool(np.isfinite(arr.max()) and np.isfinite(arr.min()))
+
+
 def _check_free_space(path: Path, layout: CacheLayout) -> None:
-    """Refuse, before anything is written, a cache that cannot fit on its disk (uncompressed rows
-    have a known size; the file is allocated up front and filled as rows come)."""
-    row = fmt.estimate_bytes_per_sample(layout.scales, layout.dtype, layout.targets, len(layout.view_param_names))
-    needed = layout.num_samples * row
+    """Refuse, before anything is written, a cache that cannot fit on its disk.
+
+    Uncompressed rows have a known size (the file is allocated up front and filled as rows come);
+    a compressed cache is checked against an upper bound (a lossless filter never makes a chunk
+    much larger than its raw bytes, see :func:`feature_cache.format.disk_bytes_bound`), so a cache
+    that could not fit even uncompressed is refused before HDF5 allocates anything.
+    """
+    needed = fmt.disk_bytes_bound(layout)
     free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
     if needed > free:
+        row = needed / layout.num_samples
+        if layout.compression:
+            raise FeatureCacheError(
+                f"cache {path} may need up to {needed / 1e9:.1f} GB ({layout.num_samples} rows of up to "
+                f"{row / 1e6:.2f} MB before compression) but only {free / 1e9:.1f} GB are free there; "
+                "free space, cache fewer views or a smaller --size")
         raise FeatureCacheError(
             f"cache {path} needs about {needed / 1e9:.1f} GB ({layout.num_samples} rows of {row / 1e6:.2f} MB) "
             f"but only {free / 1e9:.1f} GB are free there; free space, cache fewer views, or use compression "
             f"(cache-features --compression lzf)")
+
+
+def _check_index_readable(f: h5py.File, path: Path, layout: CacheLayout) -> None:
+    """Refuse to resume a file whose chunk index HDF5 cannot walk (a compressed cache whose write
+    failed mid-flush, e.g. on a full disk: HDF5 then reports "addr overflow" on the next write)."""
+    if layout.compression is None:
+        return
+    size = os.path.getsize(path)
+    for name in fmt.checksum_columns(layout)[:-2]:
+        dset = f[name]
+        try:
+            ends: list[int] = []
+            dset.id.chunk_iter(lambda info: ends.append(info.byte_offset + info.size))
+        except Exception as e:  # noqa: BLE001 - any HDF5 failure here means a damaged index
+            _raise_damaged(path, f"{name}: {fmt._hdf5_reason(str(e))}")
+        if ends and max(ends) > size:
+            _raise_damaged(path, f"{name}: chunks end at byte {max(ends)} beyond the file's {size}")
+
+
+def _raise_damaged(path: Path, detail: str) -> None:
+    raise CacheCorruptError(
+        f"cache {path} is damaged ({detail}), probably by a write that failed (full disk) or was "
+        "killed mid-flush; it cannot be resumed: rewrite it (cache-features --overwrite)")
 
 
 def write_skeleton(f: h5py.File, layout: CacheLayout, ids: np.ndarray, views: np.ndarray,
@@ -495,12 +624,18 @@ def write_skeleton(f: h5py.File, layout: CacheLayout, ids: np.ndarray, views: np
     if k:
         vp[...] = 0
     f.create_dataset(fmt.COMPLETE, data=np.zeros(n, np.uint8), dcpl=_early_dcpl())
+    f.create_dataset(fmt.FEATURE_SCALE, data=np.ones((n, len(layout.scales)), np.float32), dcpl=_early_dcpl())
+    sums = f.create_dataset(fmt.CHECKSUMS, shape=(n, len(fmt.checksum_columns(layout))), dtype=np.uint64,
+                            dcpl=_early_dcpl())
+    sums.attrs["columns"] = fmt.to_json(fmt.checksum_columns(layout))
+    sums.attrs["algorithm"] = "xxh3_64"
     for key, value in layout.to_attrs().items():
         f.attrs[key] = value
     f.attrs[fmt.ATTR_VIEWS] = int(views.max()) + 1
     f.attrs[fmt.ATTR_CREATED] = utc_now()
     f.attrs[fmt.ATTR_FINISHED] = ""
     f.attrs[fmt.ATTR_METADATA] = fmt.to_json(dict(metadata or {}))
+    f.attrs[fmt.ATTR_CHECKSUM] = "xxh3_64"
     if first_index or shard is not None:
         f.attrs[fmt.ATTR_FIRST_INDEX] = int(first_index)
     if shard is not None:
@@ -510,29 +645,6 @@ def write_skeleton(f: h5py.File, layout: CacheLayout, ids: np.ndarray, views: np
         f.attrs[fmt.ATTR_TOTAL_SAMPLES] = int(total)
 
 
-def read_layout(f: h5py.File, path: Path) -> CacheLayout:
-    """The layout stored in an open cache file; refuses non-caches and other schema versions."""
-    if fmt.ATTR_FORMAT_VERSION not in f.attrs:
-        raise CacheCorruptError(f"{path} is not a feature cache (no {fmt.ATTR_FORMAT_VERSION} attribute)")
-    version = int(f.attrs[fmt.ATTR_FORMAT_VERSION])
-    if version != fmt.FORMAT_VERSION:
-        raise CacheVersionError(
-            f"cache {path} has format version {version}, this feature_cache reads version "
-            f"{fmt.FORMAT_VERSION}; re-run cache-features --overwrite to rebuild it")
-    try:
-        return CacheLayout.from_attrs(f.attrs)
-    except (KeyError, ValueError, TypeError) as e:
-        raise CacheCorruptError(f"cache {path} has malformed attributes ({e!r}); rebuild it") from None
-
-
-def check_fingerprint(path: Path, stored: str, expected: str | None, whose: str) -> None:
-    """Refuse a cache made with another backbone (one line, both fingerprints abbreviated)."""
-    if expected is not None and stored != expected:
-        raise FingerprintMismatchError(
-            f"cache {path} was made with backbone fingerprint {stored[:12]}..., {whose} is "
-            f"{expected[:12]}...; re-run cache-features (--overwrite) to rebuild it")
-
-
 # -- background writing ---------------------------------------------------------------------------
 _STOP = object()
 
@@ -540,9 +652,11 @@ _STOP = object()
 class BackgroundWriter:
     """Writes batches on a thread behind a bounded queue, so a GPU loop never waits on disk.
 
-    ``put`` copies the batch to CPU memory (CUDA tensors through pinned memory with a
-    non-blocking copy; the thread waits for the copy's CUDA event) and returns; the thread calls
-    ``writer.write``. At most ``max_pending`` batches wait, which bounds memory and blocks the
+    ``put`` takes ownership of the batch WITHOUT copying CPU arrays or tensors: the caller must not
+    modify them after ``put`` (a DataLoader's batches and a forward pass's outputs are fresh each
+    step, so the caching loop never does). CUDA tensors are copied to pinned CPU memory with a
+    non-blocking copy (the thread waits for the copy's CUDA event). ``put`` returns at once; the
+    thread calls ``writer.write``. At most ``max_pending`` batches wait, which bounds memory and blocks the
     producer only when the disk is truly slower than the GPU. An exception in the thread is raised
     again in the caller's thread at the next ``put`` or at ``close``.
     """
@@ -558,7 +672,11 @@ class BackgroundWriter:
     def put(self, indices: ArrayLike, features: Sequence[ArrayLike],
             targets: Mapping[str, ArrayLike] | None = None,
             view_params: ArrayLike | None = None) -> None:
-        """Queue one batch (the arguments of :meth:`FeatureCacheWriter.write`)."""
+        """Queue one batch (the arguments of :meth:`FeatureCacheWriter.write`).
+
+        NOTE: the arrays are used as they are, later, on the writer thread: do not modify them
+        after this call (pass copies if you must reuse buffers).
+        """
         self._raise_pending()
         if self._closed:
             raise FeatureCacheError(f"background writer of {self.writer.path} is closed")
@@ -613,7 +731,8 @@ class BackgroundWriter:
 
 
 def _to_host(x: ArrayLike) -> Any:
-    """An owned CPU copy of ``x`` (the caller may reuse its buffers as soon as ``put`` returns)."""
+    """``x`` on the CPU: CUDA tensors copied (non-blocking, pinned), everything else as it is
+    (ownership passes to the writer; see :meth:`BackgroundWriter.put`)."""
     if isinstance(x, torch.Tensor):
         x = x.detach()
         if x.is_cuda:
@@ -622,8 +741,8 @@ def _to_host(x: ArrayLike) -> Any:
             event = torch.cuda.Event()
             event.record()
             return (host, event)
-        return x.clone()
-    return np.array(x, copy=True)
+        return x
+    return x if isinstance(x, np.ndarray) else np.asarray(x)
 
 
 def _from_host(x: Any) -> np.ndarray:

@@ -174,7 +174,31 @@ def test_a_cache_that_cannot_fit_on_its_disk_is_refused_before_writing(tmp_path,
     with pytest.raises(fc.FeatureCacheError, match=r"needs about .* GB .* but only .* free there"):
         fc.FeatureCacheWriter.create(tmp_path / "big.h5", **CREATE_KW)
     assert not (tmp_path / "big.h5").exists()
-    fc.FeatureCacheWriter.create(tmp_path / "small.h5", **{**CREATE_KW, "compression": "lzf"}).close()
+    # compressed caches are checked too, against an upper bound (issue 13, item 9): refused up front
+    with pytest.raises(fc.FeatureCacheError, match=r"may need up to .* GB .* before compression\) but only"):
+        fc.FeatureCacheWriter.create(tmp_path / "small.h5", **{**CREATE_KW, "compression": "gzip"})
+    assert not (tmp_path / "small.h5").exists()
+    layout = fc.FeatureCacheWriter._requested_layout(**{k: CREATE_KW.get(k) for k in (
+        "num_samples", "scales", "targets", "fingerprint", "input_size", "backbone", "normalisation",
+        "dataset", "split", "view_param_names")}, strides=None, dtype="float16", compression="gzip")
+    bound = fmt.disk_bytes_bound(layout)
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: usage(10**12, 0, bound))
+    w = fc.FeatureCacheWriter.create(tmp_path / "small.h5", **{**CREATE_KW, "compression": "gzip"})
+    write_all(w, range(N))
+    w.finalize()
+    assert (tmp_path / "small.h5").stat().st_size <= bound  # the bound holds
+
+
+def test_a_huge_input_size_is_refused_before_anything_is_allocated(tmp_path):
+    # `cache-features --size 100000 --compression gzip` (issue 13, item 9): one clear line, no file
+    huge = [(18, 25000, 25000), (36, 12500, 12500)]
+    for compression in (None, "gzip"):
+        with pytest.raises(fc.FeatureCacheError, match=r"features of scale 0 .* GiB per row, but HDF5 stores "
+                                                       r"at most 4 GiB per row .* smaller input size"):
+            fc.FeatureCacheWriter.create(tmp_path / "huge.h5", **{**CREATE_KW, "scales": huge,
+                                                                  "input_size": (100000, 100000),
+                                                                  "compression": compression})
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("compression", ["lzf", "gzip", "zstd", "blosc"])
@@ -220,9 +244,10 @@ def test_attrs_round_trip(reference):
 def test_estimates_and_label_dtype():
     hrnet = [(18, 32, 32), (36, 16, 16), (72, 8, 8), (144, 4, 4)]
     # 18*32*32 + 36*16*16 + 72*8*8 + 144*4*4 = 34560 values, 2 bytes each, + view/complete bytes
-    assert fc.estimate_bytes_per_sample(hrnet, "float16") == 69120 + 5
+    # + 4 bytes of feature scale per scale + an 8-byte checksum per dataset (scales, tasks, 2 more)
+    assert fc.estimate_bytes_per_sample(hrnet, "float16") == 69120 + 5 + 4 * 4 + 8 * 6
     assert fc.estimate_bytes_per_sample(hrnet, "float32", {"semseg": ((128, 128), "uint8")}, 3) == \
-        138240 + 16384 + 4 + 12 + 1
+        138240 + 16384 + 4 + 12 + 1 + 4 * 4 + 8 * 7
     assert fc.label_storage_dtype(255) == "uint8" and fc.label_storage_dtype(459) == "uint16"
 
 
@@ -263,8 +288,12 @@ def test_write_refuses_data_that_does_not_fit(tmp_path):
     bad = dict(tgts, semseg=tgts["semseg"] + 300)
     with pytest.raises(fc.LayoutMismatchError, match="targets of 'semseg' do not fit the stored dtype uint8"):
         w.write([0, 1], feats, bad, params)
-    with pytest.raises(fc.FeatureCacheError, match="overflow float16"):
-        w.write([0, 1], [feats[0] * 1e6, feats[1]], tgts, params)
+    with pytest.raises(fc.FeatureCacheError, match="features of scale 0 hold NaN or inf values; check the backbone"):
+        w.write([0, 1], [feats[0] * np.nan, feats[1]], tgts, params)
+    inf16 = feats[0].astype(np.float16)
+    inf16[1, 0, 0, 0] = -np.inf
+    with pytest.raises(fc.FeatureCacheError, match=r"scale 0 hold NaN or inf .* pass float32 features"):
+        w.write([0, 1], [inf16, feats[1]], tgts, params)
     with pytest.raises(fc.FeatureCacheError, match="pass view_params"):
         w.write([0, 1], feats, tgts)
     with pytest.raises(fc.FeatureCacheError, match="index 10 is outside"):
@@ -428,7 +457,7 @@ def test_reader_refuses_another_format_version(tmp_path, reference):
     shutil.copy(reference, path)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
-    with pytest.raises(fc.CacheVersionError, match="has format version 99, this feature_cache reads version 1"):
+    with pytest.raises(fc.CacheVersionError, match="has format version 99, this feature_cache reads versions 1, 2"):
         fc.FeatureCacheReader(path)
     with pytest.raises(fc.CacheVersionError):
         fc.FeatureCacheWriter.create(path, **CREATE_KW)
@@ -459,19 +488,28 @@ def test_atomic_cache_keeps_the_old_file_on_failure_and_replaces_on_success(tmp_
         assert r.layout.dtype == "float32"
 
 
-def test_background_writer_writes_everything(tmp_path, reference):
+def test_background_writer_writes_everything_without_copying(tmp_path, reference, monkeypatch):
     path = tmp_path / "bg.h5"
     w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    given, received = [], []
+    real_write = w.write
+
+    def spy(indices, features, targets, view_params):
+        received.append(features[0])
+        real_write(indices, features, targets, view_params)
+
+    monkeypatch.setattr(w, "write", spy)
     with fc.BackgroundWriter(w, max_pending=2) as bg:
         for k in range(0, N, 3):
             idx = list(range(k, min(k + 3, N)))
             feats, tgts, params = sample_batch(idx)
+            given.append(feats[0])
             bg.put(torch.tensor(idx), [torch.from_numpy(f) for f in feats],
                    {t: torch.from_numpy(v) for t, v in tgts.items()}, torch.from_numpy(params))
-            for f in feats:  # the producer reuses its buffers at once: the queue holds copies
-                f[...] = np.nan
     w.finalize()
     assert_same_rows(path, reference)
+    # put() takes ownership: the writer thread sees the caller's own buffers, not clones
+    assert len(received) == len(given) and all(np.shares_memory(a, b) for a, b in zip(given, received))
 
 
 def test_background_writer_reraises_the_writer_error(tmp_path):
@@ -641,3 +679,266 @@ def test_package_does_not_import_ufl():
     code = "import sys, feature_cache; assert not any(m == 'ufl' or m.startswith('ufl.') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO,
                    env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_a_file_of_targets_alone(tmp_path):
+    """No feature scales: the targets of a task added beside an existing cache, row for row."""
+    path = tmp_path / "c.targets-road.h5"
+    w = fc.FeatureCacheWriter.create(path, 4, (), {"road": ((2, 3), "uint8", "int64")}, ids=list("aabb"),
+                                     fingerprint="fp", input_size=(8, 12), strides=(), view_index=[0, 1, 0, 1],
+                                     view_param_names=("flip",))
+    labels = np.arange(24).reshape(4, 2, 3) % 5
+    w.write([2, 0, 3, 1], [], {"road": labels[[2, 0, 3, 1]]}, [[0], [0], [1], [1]])
+    w.finalize()
+    data = fc.FeatureCacheDataset(path, "fp")
+    assert data.tasks == ["road"] and len(data) == 4 and data.ids == list("aabb")
+    item = data[3]
+    assert item["features"] == [] and item["road"].dtype == torch.int64
+    assert torch.equal(item["road"], torch.from_numpy(labels[3])) and item["view"] == 1
+    with pytest.raises(fc.FeatureCacheError, match="empty only for a file of targets alone"):
+        fc.FeatureCacheWriter.create(tmp_path / "none.h5", 4, (), fingerprint="fp", input_size=(8, 12))
+
+
+# -- checksums, damaged files, old versions (issue 13) ----------------------------------------
+def _row_offset(path, name, row):
+    """Byte offset in the file of one row (chunk) of an uncompressed dataset."""
+    with h5py.File(path, "r") as f:
+        return f[name].id.get_chunk_info_by_coord((row,) + (0,) * (f[name].ndim - 1)).byte_offset
+
+
+def _flip(path, offset, count=1):
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        data = bytearray(fh.read(count))
+        fh.seek(offset)
+        fh.write(bytes(b ^ 0xFF for b in data))
+
+
+def test_flipped_bytes_are_refused_on_every_read_path_naming_the_row(tmp_path, reference):
+    path = tmp_path / "flipped.h5"
+    shutil.copy(reference, path)
+    _flip(path, _row_offset(path, "features/1", 7) + 5)
+    _flip(path, _row_offset(path, "targets/semseg", 3) + 100, count=2)
+    expected = (rf"cache {path} \(split val\) is corrupt: row 7 \(sample 'img_003'\) of features/1 does not "
+                r"match its checksum; rewrite this cache \(cache-features --overwrite --split val\)")
+    for direct in (True, False):
+        with fc.FeatureCacheReader(path, direct=direct) as r:
+            assert ("features/1" in r.direct_datasets) == direct
+            with pytest.raises(fc.CacheCorruptError, match=expected):
+                r.features(7)
+            with pytest.raises(fc.CacheCorruptError, match=expected):
+                r.features_batch([0, 7, 2])
+            with pytest.raises(fc.CacheCorruptError, match=r"row 3 \(sample 'img_001'\) of targets/semseg"):
+                r.targets(3)
+            ok = r.features_batch([0, 1, 2, 8, 9])  # the other rows still read, and right
+            assert np.array_equal(ok[1], sample_batch([0, 1, 2, 8, 9])[0][1].astype(np.float16))
+    ds = fc.FeatureCacheDataset(path, tasks=["depth"])
+    with pytest.raises(fc.CacheCorruptError, match=expected):
+        list(DataLoader(ds, batch_size=4))
+    with pytest.raises(fc.CacheCorruptError, match=expected):
+        fc.FeatureCacheDataset(path, in_memory=True)
+    problems = fc.verify_file(path)
+    assert len(problems) == 2 and "row 7 (sample 'img_003') of features/1" in problems[0] \
+        and "row 3 (sample 'img_001') of targets/semseg" in problems[1]
+    assert fc.verify_file(reference) == []
+
+
+@pytest.mark.parametrize("compression", ["lzf", "gzip"])
+def test_damaged_compressed_rows_are_reported_by_verify_file(tmp_path, compression):
+    path = make_cache(tmp_path / "c.h5", compression=compression)
+    with h5py.File(path, "r") as f:
+        info = f["features/0"].id.get_chunk_info_by_coord((4, 0, 0, 0))
+    _flip(path, info.byte_offset + info.size // 2, count=4)
+    problems = fc.verify_file(path)
+    assert len(problems) == 1 and "row 4" in problems[0] and "features/0" in problems[0]
+    assert "--overwrite --split val" in problems[0]
+    with fc.FeatureCacheReader(path) as r, pytest.raises(fc.CacheCorruptError, match=r"rows? 4"):
+        r.features(4)
+
+
+def test_verify_file_reports_missing_rows_of_a_finalised_file(tmp_path, reference):
+    path = tmp_path / "holes.h5"
+    shutil.copy(reference, path)
+    with h5py.File(path, "r+") as f:
+        f["complete"][5] = 0
+    assert fc.verify_file(path) == [
+        f"cache {path} (split val) was finalised but 1 of {N} rows are not marked written (first: row 5); "
+        "rewrite this cache (cache-features --overwrite --split val)"]
+    unfinished = tmp_path / "unfinished.h5"
+    w = fc.FeatureCacheWriter.create(unfinished, **CREATE_KW)
+    write_all(w, range(4))
+    w.close()
+    assert fc.verify_file(unfinished) == [
+        f"cache {unfinished} (split val) is incomplete: 4 of {N} rows written (an interrupted run); "
+        "run cache-features again to resume it"]
+    assert fc.verify_file(tmp_path / "nope.h5")[0].startswith("feature cache not found")
+
+
+def test_a_truncated_file_is_reported_truncated_not_locked(tmp_path, reference):
+    path = tmp_path / "cut.h5"
+    shutil.copy(reference, path)
+    os.truncate(path, path.stat().st_size // 2)
+    for attempt in (lambda: fc.FeatureCacheWriter.create(path, **CREATE_KW), lambda: fc.FeatureCacheReader(path)):
+        with pytest.raises(fc.CacheCorruptError, match=rf"cache {path} is truncated \(truncated file: eof = \d+.* "
+                                                       r"rewrite it \(cache-features --overwrite\)") as e:
+            attempt()
+        assert "lock" not in str(e.value).replace("sblock", "")
+    assert "is truncated" in fc.verify_file(path)[0]
+
+
+def test_rows_beyond_the_end_of_a_file_are_reported_truncated(tmp_path, reference):
+    # a file shortened after HDF5 checked it (its header says nothing of the last chunk's end)
+    path = tmp_path / "short.h5"
+    shutil.copy(reference, path)
+    with fc.FeatureCacheReader(path) as r:
+        os.truncate(path, _row_offset(path, "targets/depth", 9) + 10)  # rows are allocated in order
+        r.features_batch(range(N)), r.targets_batch(range(N), ["semseg"])  # the rows before still read
+        with pytest.raises(fc.CacheCorruptError, match=rf"cache {path} \(split val\) is truncated: row 9 of "
+                                                       r"targets/depth has 10 of 1024 bytes; rewrite this cache"):
+            r.targets_batch(range(N), ["depth"])
+
+
+FULL_DISK_CHILD = textwrap.dedent("""
+    import resource, signal, sys
+    sys.path[:0] = [{repo!r}, {tests!r}]
+    import feature_cache as fc
+    from test_feature_cache import CREATE_KW, sample_batch
+    w = fc.FeatureCacheWriter.create({path!r}, **dict(CREATE_KW, compression="gzip"))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the file size limit stands in for a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+    try:
+        for k in range(0, 10, 2):
+            feats, tgts, params = sample_batch([k, k + 1])
+            w.write([k, k + 1], feats, tgts, params)
+    except fc.FeatureCacheError as e:
+        print(e, flush=True)
+""")
+
+
+def test_a_compressed_cache_cut_short_by_a_full_disk_is_reported_on_resume(tmp_path):
+    path = tmp_path / "full.h5"
+    probe = tmp_path / "probe.h5"
+    fc.FeatureCacheWriter.create(probe, **dict(CREATE_KW, compression="gzip")).close()
+    limit = probe.stat().st_size + 2000  # the skeleton fits, the third batch does not
+    code = FULL_DISK_CHILD.format(repo=str(REPO), tests=str(REPO / "tests"), path=str(path), limit=limit)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert f"writing 2 rows to cache {path} failed (File too large); if the disk is full, free space" in out
+    assert "rewrite it (cache-features --overwrite)" in out
+    # the next run says what is wrong (not "locked by another process", not an HDF5 traceback)
+    with pytest.raises(fc.CacheCorruptError, match=rf"cache {path} is (truncated|damaged)"):
+        fc.FeatureCacheWriter.create(path, **dict(CREATE_KW, compression="gzip"))
+    assert "truncated" in fc.verify_file(path)[0] or "damaged" in fc.verify_file(path)[0]
+    w = fc.FeatureCacheWriter.create(path, **dict(CREATE_KW, compression="gzip"), overwrite=True)
+    write_all(w, range(N))
+    w.finalize()
+    assert fc.verify_file(path) == []
+
+
+def _as_version_1(src, dst):
+    """A copy of ``src`` as an earlier feature_cache wrote it: no checksums, no feature scales."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        del f["checksums"], f["feature_scale"]
+        del f.attrs["checksum"]
+        f.attrs["format_version"] = 1
+
+
+def test_version_1_caches_are_read_unverified_and_not_resumed(tmp_path, reference, caplog):
+    path = tmp_path / "v1.h5"
+    _as_version_1(reference, path)
+    with caplog.at_level("WARNING", logger="feature_cache"):
+        with fc.FeatureCacheReader(path) as r, fc.FeatureCacheReader(reference) as ref:
+            assert not r.verified and ref.verified and r.version == 1
+            for a, b in zip(r.features_batch(range(N)), ref.features_batch(range(N))):
+                assert np.array_equal(a, b)
+    assert "format version 1: its rows carry no checksums and are read unverified" in caplog.text
+    assert fc.verify_file(path) == []
+    assert "without row checksums, so its rows cannot be verified" in fc.verify_file(path, require_checksums=True)[0]
+    assert not fc.FeatureCacheDataset(path).verified
+    with pytest.raises(fc.CacheVersionError, match="format version 1 .* cannot be resumed, rewrite it"):
+        fc.FeatureCacheWriter.create(path, **CREATE_KW)
+
+
+# -- float16 range (issue 13, item 10) ----------------------------------------------------------
+def test_features_beyond_float16_range_round_trip(tmp_path):
+    path = tmp_path / "big.h5"
+    feats, tgts, params = sample_batch(range(N))
+    big = feats[0] * np.float32(1e5)  # up to ~1e6: float16 alone would store inf
+    big[3] = feats[0][3]              # one ordinary row among them
+    w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    w.write(range(N), [big, feats[1]], tgts, params)
+    w.finalize()
+    with fc.FeatureCacheReader(path) as r:
+        assert r.feature_dtypes == [np.float32, np.float16]
+        scales = r.feature_scale[:, 0]
+        assert scales[3] == 1 and (scales[np.arange(N) != 3] > 1).all()
+        assert (np.log2(scales) % 1 == 0).all()  # powers of two: only the exponent changes
+        got = r.features_batch(range(N))
+        assert got[0].dtype == np.float32 and np.isfinite(got[0]).all()
+        np.testing.assert_allclose(got[0], big, rtol=2**-11, atol=0)  # float16's relative precision
+        for i in range(N):  # exactly float16(x / 2^k) * 2^k
+            expect = (big[i] / scales[i]).astype(np.float16).astype(np.float32) * scales[i]
+            assert np.array_equal(got[0][i], expect)
+        assert np.array_equal(got[1], feats[1].astype(np.float16))
+        with fc.FeatureCacheReader(path, direct=False) as slow:
+            assert all(np.array_equal(a, b) for a, b in zip(slow.features_batch(range(N)), got))
+    item = fc.FeatureCacheDataset(path, dtype=None)[5]
+    assert item["features"][0].dtype == torch.float32 and item["features"][1].dtype == torch.float16
+    assert torch.equal(item["features"][0], torch.from_numpy(got[0][5]))
+    copy = fc.consolidate(path, tmp_path / "copy.h5")  # stored bytes and scales travel unchanged
+    with fc.FeatureCacheReader(copy) as r:
+        assert np.array_equal(r.features_batch(range(N))[0], got[0])
+    # what online evaluation computes (round_to_storage) is what the cache gives back, and stores the same
+    online = fc.round_to_storage(torch.from_numpy(big), "float16")
+    assert online.dtype == torch.float32 and torch.equal(online, torch.from_numpy(got[0]))
+    assert fc.round_to_storage(torch.from_numpy(feats[1]), "float16").dtype == torch.float16
+    again = tmp_path / "again.h5"
+    w = fc.FeatureCacheWriter.create(again, **CREATE_KW)
+    w.write(range(N), [online, feats[1]], tgts, params)
+    w.finalize()
+    with fc.FeatureCacheReader(again) as r:
+        assert np.array_equal(r.features_batch(range(N))[0], got[0])
+    assert fmt.float16_scales(np.array([[65504.0], [65520.0], [-131008.0], [np.inf]], np.float32)).tolist() == \
+        [1.0, 2.0, 2.0, 1.0]
+
+
+# -- direct chunk reads and batched Dataset reads (issue 14) ------------------------------------
+def test_direct_reads_equal_h5py_reads_and_fall_back_where_they_must(tmp_path, reference):
+    order = [9, 0, 3, 3, -2, 5, 1]
+    with fc.FeatureCacheReader(reference) as fast, fc.FeatureCacheReader(reference, direct=False) as slow:
+        assert set(fast.direct_datasets) == {"features/0", "features/1", "targets/semseg", "targets/depth",
+                                             "view_params"}
+        assert slow.direct_datasets == []
+        for a, b in zip(fast.features_batch(order), slow.features_batch(order)):
+            assert a.dtype == b.dtype == np.float16 and np.array_equal(a, b)
+        for decode in (True, False):
+            ta, tb = fast.targets_batch(order, decode=decode), slow.targets_batch(order, decode=decode)
+            assert all(ta[t].dtype == tb[t].dtype and np.array_equal(ta[t], tb[t]) for t in ta)
+        assert np.array_equal(fast.view_params_batch(order), slow.view_params_batch(order))
+    compressed = make_cache(tmp_path / "lzf.h5", compression="lzf")
+    with fc.FeatureCacheReader(compressed) as r:
+        assert r.direct_datasets == ["view_params"]  # filtered chunks go through h5py
+        assert all(np.array_equal(a, b) for a, b in zip(r.features_batch(order), fc.FeatureCacheReader(
+            reference).features_batch(order)))
+    _write_shards(tmp_path / "joined.h5", 2)
+    fc.join_shards(tmp_path / "joined.h5", 2)
+    with fc.FeatureCacheReader(tmp_path / "joined.h5") as r:
+        assert r.is_virtual and r.direct_datasets == []
+        assert fc.verify_file(tmp_path / "joined.h5") == []  # checksums are joined with the rows
+
+
+def test_dataset_batched_items_equal_single_items(reference):
+    ds = fc.FeatureCacheDataset(reference, dtype=None)
+    batch = ds.__getitems__([4, 1, 4, 8])
+    for item, i in zip(batch, [4, 1, 4, 8]):
+        single = ds[i]
+        assert item.keys() == single.keys() and item["index"] == i and item["id"] == IDS[i]
+        assert all(torch.equal(a, b) and a.dtype == torch.float16 for a, b in zip(item["features"], single["features"]))
+        assert torch.equal(item["semseg"], single["semseg"]) and item["semseg"].dtype == torch.int64
+    memory = fc.FeatureCacheDataset(reference, in_memory=True, dtype=None).__getitems__([4, 1, 4, 8])
+    for a, b in zip(batch, memory):
+        assert all(torch.equal(x, y) for x, y in zip(a["features"], b["features"]))
+        assert torch.equal(a["depth"], b["depth"]) and torch.equal(a["view_params"], b["view_params"])
+    loaded = next(iter(DataLoader(fc.FeatureCacheDataset(reference), batch_size=4)))  # calls __getitems__
+    assert loaded["features"][0].shape == (4, *SCALES[0]) and loaded["features"][0].dtype == torch.float32
+    assert torch.equal(loaded["features"][0][2], ds[2]["features"][0].float())

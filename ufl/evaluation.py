@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .metrics import Metric, build_metric
+from .outputs import activate
 from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec
 from .training.trainer import move_to_device
@@ -26,14 +27,15 @@ EDGE_THRESHOLDS_QUICK = 19
 def postprocess(kind: str, logits: torch.Tensor) -> torch.Tensor:
     """Turn a head's logits (B, C, H, W) into what the kind's metric takes.
 
-    segmentation -> labels (B, H, W); depth -> metres (B, 1, H, W); normals -> unit vectors
-    (B, 3, H, W); edges and saliency -> probabilities (B, 1, H, W).
+    segmentation -> labels (B, H, W); depth -> metres > 0 (B, 1, H, W), through the kind's
+    activation (:func:`ufl.outputs.activate`: softplus); normals -> unit vectors (B, 3, H, W);
+    edges and saliency -> probabilities (B, 1, H, W).
     """
     logits = logits.float()
     if kind == "segmentation":
         return logits.argmax(1)
     if kind == "depth":
-        return logits
+        return activate(kind, logits)
     if kind == "normals":
         return unit_vectors(logits, dim=1)
     if kind in ("edges", "saliency"):

@@ -709,12 +709,48 @@ def _counting_code(functions=(_edge_image_counts, _edge_match)) -> str:
 _EDGE_POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
+def _forget_matcher() -> None:
+    global _MATCHER
+    _MATCHER = None  # a forked child makes its own (the parent's lock may have been held at the fork)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_matcher)
+
+
+def edge_pool_context() -> multiprocessing.context.BaseContext:
+    """How the edge-matching workers start: ``fork`` on Linux, else ``spawn``.
+
+    NOTE: not spawn (nor forkserver) where fork is safe: both start each worker by importing the
+    user's ``__main__`` again, so a plain script (no ``if __name__ == "__main__":`` guard, as the
+    README's Python API snippet) re-runs itself in every worker and the pool breaks
+    (``BrokenProcessPool``). A forked worker runs only :func:`_edge_image_counts`: numpy,
+    scikit-image's thinning and pyEdgeEval's C++ matcher (no OpenMP, no torch, no CUDA), so the
+    parent's OpenMP or CUDA state and threads are never used in it (pyEdgeEval's own pools fork
+    too). macOS and Windows spawn: there a script that evaluates edges with workers needs the
+    ``__main__`` guard, or ``workers=0``.
+    """
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _edge_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool shared by every EdgeMetric of this process with this many workers (spawned,
-    not forked: the parent may hold OpenMP and CUDA state)."""
+    """A process pool shared by every EdgeMetric of this process with this many workers (started
+    as :func:`edge_pool_context` says)."""
     if workers not in _EDGE_POOLS:
-        _EDGE_POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        _EDGE_POOLS[workers] = ProcessPoolExecutor(workers, mp_context=edge_pool_context())
     return _EDGE_POOLS[workers]
+
+
+def _submit_edge_image(workers: int, *args) -> Future:
+    """Queue one image's matching in the pool (which may fork a worker now)."""
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns at every fork of a process with threads (torch's, a DataLoader's);
+        # the forked worker never uses them (see edge_pool_context).
+        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks",
+                                category=DeprecationWarning)
+        return _edge_pool(workers).submit(_edge_image_counts, *args)
 
 
 @METRICS.register("edges")
@@ -820,8 +856,7 @@ class EdgeMetric(Metric):
                 # groups (low thresholds, dense maps, cost most), so a few images fill the pool too
                 groups = [np.arange(j, self.thresholds.size, self.workers)
                           for j in range(min(self.workers, self.thresholds.size))]
-                pool = _edge_pool(self.workers)
-                futures = [pool.submit(_edge_image_counts, self.thresholds[g], self.max_dist, image, edges, valid)
+                futures = [_submit_edge_image(self.workers, self.thresholds[g], self.max_dist, image, edges, valid)
                            for g in groups]
                 self._pending.append((key, groups, futures))
                 if len(self._pending) > 4 * self.workers:  # bound the images held in flight

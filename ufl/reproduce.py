@@ -166,6 +166,8 @@ class ReproduceConfig:
     pretrain_epochs: int | None = None
     head_epochs: int | None = None
     progress: bool = True
+    #: timm backbones frozen as they come (no NYUD training) for extra UFL rows (ufl.foundation).
+    backbones: Sequence[str] = ()
 
     def __post_init__(self):
         unknown = [m for m in self.models if m not in SYSTEMS]
@@ -177,6 +179,12 @@ class ReproduceConfig:
             raise UflError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         if not self.seeds:
             raise UflError("give at least one seed")
+        import timm
+
+        unknown = [b for b in self.backbones if not timm.is_model(b)]
+        if unknown:
+            raise UflError(f"unknown backbone(s) {unknown} in --backbones; use timm model names, e.g. "
+                           f"vit_small_patch14_dinov2")
 
     @property
     def schedule(self) -> Preset:
@@ -407,6 +415,15 @@ def _claims(mtl, ufl, profile) -> list[dict[str, Any]]:
     return claims
 
 
+def _frozen_markdown(rows, preset: Preset) -> list[str]:
+    if not rows:
+        return []
+    from .foundation import frozen_markdown
+
+    return [f"### UFL on PASCAL with frozen backbones that never saw NYUD ({preset.name} preset)",
+            frozen_markdown(rows, _cell)]
+
+
 def reproduce(config: ReproduceConfig) -> dict[str, Any]:
     """Run (or resume) every step for every seed; write tables, JSON and the figure into OUT."""
     preset = config.schedule
@@ -417,6 +434,13 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
     mtl = summarise([mtl_rows(runs[s]["nyud"], config.models) for s in seeds], ("seg", "depth", "delta_m"))
     ufl = summarise([ufl_rows(runs[s]["nyud"], runs[s]["pascal"], config.models) for s in seeds],
                     ("seg", "depth", "delta_m_nyud", "parts", "sal", "delta_m_pascal"))
+    frozen = []
+    if config.backbones:
+        from .foundation import frozen_rows, run_frozen_backbones
+
+        frozen = summarise(frozen_rows(run_frozen_backbones(config, preset, seeds, steps),
+                                       {s: runs[s]["pascal"].get("st") for s in seeds}),
+                           ("parts", "sal", "delta_m_pascal"))
     profile = _profile(config, preset)
     claims = _claims(mtl, ufl, profile)
 
@@ -425,6 +449,7 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
         mtl_markdown(mtl, config.backbone),
         f"### UFL on PASCAL with the frozen NYUD backbone ({preset.name} preset)",
         ufl_markdown(ufl),
+        *_frozen_markdown(frozen, preset),
         "### Cost (+N,E: semseg, depth and auxiliary normals, edges; single-task: two models)",
         markdown_table(["model", "tasks", "params (M)", "GFLOPs"],
                        [[SYSTEMS[r["model"]].name, r["tasks"], r["params"] / 1e6, r["gflops"]] for r in profile]),
@@ -443,7 +468,8 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
                  higher_is_better={"NYUD seg mIoU": True, "NYUD depth RMSE": False, "PASCAL parts mIoU": True,
                                    "PASCAL sal maxF": True})
     result = {"preset": dataclasses.asdict(preset), "seeds": seeds, "models": list(config.models),
-              "backbone": config.backbone, "mtl": mtl, "ufl": ufl, "profile": profile, "claims": claims,
+              "backbone": config.backbone, "mtl": mtl, "ufl": ufl, "frozen": frozen, "profile": profile,
+              "claims": claims,
               "poster": POSTER, "per_seed": {str(s): runs[s] for s in seeds},
               "steps": {"ran": steps.ran, "skipped": steps.skipped}, "markdown": markdown,
               "files": {"tables": str(out / "tables.md"), "figure": str(out / "figure.png"),

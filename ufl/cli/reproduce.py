@@ -36,12 +36,15 @@ def _seeds(ctx, param, value):
 @click.option("--out", type=click.Path(file_okay=False), default="reproduce", show_default=True,
               help="Folder of the steps, tables.md, results.json and figure.png (re-run to resume).")
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone of every model.")
+@click.option("--backbones", default=None, callback=parse_names,
+              help="Comma-separated timm backbones (e.g. vit_small_patch14_dinov2) frozen as they come, without NYUD "
+                   "training: one more UFL row each (parts and saliency heads on PASCAL).")
 @click.option("--pretrain-epochs", type=click.IntRange(1), default=None, help="Override the preset's pretraining epochs.")
 @click.option("--head-epochs", type=click.IntRange(1), default=None, help="Override the preset's head epochs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @device_option
 @threads_option
-def reproduce_cmd(data_root, models, preset, seeds, out, backbone, pretrain_epochs, head_epochs, as_json,
+def reproduce_cmd(data_root, models, preset, seeds, out, backbone, backbones, pretrain_epochs, head_epochs, as_json,
                   device) -> None:
     """Run the poster's two experiments end to end and print both tables.
 
@@ -55,7 +58,7 @@ def reproduce_cmd(data_root, models, preset, seeds, out, backbone, pretrain_epoc
 
     result = reproduce(ReproduceConfig(data_root=data_root, out=out, models=models, preset=preset, seeds=seeds,
                                        backbone=backbone, device=device, pretrain_epochs=pretrain_epochs,
-                                       head_epochs=head_epochs))
+                                       head_epochs=head_epochs, backbones=backbones))
     if as_json:
         click.echo(json.dumps(json_safe({k: v for k, v in result.items() if k != "markdown"})))
     else:

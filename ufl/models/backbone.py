@@ -216,7 +216,8 @@ def _create_features_model(name: str, download: bool) -> nn.Module:
                            f"pick another timm backbone") from None
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UflError(f"no pretrained weights could be fetched for backbone {name!r} ({reason}); "
-                       f"pass --pretrained PATH to a local weights file or --no-pretrained") from None
+                       f"pass --pretrained PATH to a local weights file, or --pretrained none for a random "
+                       f"init") from None
 
 
 def _load_weights_file(model: nn.Module, name: str, path: Path) -> None:
@@ -230,7 +231,7 @@ def _load_weights_file(model: nn.Module, name: str, path: Path) -> None:
 
     if not path.is_file():
         raise UflError(f"backbone weights file not found: {path}; pass an existing .safetensors/.pth file "
-                       f"or --no-pretrained")
+                       f"or --pretrained none for a random init")
     try:
         # timm's loader: safetensors, or torch.load(weights_only=True); unwraps 'state_dict'/'model'.
         state = timm.models.load_state_dict(str(path), weights_only=True)

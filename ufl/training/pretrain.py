@@ -210,7 +210,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
 
     def meta() -> dict[str, Any]:
         return {"model": config.model, "tasks": config.tasks, "aux": config.aux, "dataset": config.dataset,
-                "root": str(root), "size": config.size, "epochs": config.epochs,
+                "root": str(Path(root).resolve()), "size": config.size, "epochs": config.epochs,
                 "out_channels": out_channels, "specs": {n: s.to_dict() for n, s in specs.items()},
                 "backbone": backbone.config(), "fingerprint": backbone.fingerprint(),
                 "model_options": config.model_options, "config": config.to_dict(), "provenance": provenance}

@@ -3,6 +3,9 @@
 One cache file per (dataset, split, views) in ``WORKSPACE/caches/``, written with
 :mod:`feature_cache`: features in float16 (float32 on request), and the decoded, resized targets of
 every task of the dataset beside them, so head training never decodes a .mat or .png again.
+A folder dataset's task given later gets its targets in a target file beside the cache, the
+features untouched (:mod:`ufl.workspace.targets`); each folder dataset has its own name, caches and
+specs (:mod:`ufl.workspace.folders`).
 
 - Resumable: a run killed at any point (even SIGKILL) continues from the completion mask, and the
   result equals an uninterrupted run (views are seeded per image and view, batches are independent).
@@ -19,7 +22,7 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,7 +40,9 @@ from ..errors import CacheError, WorkspaceError
 from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device
 from ..taskspec import TaskSpec
 from .doctor import remove_stale
+from .folders import dataset_kind, is_folder, merge_specs, resolve_dataset
 from .manifest import now
+from .targets import add_targets, cached_tasks, remove_target_files
 from .views import VIEW_PARAMS, ImageRows, ViewDataset, backbone_features
 
 __all__ = ["cache_features", "CacheResult", "target_layout", "open_split", "resolve_data"]
@@ -55,6 +60,8 @@ class CacheResult:
     written: int
     seconds: float
     skipped: bool = False
+    #: tasks whose targets were added beside an existing cache (its features untouched)
+    added: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -106,7 +113,7 @@ def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: st
     if root is None and data_root is None and known.get("root"):
         folder = Path(known["root"])
     else:
-        folder = dataset_root(dataset, data_root, root)
+        folder = dataset_root(dataset_kind(dataset), data_root, root)
     if size is None:
         from ..datasets.transforms import RECIPES
 
@@ -122,23 +129,22 @@ def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: st
     return folder, size
 
 
-def dataset_specs(ws, dataset: str, specs: Sequence[TaskSpec] | None) -> list[TaskSpec]:
-    """Tasks whose targets a cache of ``dataset`` stores: every built-in task of nyud/pascal, the
-    given (or remembered) specs of a folder dataset."""
-    if dataset != "folder":
+def dataset_specs(ws, dataset: str, specs: Sequence[TaskSpec] | None, overwrite: bool = False) -> list[TaskSpec]:
+    """Tasks whose targets a cache of ``dataset`` stores: every built-in task of nyud/pascal; for
+    a folder dataset the specs the workspace remembers for it and the given new ones (see
+    :func:`ufl.workspace.folders.merge_specs`)."""
+    if not is_folder(dataset):
         from ..taskspec import get_spec
 
         return [get_spec(name) for name in DATASETS.get(dataset).supported_tasks]
-    if specs:
-        return list(specs)
-    remembered = ws.data_settings("folder").get("specs")
-    if not remembered:
-        raise WorkspaceError("a folder dataset needs its task specs: pass --spec FILE.yaml (one per task)")
-    return [TaskSpec.from_dict(s, source=f"{ws.root}/workspace.json") for s in remembered]
+    return merge_specs(ws, dataset, specs, overwrite)
 
 
 def open_split(ws, dataset: str, split: str, folder: Path, specs: Sequence[TaskSpec]):
-    """The dataset object of one split, with the targets of ``specs``."""
+    """The dataset object of one split, with the targets of ``specs`` (a folder dataset keyed by
+    its workspace name for per-dataset spec values)."""
+    if is_folder(dataset):
+        return get_dataset("folder", folder, split, list(specs), dataset_name=dataset)
     return get_dataset(dataset, folder, split, list(specs))
 
 
@@ -147,15 +153,20 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
                    size: Sequence[int] | None = None, views: int = 1, specs: Sequence[TaskSpec] | None = None,
                    device: str = "auto", batch_size: int = 16, workers: int | None = None,
                    overwrite: bool = False, storage: str = "float16", compression: str | None = None,
-                   seed: int = 0, progress: bool = True, force: bool = False) -> list[CacheResult]:
+                   seed: int = 0, progress: bool = True, force: bool = False,
+                   dataset_name: str | None = None) -> list[CacheResult]:
     """Cache ``dataset``'s ``splits`` (training splits with ``views`` views, ``val`` with one).
 
+    ``dataset`` is ``nyud``, ``pascal``, or ``folder`` with ``root`` and/or ``dataset_name``
+    (or a folder dataset's name): see :func:`ufl.workspace.folders.resolve_dataset`. A split
+    already cached gets the targets of the tasks it lacks in target files beside it.
     ``overwrite`` of a cache that registered tasks were evaluated on (their ``eval.cache``) needs
     ``force``: their metrics at registration were measured on it."""
     device = resolve_device(device)
     distributed.init_distributed(device)
+    dataset = resolve_dataset(ws, dataset, root, dataset_name)
     folder, size = resolve_data(ws, dataset, data_root, root, size)
-    specs = dataset_specs(ws, dataset, specs)
+    specs = dataset_specs(ws, dataset, specs, overwrite)
     known = ws.data_settings(dataset)
     if known.get("size") and tuple(known["size"]) != size and not overwrite:
         raise WorkspaceError(f"the workspace caches {dataset} at {known['size'][0]}x{known['size'][1]}; use that "
@@ -173,8 +184,8 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
         with ws.manifest.update() as manifest:
             settings = manifest["data"].setdefault(dataset, {})
             settings.update({"root": str(folder.resolve()), "size": list(size)})
-            if dataset == "folder":
-                settings["specs"] = [s.to_dict() for s in specs]
+            if is_folder(dataset):
+                settings.update({"kind": "folder", "specs": [s.to_dict() for s in specs]})
     distributed.barrier()
     return results
 
@@ -185,15 +196,26 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     path = ws.cache_file(dataset, split, views)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent, f".{path.name}.*.creating")  # skeletons of runs killed while creating them
-    if path.exists() and key in ws.read()["caches"] and not overwrite:
+    record = ws.read()["caches"].get(key)
+    if path.exists() and record is not None and not overwrite:
+        _refuse_other_settings(key, path, size, storage)
         try:
             FeatureCacheReader(path, ws.fingerprint).close()
-            if distributed.is_main():
-                log.debug("%s: already cached in %s (use --overwrite to rebuild)", key, path)  # CLI prints it
-            return CacheResult(key, path, _rows(path), 0, 0.0, skipped=True)
+            complete = True
         except Exception as e:  # incomplete or damaged: resume below, or say how to rebuild
+            complete = False
             if distributed.is_main():
                 log.info("%s: %s; resuming", key, str(e).splitlines()[0])
+        if complete:
+            lacking = [s for s in specs if s.name not in cached_tasks(record)]
+            added = []
+            if lacking and distributed.is_main():
+                added = add_targets(ws, key, lacking, dataset, lambda new: open_split(ws, dataset, split, folder, new),
+                                    batch_size=batch_size, workers=workers, progress=progress)
+            distributed.barrier()
+            if distributed.is_main() and not added:
+                log.debug("%s: already cached in %s (use --overwrite to rebuild)", key, path)  # CLI prints it
+            return CacheResult(key, path, _rows(path), 0, 0.0, skipped=True, added=added)
 
     base = open_split(ws, dataset, split, folder, specs)
     layouts = {s.name: target_layout(s, dataset, size) for s in specs}
@@ -248,12 +270,32 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         if overwrite:
             with atomic_cache(path):
                 pass  # the new cache was built at the partial path; replace the old one now
+            remove_target_files(path)  # the new cache holds every task's targets
         in_use = {shard_path(target, r, world).name for r in range(world)} if world > 1 else set()
         _remove_stale_shards(path, in_use)
         _register(ws, key, path, dataset, split, views, size, specs, folder, storage)
         log.debug("%s: %d rows in %s (%.1f images/s)", key, len(rows), path, len(todo) / max(elapsed, 1e-9))
     distributed.barrier()
     return CacheResult(key, path, len(rows), len(todo), elapsed)
+
+
+def _refuse_other_settings(key: str, path: Path, size: Sequence[int], storage: str) -> None:
+    """A :class:`CacheError` when the cache already there holds another precision or input size than
+    requested (it would otherwise be reported as "already cached")."""
+    try:
+        with FeatureCacheReader(path, require_complete=False) as reader:
+            layout = reader.layout
+    except Exception:  # noqa: BLE001 - unreadable or foreign: the resume below reports it
+        return
+    stored_size = tuple(int(v) for v in layout.identity.get("input_size", ()))
+    found = []
+    if layout.dtype != storage:
+        found.append(f"{layout.dtype} features (requested {storage})")
+    if stored_size != tuple(size):
+        found.append(f"input size {'x'.join(map(str, stored_size))} (requested {size[0]}x{size[1]})")
+    if found:
+        raise CacheError(f"{key}: the cache {path} holds {' and '.join(found)}; pass --overwrite to rebuild it "
+                         "with the requested settings, or leave the option out to use it as it is")
 
 
 def _refuse_overwriting_eval_caches(ws, dataset: str, splits: Sequence[str], views: int) -> None:

@@ -6,6 +6,7 @@ A workspace folder holds::
     backbone.safetensors        the frozen backbone's weights (its config in the metadata)
     heads/TASK-XXXXXXXX.safetensors   one Medusa head per registered task
     caches/DATASET-SPLIT-Nv.h5  backbone features (+ decoded targets) per dataset, split and views
+    caches/DATASET-SPLIT-Nv.targets-TASK.h5   the targets of a folder task added later
 
 The Python API mirrors the CLI (which is a thin layer over it)::
 
@@ -17,22 +18,24 @@ The Python API mirrors the CLI (which is a thin layer over it)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from safetensors import SafetensorError
 
-from ..errors import WorkspaceError
+from ..errors import UflError, WorkspaceError
 from ..io import json_safe
 from ..provenance import backbone_note, describe_init, training_data
 from ..taskspec import TaskSpec, check_task_name
-from .manifest import Manifest, now
+from .manifest import MANIFEST, Manifest, now
 
 if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
     import torch
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "ufl-workspace"
 BACKBONE_FILE = "backbone.safetensors"
+_WORKSPACE_ENTRIES = {MANIFEST, BACKBONE_FILE, "heads", "caches", ".workspace.lock"}
 HEADS = "heads"
 CACHES = "caches"
 RESCUE_PREFIX = "ufl-rescued-head-"
@@ -74,6 +78,47 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _staging(root: Path) -> Iterator[Path]:
+    """A hidden, empty sibling folder of ``root`` to build a new workspace in; moved to ``root``
+    when the block ends without an error (in one rename when ``root`` does not exist or is empty,
+    else entry by entry with the manifest last), deleted when it fails. So ``root`` holds a
+    manifest only once the workspace is complete, and a failed or killed ``ufl init`` never
+    blocks its retry (a killed one leaves only the hidden ``.NAME.*.creating`` folder)."""
+    root = Path(root)
+    check_folder(root)
+    if (root / MANIFEST).exists():
+        raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
+    clash = sorted(p.name for p in root.iterdir() if p.name in _WORKSPACE_ENTRIES) if root.is_dir() else []
+    if clash:
+        raise WorkspaceError(f"{root} holds {', '.join(clash)} but no {MANIFEST} (not a workspace); remove them or "
+                             f"choose another --workspace")
+    target = root.resolve() if root.exists() else root  # a symlinked folder: build on its own disk
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".creating", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # a folder as mkdir makes it (mkdtemp's is private)
+    try:
+        yield staging
+        if not root.exists() or (not root.is_symlink() and not any(root.iterdir())):
+            os.replace(staging, root)  # an empty folder is replaced in the same rename
+        else:
+            entries = sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST)  # the manifest last
+            for entry in entries:
+                os.replace(entry, target / entry.name)
+            staging.rmdir()
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e.filename, (str, os.PathLike)) and Path(e.filename).is_relative_to(staging):
+            # name the file as the user will know it, inside --workspace
+            raise OSError(e.errno, e.strerror, str(root / Path(e.filename).relative_to(staging))) from None
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def os_error_text(error: BaseException) -> str:
     """``[Errno 28] No space left on device: 'path'`` -> ``no space left on device (path)``."""
     if isinstance(error, OSError) and error.strerror:
@@ -96,14 +141,17 @@ class Workspace:
     def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str,
                provenance: Mapping[str, Any] | None = None) -> "Workspace":
         """A new workspace around ``backbone`` (frozen, weights saved), with no tasks; ``provenance``
-        (see :mod:`ufl.provenance`) is recorded as the backbone's."""
+        (see :mod:`ufl.provenance`) is recorded as the backbone's. Built aside and moved into place
+        whole (see :func:`_staging`)."""
+        with _staging(resolve_workspace(path)) as staging:
+            cls._write_new(staging, backbone, source, provenance)
+        return cls(path)
+
+    @staticmethod
+    def _write_new(root: Path, backbone: Backbone, source: str, provenance: Mapping[str, Any] | None) -> None:
+        """The backbone's weights and a manifest without tasks, in the empty folder ``root``."""
         from ..io import save_weights
 
-        root = resolve_workspace(path)
-        check_folder(root)
-        if (root / "workspace.json").exists():
-            raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
-        root.mkdir(parents=True, exist_ok=True)
         backbone = backbone.cpu().freeze()
         fingerprint = backbone.fingerprint()
         save_weights(root / BACKBONE_FILE, backbone.model.state_dict(),
@@ -112,8 +160,7 @@ class Workspace:
                                "source": source, "channels": backbone.channels, "strides": backbone.strides,
                                "size_divisor": backbone.size_divisor,
                                **({"provenance": dict(provenance)} if provenance is not None else {})})
-        log.debug("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
-        return cls(root)
+        log.debug("new workspace: backbone %s (%s), fingerprint %s", backbone.name, source, fingerprint[:12])
 
     @classmethod
     def from_backbone(cls, path: str | os.PathLike | None, name: str | None = None,
@@ -151,15 +198,21 @@ class Workspace:
                                  f"fingerprint; the run folder is damaged")
         provenance = ckpt.meta.get("provenance")
         if provenance is None:  # a checkpoint from before provenance was recorded: what its record says
+            try:
+                trained_on = ckpt.data_folder()  # an older run's relative folder, found
+            except UflError:
+                trained_on = ckpt.meta.get("root")
             provenance = {"init": describe_init((ckpt.meta.get("config") or {}).get("pretrained")),
-                          "data": [training_data(ckpt.meta["dataset"], ckpt.meta.get("root"))]}
-        ws = cls.create(path, backbone, f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, "
-                                        f"epoch {ckpt.epoch})", provenance)
-        if register:
-            from .registration import register_checkpoint_tasks
+                          "data": [training_data(ckpt.meta["dataset"], trained_on)]}
+        source = f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, epoch {ckpt.epoch})"
+        # built aside and moved into place whole: a failed init leaves nothing that blocks the retry
+        with _staging(resolve_workspace(path)) as staging:
+            cls._write_new(staging, backbone, source, provenance)
+            if register:
+                from .registration import register_checkpoint_tasks
 
-            register_checkpoint_tasks(ws, ckpt, **options)
-        return ws
+                register_checkpoint_tasks(cls(staging), ckpt, **options)
+        return cls(path)
 
     # -- reading --------------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:
@@ -281,7 +334,8 @@ class Workspace:
         return max(found.values(), key=lambda r: r["views"], default=None)
 
     def data_settings(self, dataset: str) -> dict[str, Any]:
-        """What the workspace remembers of a dataset: ``{"root": folder, "size": [H, W]}`` (or {})."""
+        """What the workspace remembers of a dataset (a folder dataset by its name): ``{"root":
+        folder, "size": [H, W]}``, and a folder dataset's ``"specs"`` (or {})."""
         return dict(self.read()["data"].get(dataset, {}))
 
     # -- task registry --------------------------------------------------------------------------

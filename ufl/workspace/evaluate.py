@@ -18,8 +18,6 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from feature_cache import FeatureCacheDataset
-
 from ..errors import CacheError, UflError
 from ..evaluation import evaluate
 from ..io import json_safe
@@ -28,6 +26,7 @@ from ..runtime import Precision, cudnn_exact, named_precision, resolve_device, t
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
+from .targets import open_cache
 from .views import ViewDataset, backbone_features  # light: the transforms load when a view is made
 
 __all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
@@ -109,7 +108,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     # same numbers at registration and at every evaluation
     with cudnn_exact(), torch_threads(threads if device.type == "cpu" else None):
         if cache is not None and not online:
-            data = FeatureCacheDataset(ws.cache_path(cache), ws.fingerprint, tasks=[target])
+            data = open_cache(ws, cache, [target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
@@ -219,14 +218,13 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     target = spec.name
     train = ws.find_cache(dataset, "train")
     if train is not None:
-        fit_on = FeatureCacheDataset(ws.cache_path(train), ws.fingerprint, tasks=[target])
+        fit_on = open_cache(ws, train, [target])
     else:
         folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
     prior = PriorPredictor({target: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
     val = ws.find_cache(dataset, "val", 1)
-    loader = DataLoader(FeatureCacheDataset(ws.cache_path(val), ws.fingerprint, tasks=[target]),
-                        batch_size=batch_size)
+    loader = DataLoader(open_cache(ws, val, [target]), batch_size=batch_size)
     return evaluate(prior, loader, {target: spec}, dataset, torch.device("cpu"), progress=False)[target]
 
 

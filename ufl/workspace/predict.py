@@ -23,6 +23,7 @@ from ..images import read_image
 from ..runtime import resolve_device
 from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
 from .cache import dataset_specs, open_split, resolve_data
+from .folders import expand_datasets
 from .views import ViewDataset
 from ..vectors import unit_vectors
 
@@ -203,8 +204,8 @@ def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = No
     by_dataset: dict[str, list[str]] = {}
     for name, record in ws.tasks.items():
         by_dataset.setdefault(record["dataset"], []).append(name)
-    if datasets:
-        by_dataset = {d: by_dataset.get(d, []) for d in datasets}
+    if datasets:  # "folder": every folder dataset
+        by_dataset = {d: by_dataset.get(d, []) for d in expand_datasets(ws, datasets)}
     paths = []
     scales = len(ws.read()["backbone"]["channels"])
     for dataset, names in by_dataset.items():

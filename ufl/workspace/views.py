@@ -175,5 +175,8 @@ def backbone_features(backbone, images: torch.Tensor, precision: Precision | Non
             features = backbone(images)
     else:
         features = backbone(images)
-    dtype = STORAGE_DTYPES[storage]
-    return [f.to(dtype).contiguous() for f in features]
+    from feature_cache.writer import round_to_storage
+
+    # NOTE: not a plain cast to float16: rows beyond float16's range (a random-init backbone at
+    # 256 px) keep float32 holding what the cache stores for them (a per-row power-of-two scale)
+    return [round_to_storage(f, storage).contiguous() for f in features]
