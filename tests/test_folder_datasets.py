@@ -135,6 +135,8 @@ def test_added_targets_are_the_targets_of_the_cached_views(setup):
         assert torch.equal(item["foreground"], expected[i]["foreground"]) and item["id"] == expected[i]["id"]
         assert len(item["features"]) == 4 and item["colour4"].shape == (64, 64)
     assert torch.equal(rows[1]["foreground"], rows[0]["foreground"].flip(-1))  # view 1 is the flip
+    report = ws.doctor()  # the target files are the caches' own: checked, not litter
+    assert report.ok and not report.findings, report.lines()
 
 
 def test_which_folder_dataset_is_meant(setup, tmp_path, write, rng):
