@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .datasets.catalog import metric_options
-from .datasets.transforms import resize
 from .metrics import Metric, build_metric
+from .outputs import activate
 from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec
 from .training.trainer import move_to_device
@@ -56,14 +56,15 @@ EDGE_THRESHOLDS_QUICK = 19
 def postprocess(kind: str, logits: torch.Tensor) -> torch.Tensor:
     """Turn a head's logits (B, C, H, W) into what the kind's metric takes.
 
-    segmentation -> labels (B, H, W); depth -> metres (B, 1, H, W); normals -> unit vectors
-    (B, 3, H, W); edges and saliency -> probabilities (B, 1, H, W).
+    segmentation -> labels (B, H, W); depth -> metres > 0 (B, 1, H, W), through the kind's
+    activation (:func:`ufl.outputs.activate`: softplus); normals -> unit vectors (B, 3, H, W);
+    edges and saliency -> probabilities (B, 1, H, W).
     """
     logits = logits.float()
     if kind == "segmentation":
         return logits.argmax(1)
     if kind == "depth":
-        return logits
+        return activate(kind, logits)
     if kind == "normals":
         return unit_vectors(logits, dim=1)
     if kind in ("edges", "saliency"):
@@ -86,9 +87,10 @@ def check_resolution(resolution: str) -> str:
 
 
 def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None,
-                options: Mapping[str, Any] | None = None) -> Metric:
+                edge_cache: str | os.PathLike | None = None, options: Mapping[str, Any] | None = None) -> Metric:
     """The metric accumulator of ``spec`` on ``dataset`` (edges matched in :func:`edge_workers`
-    processes).
+    processes; with ``edge_cache`` a folder, per-image edge counts are reused from there, see
+    :mod:`ufl.evalcache`).
 
     ``options``: keyword arguments of the metric; ``None`` (default) takes the benchmark's settings
     of ``dataset`` from :func:`ufl.datasets.catalog.metric_options` (edges: maxDist 0.011 on NYUD,
@@ -99,6 +101,8 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
     kwargs: dict[str, Any] = dict(metric_options(dataset, spec.kind) if options is None else options)
     if spec.kind == "edges":
         kwargs["workers"] = edge_workers()
+        if edge_cache is not None:
+            kwargs["cache"] = edge_cache
         if edge_thresholds is not None:
             kwargs["num_thresholds"] = edge_thresholds
     return build_metric(spec.kind, num_classes=spec.out_channels(dataset), **kwargs)
@@ -132,6 +136,8 @@ class OriginalSizeDataset(Dataset):
         sample = dict(self.dataset[index])
         meta = sample.pop("meta", {})
         original = meta.get("orig_size", torch.tensor(sample["image"].shape[-2:]))
+        from .datasets.transforms import resize  # torchvision: loaded on first use
+
         sample["image"] = resize({"image": sample["image"]}, {}, self.size)["image"]  # the image alone
         sample[ORIGINAL_SIZE] = torch.as_tensor(original, dtype=torch.int64)
         return sample
@@ -175,7 +181,8 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
              precision: Precision | None = None, edge_thresholds: int | None = None,
              desc: str = "evaluate", progress: bool = True,
              metric_options: Mapping[str, Mapping[str, Any]] | None = None,
-             with_details: bool = False) -> dict[str, dict[str, float]]:
+             with_details: bool = False,
+             edge_cache: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
     """Run ``predict(batch) -> {task: logits}`` over ``loader``.
 
     Without ``batch["orig_size"]`` the logits must be at the targets' size (working resolution).
@@ -183,12 +190,14 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
     size and compared with its target cropped to that size (the module docstring).
     ``metric_options``: per task, the metric's keyword arguments (see :func:`make_metric`).
 
+    ``edge_cache``: a folder of per-image edge counts (:mod:`ufl.evalcache`) to reuse and fill.
+
     Returns ``{task: {metric: value}}`` for every task of ``specs``, pooled over the whole split
     (and over all processes under torchrun); with ``with_details`` each task's dict also holds
     ``"details"``: :meth:`ufl.metrics.Metric.details` (e.g. per-class IoU).
     """
     options = metric_options or {}
-    metrics = {name: make_metric(spec, dataset, edge_thresholds, options.get(name))
+    metrics = {name: make_metric(spec, dataset, edge_thresholds, edge_cache, options=options.get(name))
                for name, spec in specs.items()}
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, unit="batch",
                disable=progress_disable(progress and distributed.is_main()))

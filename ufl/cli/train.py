@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .base import (data_root_option, device_option, echo_json, eval_resolution_option, json_option, list_option_help,
-                   main, optimizer_options, parse_names, parse_size, pretrained_option, seed_option, threads_option)
+                   main, optimizer_options, parse_names, parse_size, precision_option, pretrained_option, seed_option,
+                   threads_option)
 
 
 @main.command("pretrain")
@@ -37,6 +38,7 @@ from .base import (data_root_option, device_option, echo_json, eval_resolution_o
 @eval_resolution_option
 @click.option("--no-augment", is_flag=True, help="Turn off the reference augmentations.")
 @click.option("--no-amp", is_flag=True, help="Full precision on CUDA (AMP is on by default there).")
+@precision_option("training and validation", "AMP on a GPU (bf16 where supported, else fp16), fp32 on the CPU")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None,
@@ -47,8 +49,8 @@ from .base import (data_root_option, device_option, echo_json, eval_resolution_o
 @threads_option
 @json_option
 def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs, batch_size,
-                 lr, weight_decay, val_every, eval_resolution, no_augment, no_amp, workers, resume, log_dir, device,
-                 seed, as_json) -> None:
+                 lr, weight_decay, val_every, eval_resolution, no_augment, no_amp, precision, workers, resume, log_dir,
+                 device, seed, as_json) -> None:
     """Train a backbone and task heads jointly (the reference schedule is the default).
 
     Writes a checkpoint after every epoch (safetensors + checkpoint.json); `ufl init --checkpoint OUT`
@@ -69,8 +71,8 @@ def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, ro
                             pretrained=weights, init_note=UNREACHABLE if unreachable else None,
                             data_root=data_root, root=root, size=size, epochs=epochs, batch_size=batch_size,
                             lr=lr, weight_decay=weight_decay, val_every=val_every, device=device,
-                            amp=not no_amp, workers=workers, seed=seed, resume=resume, augment=not no_augment,
-                            eval_resolution=eval_resolution)
+                            amp=not no_amp, precision=precision, workers=workers, seed=seed, resume=resume,
+                            augment=not no_augment, eval_resolution=eval_resolution)
     try:
         result = pretrain(config, callbacks=[TensorBoardLog(log_dir)] if log_dir else ())
         show = distributed.is_main()

@@ -24,26 +24,28 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from feature_cache import FeatureCacheDataset
-
 from ..datasets.catalog import metric_options as dataset_metric_options
 from ..errors import CacheError, UflError
 from ..evaluation import (ORIGINAL_SIZE, OriginalSizeDataset, check_resolution, collate_original_size,
                           evaluate)
 from ..io import json_safe
 from ..metrics import delta_m
-from ..runtime import cudnn_exact, resolve_device, torch_threads
+from ..runtime import Precision, cudnn_exact, named_precision, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
 from .cache import (ORIGINAL_SIZE_TARGET, dataset_specs, has_original_targets, open_split, original_targets,
                     resolve_data)
-from .views import ViewDataset, backbone_features
+from .targets import open_cache
+from .views import ViewDataset, backbone_features  # light: the transforms load when a view is made
 
 __all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
            "eval_protocol", "recorded_protocol", "evaluation_table", "plot_evaluation", "format_all_metrics",
-           "check_val_cache"]
+           "check_val_cache", "head_precision"]
 
 log = logging.getLogger(__name__)
+
+#: Per-image edge counts of this workspace's evaluations (ufl.evalcache), relative to its root.
+EDGE_CACHE = "eval-cache/edges"
 
 
 @dataclass
@@ -109,13 +111,14 @@ class _OriginalFromCache(torch.utils.data.Dataset):
     """Val-cache rows of ``target`` at the original size: its original-size ground truth under its
     own name, and ``orig_size``; a CacheError when the cache keeps no original sizes."""
 
-    def __init__(self, path, fingerprint: str, target: str):
+    def __init__(self, ws, cache: Mapping[str, Any], target: str):
+        path = ws.cache_path(cache)
         found = original_targets(path, [target])
         if found is None:
             raise CacheError(f"the val cache {path} holds no original-size targets of {target}; re-cache it with "
                              f"`ufl cache-features --split val --overwrite --force`, or evaluate online")
         self.key, self.target = found[target], target
-        self.rows = FeatureCacheDataset(path, fingerprint, tasks=[self.key, ORIGINAL_SIZE_TARGET])
+        self.rows = open_cache(ws, cache, [self.key, ORIGINAL_SIZE_TARGET])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -125,6 +128,16 @@ class _OriginalFromCache(torch.utils.data.Dataset):
         item[self.target] = item.pop(self.key)
         item[ORIGINAL_SIZE] = item.pop(ORIGINAL_SIZE_TARGET)
         return item
+def head_precision(name: str | None, device: torch.device) -> Precision:
+    """How a registered head runs: its record's ``precision`` (absent, as in records written before
+    the key existed: ``fp32``). A float16 head (trained on a GPU) runs in float32 on the CPU, which
+    has no float16 autocast worth using; its metrics then differ by float rounding, as any head's
+    do between a GPU and the CPU."""
+    name = name or "fp32"
+    if name == "fp16" and device.type != "cuda":
+        log.info("a float16 (GPU) head runs in float32 on the CPU: its metrics differ by float rounding")
+        name = "fp32"
+    return named_precision(name, device)
 
 
 @torch.no_grad()
@@ -132,12 +145,17 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
                  online: bool | None = None, threads: int | None = None, resolution: str = "working",
                  metric_options: Mapping[str, Any] | None = None, with_details: bool = False,
-                 size: Sequence[int] | None = None) -> dict[str, float]:
+                 size: Sequence[int] | None = None, precision: str | None = None,
+                 reuse_edges: bool = True) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
     ``threads`` intra-op threads when given (see :func:`eval_threads`); online at ``size`` (the
     size the task was registered at) when given, else at the workspace's size for the dataset.
     With ``with_details`` the dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`).
+    The head runs under autocast of ``precision`` (``fp32`` | ``bf16`` | ``fp16``, see
+    :func:`head_precision`; the backbone's features are the cache's either way). With
+    ``reuse_edges`` per-image edge counts are kept in ``WORKSPACE/eval-cache/edges``
+    (:data:`EDGE_CACHE`) and reused for unchanged predictions.
 
     ``resolution``: ``"original"`` (each image's own size, from the val cache's original-size
     targets or the dataset's files online) or ``"working"`` (the cache's input size; the default,
@@ -151,20 +169,19 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     # A copy in the default memory format: registration (right after training, channels_last) and
     # every later evaluation (a head loaded from disk) then run the very same kernels.
     head = copy.deepcopy(head).to(device, memory_format=torch.contiguous_format).eval()
+    autocast = head_precision(precision, device)
     cache = ws.find_cache(dataset, "val", 1)
     specs = {target: spec}
     # same numbers at registration and at every evaluation
     with cudnn_exact(), torch_threads(threads if device.type == "cpu" else None):
         if cache is not None and not online:
             working = tuple(cache["size"])
-            if original:
-                data = _OriginalFromCache(ws.cache_path(cache), ws.fingerprint, target)
-            else:
-                data = FeatureCacheDataset(ws.cache_path(cache), ws.fingerprint, tasks=[target])
+            data = _OriginalFromCache(ws, cache, target) if original else open_cache(ws, cache, [target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
-                return {target: head(batch["features"], out_size=working)["out"]}
+                with autocast.autocast():
+                    return {target: head(batch["features"], out_size=working)["out"]}
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
@@ -181,11 +198,13 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
 
             def predict(batch):
                 features = [f.float() for f in backbone_features(backbone, batch["image"], None, storage)]
-                return {target: head(features, out_size=batch["image"].shape[-2:])["out"]}
+                with autocast.autocast():
+                    return {target: head(features, out_size=batch["image"].shape[-2:])["out"]}
 
         options = None if metric_options is None else {target: metric_options}
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress, metric_options=options, with_details=with_details)[target]
+                        progress=progress, metric_options=options, with_details=with_details,
+                        edge_cache=ws.root / EDGE_CACHE if reuse_edges else None)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
@@ -213,7 +232,8 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
                                threads=evaluation.get("threads"), with_details=all_metrics,
-                               size=evaluation.get("size"), **recorded_protocol(record))
+                               size=evaluation.get("size"), precision=record.get("precision"),
+                               **recorded_protocol(record))
         details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
@@ -272,17 +292,14 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     target = spec.name
     train = ws.find_cache(dataset, "train")
     if train is not None:
-        fit_on = FeatureCacheDataset(ws.cache_path(train), ws.fingerprint, tasks=[target])
+        fit_on = open_cache(ws, train, [target])
     else:
         folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
     prior = PriorPredictor({target: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
     val = ws.find_cache(dataset, "val", 1)
     protocol = recorded_protocol(record)  # measured as the task's head is
-    if protocol["resolution"] == "original":
-        data = _OriginalFromCache(ws.cache_path(val), ws.fingerprint, target)
-    else:
-        data = FeatureCacheDataset(ws.cache_path(val), ws.fingerprint, tasks=[target])
+    data = _OriginalFromCache(ws, val, target) if protocol["resolution"] == "original" else open_cache(ws, val, [target])
     return evaluate(prior, DataLoader(data, batch_size=batch_size), {target: spec}, dataset, torch.device("cpu"),
                     progress=False, metric_options={target: protocol["metric_options"]})[target]
 
