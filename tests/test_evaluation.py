@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn.functional import softplus
 
 import ufl.metrics
 from ufl import evaluation
@@ -34,9 +35,14 @@ def _two_images_of_different_sizes():
     labels = torch.full((2, 4, 4), 1, dtype=torch.int64)              # garbage padding: class 1
     labels[0, :2, :4] = torch.tensor([[0, 2, 1, 1], [0, 2, 2, 255]])
     labels[1, :4, :2] = torch.tensor([[0, 0], [0, 1], [1, 1], [1, 1]])
+    # Depth: the head's raw output is resized, then softplus gives metres. Ground truth = the
+    # softplus of the hand-interpolated raw values minus these errors (0 m = invalid):
     metres = torch.full((2, 1, 4, 4), 99.0)                             # garbage padding: 99 m
-    metres[0, 0, :2, :4] = torch.tensor([[1.0, 2.0, 2.0, 3.0], [1.0, 1.0, 3.0, 0.0]])
-    metres[1, 0, :4, :2] = torch.tensor([[2.0, 2.0], [3.0, 3.0], [5.0, 5.0], [6.0, 4.0]])
+    raw_a = torch.tensor([[1.0, 1.5, 2.5, 3.0], [1.0, 1.5, 2.5, 3.0]])
+    raw_b = torch.tensor([[2.0, 2.0], [3.0, 3.0], [5.0, 5.0], [6.0, 6.0]])
+    metres[0, 0, :2, :4] = softplus(raw_a) - torch.tensor([[0.0, 0.5, -0.5, 0.0], [0.0, -0.5, 0.5, 0.0]])
+    metres[0, 0, 1, 3] = 0.0
+    metres[1, 0, :4, :2] = softplus(raw_b) - torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 2.0]])
     batch = {"toy": labels, "depth": metres, "orig_size": torch.tensor([[2, 4], [4, 2]])}
     return batch, {"toy": seg, "depth": depth}
 
@@ -52,8 +58,9 @@ def test_original_size_evaluation_by_hand():
     # Confusion over the 15 labelled pixels: class 0 TP 5 FP 1 FN 0; class 1 TP 5 FP 0 FN 2;
     # class 2 TP 3 FP 1 FN 0.
     assert results["toy"]["mIoU"] == pytest.approx(100 * (5 / 6 + 5 / 7 + 3 / 4) / 3)
-    # Depth: A's rows become [1, 1.5, 2.5, 3]: squared errors 0, .25, .25, 0 | 0, .25, .25, (0 m: invalid);
-    # B's columns become [2, 3, 5, 6]: all exact but the last pixel (6 vs 4): 4. RMSE = sqrt(5 / 15).
+    # Depth: A's raw rows become [1, 1.5, 2.5, 3]: squared errors 0, .25, .25, 0 | 0, .25, .25, (0 m:
+    # invalid); B's raw columns become [2, 3, 5, 6]: all exact but the last pixel (error 2): 4.
+    # RMSE = sqrt(5 / 15).
     assert results["depth"]["rmse"] == pytest.approx(math.sqrt(5 / 15))
 
 
@@ -99,7 +106,8 @@ def test_original_size_dataset_and_collate_keep_the_targets_untouched():
     assert torch.equal(batch["toy"][1, :4, :2], _Items()[1]["toy"])
     assert batch["id"] == ["0", "1"]
     # a prediction equal to the ground truth scores perfectly once each image is cropped back
-    depth = torch.stack([torch.full((1, 2, 2), 1.0), torch.full((1, 2, 2), 2.0)])
+    raw = torch.log(torch.expm1(torch.tensor([1.0, 2.0])))  # softplus^-1: the head's output for 1 m and 2 m
+    depth = torch.stack([torch.full((1, 2, 2), float(raw[0])), torch.full((1, 2, 2), float(raw[1]))])
     result = evaluate(lambda b: {"depth": depth}, [batch], {"depth": get_spec("depth")}, "nyud", CPU,
                       progress=False)
     assert result["depth"]["rmse"] == pytest.approx(0.0, abs=1e-7)

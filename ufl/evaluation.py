@@ -4,7 +4,7 @@
 Resolution (DESIGN.md section 5). ``"original"`` (the default everywhere): the network sees the
 image at the working size, and each image's logits are resized bilinearly (``align_corners=False``,
 OpenCV's ``INTER_LINEAR`` grid) to that image's own original size, before the argmax / sigmoid /
-normalisation, and compared with the untouched ground truth, as MTI-Net evaluates
+softplus (depth) / normalisation, and compared with the untouched ground truth, as MTI-Net evaluates
 (``evaluation/evaluate_utils.py::save_model_predictions`` resizes every prediction to
 ``meta['im_size']`` and the ``eval_*.py`` scripts compare it with the ground truth as loaded).
 A batch carries this as ``batch["orig_size"]`` (B, 2) int ``[H0, W0]`` and targets padded at the

@@ -257,17 +257,17 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     base = open_split(ws, dataset, split, folder, specs)
     layouts = {s.name: target_layout(s, dataset, size) for s in specs}
     # workers hand over targets in the stored dtypes: the writer then neither converts nor checks them
-    storage = {name: layout[1] for name, layout in layouts.items()}
+    stored = {name: layout[1] for name, layout in layouts.items()}
     if split == "val":  # the untouched ground truth as well, for evaluation at the original size
         sizes = _image_sizes(base)
         separate = sizes != {tuple(size)}  # images all at the working size: their targets are the originals
         largest = (max(h for h, _ in sizes), max(w for _, w in sizes))
-        rows = _OriginalTargetsViewDataset(base, views, size, seed, largest if separate else None, storage)
+        rows = _OriginalTargetsViewDataset(base, views, size, seed, largest if separate else None, stored)
         if separate:
             layouts.update({original_target(s.name): target_layout(s, dataset, largest) for s in specs})
         layouts[ORIGINAL_SIZE_TARGET] = ((2,), "uint32", "int64")
     else:
-        rows = ViewDataset(base, views, size, seed, storage=storage)
+        rows = ViewDataset(base, views, size, seed, storage=stored)
     target = partial_path(path) if overwrite else path
     world, rank = distributed.world_size(), distributed.rank()
     kwargs = dict(
