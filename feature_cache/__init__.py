@@ -14,16 +14,36 @@ package needs only numpy, h5py and torch (hdf5plugin for zstd/blosc compression)
 - :mod:`feature_cache.shards`: one shard per process, joined with HDF5 virtual datasets.
 """
 
-from .dataset import FeatureCacheDataset, available_memory_bytes
-from .errors import (CacheBusyError, CacheCorruptError, CacheIncompleteError, CacheMissingError,
-                     CacheVersionError, FeatureCacheError, FingerprintMismatchError,
-                     LayoutMismatchError)
-from .format import (COMPRESSIONS, FORMAT_VERSION, CacheLayout, TargetSpec,
-                     estimate_bytes_per_sample, label_storage_dtype)
-from .reader import FeatureCacheReader
-from .shards import consolidate, create_shard_writer, join_shards, shard_path, shard_range
-from .verify import verify_file
-from .writer import BackgroundWriter, FeatureCacheWriter, atomic_cache, partial_path, round_to_storage
+from importlib import import_module
+
+# Names and the submodule that defines each, imported on first use (PEP 562): importing the package,
+# or its light ``errors`` / ``format`` modules, does not import torch or h5py.
+_LAZY = {
+    "FeatureCacheDataset": "dataset", "available_memory_bytes": "dataset",
+    **dict.fromkeys(("CacheBusyError", "CacheCorruptError", "CacheIncompleteError", "CacheMissingError",
+                     "CacheVersionError", "FeatureCacheError", "FingerprintMismatchError", "LayoutMismatchError"),
+                    "errors"),
+    **dict.fromkeys(("COMPRESSIONS", "FORMAT_VERSION", "CacheLayout", "TargetSpec", "estimate_bytes_per_sample",
+                     "label_storage_dtype"), "format"),
+    "FeatureCacheReader": "reader",
+    "verify_file": "verify",
+    **dict.fromkeys(("consolidate", "create_shard_writer", "join_shards", "shard_path", "shard_range"), "shards"),
+    **dict.fromkeys(("BackgroundWriter", "FeatureCacheWriter", "atomic_cache", "partial_path", "round_to_storage"),
+                    "writer"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "FORMAT_VERSION",

@@ -175,7 +175,9 @@ class FeatureCacheWriter:
 
         Args:
             num_samples: rows N (images x views).
-            scales: per scale ``(C, H, W)`` of one sample's features, finest first.
+            scales: per scale ``(C, H, W)`` of one sample's features, finest first; empty for a
+                file of targets alone (targets added beside an existing cache, row for row: same
+                ids, views and view parameters; ``write`` then takes ``features=[]``).
             targets: task -> ``(shape, dtype)`` or ``(shape, dtype, decoded_dtype)``; ``shape`` is
                 one sample's decoded, resized target (e.g. ``(H, W)``), ``dtype`` how it is stored
                 (e.g. ``"uint8"`` for int64 labels with ignore 255, see
@@ -224,8 +226,9 @@ class FeatureCacheWriter:
         if int(num_samples) <= 0:
             raise FeatureCacheError(f"num_samples must be positive, got {num_samples}")
         scales = tuple(tuple(int(d) for d in s) for s in scales)
-        if not scales or any(len(s) != 3 or min(s) <= 0 for s in scales):
-            raise FeatureCacheError(f"scales must be a non-empty list of positive (C, H, W), got {scales}")
+        if (not scales and not targets) or any(len(s) != 3 or min(s) <= 0 for s in scales):
+            raise FeatureCacheError(f"scales must be a list of positive (C, H, W) (empty only for a file of "
+                                    f"targets alone), got {scales}")
         input_size = tuple(int(v) for v in input_size)
         if len(input_size) != 2 or min(input_size) <= 0:
             raise FeatureCacheError(f"input_size must be (H, W) in pixels, got {input_size}")

@@ -23,6 +23,7 @@ from ufl.continual import (DEFAULT_STRATEGIES, DEFAULT_TASKS, ContinualConfig, C
                            parse_tasks, run_continual, starting_backbone)
 from ufl.errors import DataError, SpecError, UflError
 from ufl.models import Backbone
+from ufl.outputs import inverse
 from ufl.runtime import seed_everything
 
 SIZE = (64, 96)
@@ -80,8 +81,11 @@ def test_headline_score_pools_the_split_and_turns_lower_is_better_around():
     metric = HeadlineScore(tasks)
     assert metric.result() is None and metric.score() is None
     target = torch.tensor([[[[1.0, 2.0], [0.0, 4.0]]]])  # 0 = no measurement
-    metric.update(torch.tensor([[[[2.0, 2.0], [9.0, 1.0]]]]), target, 0)
-    metric.update(torch.tensor([[[[1.0, 4.0], [3.0, 3.0]]]]), target, 0)
+    def logits(depth):  # the raw outputs whose activation (softplus, ufl.outputs) is ``depth``
+        return torch.tensor(depth).apply_(lambda d: inverse("depth", d))
+
+    metric.update(logits([[[[2.0, 2.0], [9.0, 1.0]]]]), target, 0)
+    metric.update(logits([[[[1.0, 4.0], [3.0, 3.0]]]]), target, 0)
     # pooled over the 6 valid pixels: errors 1, 0, -3 and 0, 2, -1
     rmse = math.sqrt((1 + 0 + 9 + 0 + 4 + 1) / 6)
     assert metric.result() == pytest.approx(rmse) and metric.score() == pytest.approx(-rmse)

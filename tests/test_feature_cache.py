@@ -681,6 +681,24 @@ def test_package_does_not_import_ufl():
                    env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def test_a_file_of_targets_alone(tmp_path):
+    """No feature scales: the targets of a task added beside an existing cache, row for row."""
+    path = tmp_path / "c.targets-road.h5"
+    w = fc.FeatureCacheWriter.create(path, 4, (), {"road": ((2, 3), "uint8", "int64")}, ids=list("aabb"),
+                                     fingerprint="fp", input_size=(8, 12), strides=(), view_index=[0, 1, 0, 1],
+                                     view_param_names=("flip",))
+    labels = np.arange(24).reshape(4, 2, 3) % 5
+    w.write([2, 0, 3, 1], [], {"road": labels[[2, 0, 3, 1]]}, [[0], [0], [1], [1]])
+    w.finalize()
+    data = fc.FeatureCacheDataset(path, "fp")
+    assert data.tasks == ["road"] and len(data) == 4 and data.ids == list("aabb")
+    item = data[3]
+    assert item["features"] == [] and item["road"].dtype == torch.int64
+    assert torch.equal(item["road"], torch.from_numpy(labels[3])) and item["view"] == 1
+    with pytest.raises(fc.FeatureCacheError, match="empty only for a file of targets alone"):
+        fc.FeatureCacheWriter.create(tmp_path / "none.h5", 4, (), fingerprint="fp", input_size=(8, 12))
+
+
 # -- checksums, damaged files, old versions (issue 13) ----------------------------------------
 def _row_offset(path, name, row):
     """Byte offset in the file of one row (chunk) of an uncompressed dataset."""

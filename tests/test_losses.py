@@ -10,7 +10,11 @@ import torch.nn.functional as F
 
 from ufl.losses import (BalancedBCELoss, CrossEntropyLoss, MaskedL1Loss, MultiTaskLoss, NormalsL1Loss,
                         build_loss)
+from ufl import outputs as activations
+from ufl.evaluation import postprocess
+from ufl.models import MODELS, Backbone, build_head, build_model, init_prediction_bias
 from ufl.taskspec import TaskSpec, builtin_specs
+from ufl.training.priors import start_at_prior
 
 
 def softplus(x: float) -> float:
@@ -152,7 +156,7 @@ def test_multitask_loss_weights():
     total, values = MultiTaskLoss(nyud_specs(), "nyud")(outputs, batch)
     singles = {
         "semseg": CrossEntropyLoss()(outputs["semseg"]["out"], batch["semseg"]),
-        "depth": MaskedL1Loss()(outputs["depth"]["out"], batch["depth"]),
+        "depth": MaskedL1Loss()(F.softplus(outputs["depth"]["out"]), batch["depth"]),  # metres > 0
         "normals": NormalsL1Loss()(outputs["normals"]["out"], batch["normals"]),
         "edges": BalancedBCELoss(0.95)(outputs["edges"]["out"], batch["edges"]),
     }
@@ -174,7 +178,7 @@ def test_multitask_loss_deep_supervision_upsampled_with_same_weights():
     deep = 0.0
     for t, spec in specs.items():
         up = F.interpolate(outputs[t]["initial"][0], size=(4, 6), mode="bilinear", align_corners=False)
-        deep = deep + weights[t] * build_loss(spec)(up, batch[t])
+        deep = deep + weights[t] * build_loss(spec)(activations.activate(spec.kind, up), batch[t])
     assert torch.allclose(without_ds, sum(weights[t] * values[t] for t in weights))
     assert torch.allclose(with_ds, without_ds + deep)
     with_ds.backward()
@@ -190,6 +194,80 @@ def test_multitask_loss_pascal_weights_and_missing_target():
              {"human_parts": torch.zeros(1, 2, 2, dtype=torch.long)})
 
 
+# -- depth output activation (ufl.outputs) --------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(MODELS.names()))
+def test_depth_predictions_are_positive_for_every_model(name):
+    """Every model's depth output (final and deep-supervision) means metres > 0, even where the raw
+    output is negative (a bias far below 0 stands for a head that learnt to undershoot)."""
+    torch.manual_seed(0)
+    model = build_model(name, Backbone("resnet18", warn_random_init=False), {"depth": 1})
+    assert init_prediction_bias(model, "depth", -4.0) >= 1
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    model.train()
+    out = model(images)["depth"]
+    assert (out["out"] < 0).any()  # the raw output is negative somewhere
+    target = torch.full((2, 1, 64, 64), 1e-3)
+    total, values = MultiTaskLoss({"depth": builtin_specs()["depth"]}, "nyud")(model(images), {"depth": target})
+    assert values["depth"] < 0.05  # the loss sees softplus(raw) ~ 0.02, not |raw - target| ~ 4
+    model.eval()
+    with torch.no_grad():
+        depth = postprocess("depth", model(images)["depth"]["out"])
+    assert depth.shape == (2, 1, 64, 64) and bool((depth > 0).all())
+
+
+def test_softplus_inverse_round_trip():
+    for metres in (1e-3, 0.5, 2.5, 10.0, 80.0):
+        raw = activations.inverse("depth", metres)
+        assert activations.activate("depth", torch.tensor(raw, dtype=torch.float64)).item() == pytest.approx(metres, rel=1e-9)
+    assert activations.inverse("depth", 2.5) == pytest.approx(math.log(math.exp(2.5) - 1))
+    with pytest.raises(ValueError, match="positive"):
+        activations.inverse("depth", 0.0)
+    x = torch.randn(5)
+    assert torch.equal(activations.activate("normals", x), x)
+
+
+def test_depth_head_starts_at_the_training_mean_and_training_reduces_its_loss():
+    """start_at_prior puts the prediction at the batch's mean depth (bias softplus^-1(mean)), and a
+    short training from there still lowers the depth loss."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    channels = [18, 36, 72, 144]
+    features = [torch.randn(4, c, 16 // 2 ** i, 16 // 2 ** i, generator=g) for i, c in enumerate(channels)]
+    ramp = torch.linspace(1.0, 4.0, 64).view(1, 1, 1, 64).expand(4, 1, 64, 64)
+    target = ramp.clone()  # metres, 1..4 left to right
+    head = build_head(channels, 1)
+    spec = builtin_specs()["depth"]
+    priors = start_at_prior(head, {"depth": spec}, {"depth": target})
+    assert priors["depth"] == pytest.approx(float(target.mean()), rel=1e-6)
+    for module in head.modules():
+        if getattr(module, "predicts_task", False):
+            assert float(module.bias.detach()) == pytest.approx(activations.inverse("depth", priors["depth"]), rel=1e-6)
+    loss_fn = MultiTaskLoss({"depth": spec}, "nyud")
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        total, values = loss_fn({"depth": head(features, out_size=(64, 64))}, {"depth": target})
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        losses.append(float(values["depth"].detach()))
+    assert losses[0] < 1.2  # starts near the mean (L1 of a constant 2.5 m on 1..4 m is 0.75)
+    assert losses[-1] < 0.8 * losses[0]
+    with torch.no_grad():
+        assert bool((postprocess("depth", head(features, out_size=(64, 64))["out"]) > 0).all())
+
+
+def test_trivial_depth_predictor_predicts_the_training_mean_through_the_activation():
+    from ufl.trivial import PriorPredictor
+
+    spec = builtin_specs()["depth"]
+    train = [{"depth": torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])}]  # 0 = missing: mean of 1, 2, 3
+    prior = PriorPredictor({"depth": spec}, "nyud").fit(train)
+    depth = postprocess("depth", prior({"depth": torch.zeros(2, 1, 3, 3)})["depth"])
+    assert depth.shape == (2, 1, 3, 3) and torch.allclose(depth, torch.full_like(depth, 2.0))
+
+
 def test_multitask_loss_aux_only_tasks_get_deep_supervision_only():
     # PAD-Net / MTI-Net with --aux normals,edges: no final output for the auxiliary tasks.
     outputs, batch = _nyud_batch_and_outputs(initial=True)
@@ -201,8 +279,9 @@ def test_multitask_loss_aux_only_tasks_get_deep_supervision_only():
     expected = 0.0
     for t, spec in specs.items():
         up = F.interpolate(outputs[t]["initial"][0], size=(4, 6), mode="bilinear", align_corners=False)
-        deep = build_loss(spec)(up, batch[t])
-        final = build_loss(spec)(outputs[t]["out"], batch[t]) if "out" in outputs[t] else 0.0
+        deep = build_loss(spec)(activations.activate(spec.kind, up), batch[t])
+        final = (build_loss(spec)(activations.activate(spec.kind, outputs[t]["out"]), batch[t]) if "out" in outputs[t]
+                 else 0.0)
         expected = expected + weights[t] * (final + deep)
         if "out" not in outputs[t]:
             assert torch.allclose(values[t], deep)  # logged: the deep-supervision loss

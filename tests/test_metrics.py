@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -552,3 +553,39 @@ def test_directions_and_factory_agree_with_task_kinds():
         build_metric("segmentation")
     with pytest.raises(UflError, match="unknown metric kind"):
         build_metric("optical_flow")
+
+
+def test_edge_workers_from_a_plain_script_without_main_guard(tmp_path):
+    """A user's script with no `if __name__ == "__main__":` guard evaluates edges in worker
+    processes (the README's API snippet is such a script): the workers must not re-run it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("macOS and Windows spawn the edge workers: scripts need the __main__ guard there")
+    script = tmp_path / "edges.py"
+    script.write_text(
+        "import json\n"
+        "import numpy as np\n"
+        "from ufl.metrics import EdgeMetric\n"
+        "print('script body runs', flush=True)\n"
+        "edges = np.zeros((4, 40, 48)); edges[:, 10, 5:40] = 1; edges[:, 5:35, 30] = 1\n"
+        "pred = np.clip(0.6 * edges + 0.5 * np.random.default_rng(3).random(edges.shape), 0, 1)\n"
+        "metric = EdgeMetric(num_thresholds=5, workers=2)\n"
+        "metric.update(pred, edges)\n"
+        "print(json.dumps(metric.compute()))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[1]),
+                                                                     os.environ.get("PYTHONPATH")] if p)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines.count("script body runs") == 1  # the workers did not run the script again
+    here = EdgeMetric(num_thresholds=5)
+    edges = np.zeros((4, 40, 48))
+    edges[:, 10, 5:40] = 1
+    edges[:, 5:35, 30] = 1
+    here.update(np.clip(0.6 * edges + 0.5 * np.random.default_rng(3).random(edges.shape), 0, 1), edges)
+    assert json.loads(lines[-1]) == here.compute()

@@ -150,7 +150,7 @@ def test_pretrained_hrnet_ignores_only_classification_neck(tmp_path):
 
 
 def test_pretrained_file_errors(tmp_path):
-    with pytest.raises(UflError, match="not found.*--no-pretrained"):
+    with pytest.raises(UflError, match="not found.*--pretrained none"):
         Backbone("resnet18", pretrained=tmp_path / "missing.safetensors")
     save_file(dict(make_backbone("resnet18").model.state_dict()), str(tmp_path / "r18.safetensors"))
     with pytest.raises(UflError, match="does not match 'hrnet_w18_small_v2'.*missing key"):
@@ -163,7 +163,7 @@ def test_pretrained_file_errors(tmp_path):
 def test_pretrained_true_without_network_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(UflError, match="no pretrained weights could be fetched.*--pretrained PATH.*--no-pretrained"):
+    with pytest.raises(UflError, match="no pretrained weights could be fetched.*--pretrained PATH.*--pretrained none"):
         Backbone("resnet18", pretrained=True)
 
 
@@ -347,6 +347,29 @@ def test_medusa_is_at_least_25_percent_smaller_than_mtinet(hrnet):
               for name in ("medusa", "mti-net")}
     assert params["medusa"] <= 0.75 * params["mti-net"]
     assert params["medusa"] <= 0.75 * 14.8e6  # the paper's MTI-Net+N,E, too
+
+
+def test_init_offline_imagenet_error_names_options_that_exist(monkeypatch, tmp_path):
+    """`ufl init --pretrained imagenet` offline: every option the error suggests is one `init` takes
+    (it used to suggest --no-pretrained, which does not exist)."""
+    import re
+
+    from click.testing import CliRunner
+
+    from ufl.cli import main
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    result = CliRunner().invoke(main, ["init", "--backbone", "resnet18", "--pretrained", "imagenet",
+                                       "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    suggested = set(re.findall(r"(--[a-z][a-z-]*)", result.stderr))
+    assert "--pretrained" in suggested and "none" in result.stderr
+    accepted = {opt for p in main.commands["init"].params for opt in p.opts}
+    assert suggested <= accepted, f"the error suggests options init does not take: {suggested - accepted}"
+    result = CliRunner().invoke(main, ["init", "--backbone", "resnet18", "--pretrained", "none",
+                                       "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
 
 
 # -- MTAN, PAD-Net, and auxiliary-only tasks -----------------------------------------------------

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -362,7 +363,7 @@ def test_user_task_on_a_folder_dataset(ws, tmp_path, write, rng):
     result = _invoke("add-task", "--spec", spec, "--dataset", "folder", "--root", folder, "--size", "64x64",
                      "--epochs", "1", "--batch-size", "2", "--workspace", ws.root, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert ws.tasks["road"]["dataset"] == "folder" and "mIoU" in ws.tasks["road"]["registered"]
+    assert ws.tasks["road"]["dataset"] == "mydata" and "mIoU" in ws.tasks["road"]["registered"]
     data = ws.evaluate(["road"], device="cpu", progress=False).to_dict()
     assert data["tasks"]["road"]["drift"] == 0.0
 
@@ -410,6 +411,60 @@ def test_a_truncated_image_fails_with_one_line_naming_it(synthetic_root, tmp_pat
     assert "Traceback" not in result.output
     split = "val" if victim.stem in (data / "ImageSets" / "Context" / "val.txt").read_text() else "train"
     assert Workspace(tmp_path / "ws").find_cache("pascal", split) is None  # nothing half-written is registered
+
+
+# -- init from another folder (issue 17, item 3) ----------------------------------------------------
+def test_checkpoints_record_the_data_folder_absolute(checkpoint):
+    from ufl.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    assert os.path.isabs(ckpt.meta["root"]) and ckpt.data_folder() == Path(ckpt.meta["root"])
+
+
+def _old_style_run(checkpoint, synthetic_root, made_in):
+    """A copy of the run as an older ufl wrote it from ``made_in``: `--out runs/medusa`, the data
+    folder recorded relative (data/NYUD_MT)."""
+    run = made_in / "runs" / "medusa"
+    shutil.copytree(checkpoint, run)
+    record = json.loads((run / "checkpoint.json").read_text())
+    record["root"] = os.path.join("data", "NYUD_MT")
+    record["config"]["out"] = os.path.join("runs", "medusa")
+    (run / "checkpoint.json").write_text(json.dumps(record))
+    (made_in / "data").mkdir()
+    (made_in / "data" / "NYUD_MT").symlink_to(synthetic_root / "NYUD_MT")
+    return run
+
+
+def test_init_from_another_folder_and_a_failed_init_does_not_block_the_retry(checkpoint, synthetic_root, tmp_path,
+                                                                            monkeypatch):
+    from ufl.checkpoint import load_checkpoint
+
+    run = _old_style_run(checkpoint, synthetic_root, tmp_path / "made")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_checkpoint(run).data_folder() == (tmp_path / "made" / "data" / "NYUD_MT").resolve()
+
+    # the data moved away: one line naming where it looked and --root; nothing left behind
+    (tmp_path / "made" / "data" / "NYUD_MT").rename(tmp_path / "made" / "data" / "gone")
+    result = _invoke("init", "--checkpoint", run.resolve(), "--workspace", "ws", "--device", "cpu")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "data folder" in result.stderr and "--root" in result.stderr and str(tmp_path / "made") in result.stderr
+    assert list(elsewhere.iterdir()) == []  # no half-made workspace, no staging folder
+
+    # a failure halfway (after the backbone and some caching) leaves nothing either
+    result = _invoke("init", "--checkpoint", run.resolve(), "--workspace", "ws", "--device", "cpu", "--root",
+                     tmp_path / "made" / "data")  # not a NYUD folder
+    assert result.exit_code == 1 and list(elsewhere.iterdir()) == []
+
+    (tmp_path / "made" / "data" / "gone").rename(tmp_path / "made" / "data" / "NYUD_MT")
+    result = _invoke("init", "--checkpoint", run.resolve(), "--workspace", "ws", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    ws = Workspace(elsewhere / "ws")
+    assert {"semseg", "depth", "normals", "edges"} == set(ws.tasks)
+    assert ws.read()["data"]["nyud"]["root"] == str((tmp_path / "made" / "data" / "NYUD_MT").resolve())
+    assert [p.name for p in elsewhere.iterdir()] == ["ws"]
+    assert ws.evaluate(["depth"], device="cpu", progress=False).tasks["depth"]["drift"] == 0.0
 
 
 # -- a researcher's first hour: history, all metrics, json, folders, provenance ----------------------

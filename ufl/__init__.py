@@ -13,11 +13,11 @@ The main entry points, importable from here (loaded on first use, so ``import uf
 from importlib import import_module
 
 from .errors import UflError
-from .taskspec import TaskSpec, builtin_specs, get_spec, load_spec
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    **dict.fromkeys(("TaskSpec", "builtin_specs", "get_spec", "load_spec"), "ufl.taskspec"),  # yaml: not for --help
     "Workspace": "ufl.workspace",
     "HeadTrainingConfig": "ufl.workspace",
     "PretrainConfig": "ufl.training.pretrain",

@@ -15,6 +15,7 @@ complete weights file with a matching hash. Nothing is unpickled on load.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,48 @@ class Checkpoint:
     @property
     def epoch(self) -> int:
         return int(self.meta["epoch"])
+
+    def data_folder(self) -> Path:
+        """The folder of the dataset the run trained on (``meta["root"]``), as a path that exists.
+
+        Runs record it absolute. Older runs recorded it as given, relative to the folder ``ufl
+        pretrain`` ran in: that folder is found from the run folder and its recorded ``--out``
+        (``/abs/ufl-demo/run`` made as ``--out ufl-demo/run`` ran in ``/abs``); then the run
+        folder itself and the current folder are tried. None existing is a :class:`UflError`
+        naming every place looked at and ``--root``.
+        """
+        recorded = self.meta.get("root")
+        dataset = self.meta.get("dataset", "training")
+        if not recorded:
+            raise UflError(f"checkpoint {self.path} records no data folder; pass the {dataset} folder with --root")
+        folder = Path(recorded)
+        if folder.is_absolute():
+            candidates = [folder]
+        else:
+            candidates = []
+            made_in = _run_cwd(self.path, self.meta.get("config", {}).get("out"))
+            if made_in is not None:
+                candidates.append(made_in / folder)
+            if self.path is not None:
+                candidates.append(Path(self.path).resolve() / folder)
+            candidates.append(Path.cwd() / folder)
+        for candidate in candidates:
+            if candidate.is_dir():
+                return candidate.resolve()
+        looked = ", ".join(dict.fromkeys(str(c) for c in candidates))
+        raise UflError(f"the {dataset} data folder of checkpoint {self.path} ({recorded}) is not found (looked at: "
+                       f"{looked}); pass it with --root FOLDER (or --data-root)")
+
+
+def _run_cwd(run_dir: Path | None, out: str | None) -> Path | None:
+    """The folder a run was made in: ``run_dir`` (absolute) minus its relative ``--out``."""
+    if run_dir is None or not out or Path(out).is_absolute():
+        return None
+    run_dir = Path(run_dir).resolve()
+    parts = Path(os.path.normpath(out)).parts
+    if ".." in parts or tuple(run_dir.parts[-len(parts):]) != parts:
+        return None
+    return Path(*run_dir.parts[: -len(parts)]) if len(parts) < len(run_dir.parts) else None
 
 
 def _sha256(path: Path) -> str:

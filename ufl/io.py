@@ -13,12 +13,12 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import UflError
+
+if TYPE_CHECKING:  # imported where used: JSON helpers serve `ufl list-tasks`, which needs no torch
+    import torch
 
 __all__ = ["atomic_path", "write_json", "read_json", "json_safe", "save_weights", "load_weights"]
 
@@ -86,6 +86,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", error: type[UflE
 def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor],
                  metadata: dict[str, str] | None = None) -> None:
     """Save a state dict as safetensors, atomically (tensors made contiguous, shared ones copied)."""
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -93,6 +95,8 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor],
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Load a safetensors state dict (no pickled code is executed)."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise UflError(f"weights file not found: {path}")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import SpecError
+from .outputs import activate
 from .registry import Registry
 from .taskspec import IGNORE_INDEX, TaskSpec
 from .vectors import vector_norm
@@ -179,6 +180,8 @@ class MultiTaskLoss(nn.Module):
     parts 2, saliency 5, normals 10, edges 50); ``up`` is a bilinear resize to the target's size,
     as MTI-Net's ``MTINetLoss`` does for its per-scale initial predictions (same weights, summed
     over scales). A final output whose size differs from the target's is resized the same way.
+    Each raw output goes through its kind's activation first (:func:`ufl.outputs.activate`:
+    softplus for depth), as :func:`ufl.evaluation.postprocess` does for predictions.
 
     ``forward(outputs, batch)``: ``outputs`` is a model's ``{task: {"out": ..., "initial": [...]}}``
     (``"initial"`` optional), ``batch`` maps each task to its target. Returns ``(total, {task:
@@ -192,6 +195,7 @@ class MultiTaskLoss(nn.Module):
     def __init__(self, specs: Mapping[str, TaskSpec], dataset: str, deep_supervision: bool = True):
         super().__init__()
         self.dataset = dataset
+        self.kinds = {task: spec.kind for task, spec in specs.items()}
         self.deep_supervision = deep_supervision
         self.weights = {task: spec.weight(dataset) for task, spec in specs.items()}
         self.losses = nn.ModuleDict({task: build_loss(spec) for task, spec in specs.items()})
@@ -210,18 +214,19 @@ class MultiTaskLoss(nn.Module):
                 raise KeyError(f"task {task!r} of the loss is missing from the {where}")
             target = batch[task]
             size = target.shape[-2:]
+            kind = self.kinds[task]
             initials = outputs[task].get("initial", None) or []
             if "out" not in outputs[task]:  # auxiliary only (PAD-Net, MTI-Net): deep supervision only
                 if not (self.deep_supervision and initials):
                     raise KeyError(f"task {task!r} has no final output and no initial predictions to supervise")
-                values[task] = sum(loss_fn(_resize(initial, size), target) for initial in initials)
+                values[task] = sum(loss_fn(activate(kind, _resize(initial, size)), target) for initial in initials)
                 task_total = values[task]
             else:
-                values[task] = loss_fn(_resize(outputs[task]["out"], size), target)
+                values[task] = loss_fn(activate(kind, _resize(outputs[task]["out"], size)), target)
                 task_total = values[task]
                 if self.deep_supervision:
                     for initial in initials:
-                        task_total = task_total + loss_fn(_resize(initial, size), target)
+                        task_total = task_total + loss_fn(activate(kind, _resize(initial, size)), target)
             weighted = self.weights[task] * task_total
             total = weighted if total is None else total + weighted
         if total is None:

@@ -44,8 +44,12 @@ the docstring says so in a ``NOTE:``.
 from __future__ import annotations
 
 import ctypes
+import functools
+import hashlib
+import inspect
 import math
 import multiprocessing
+import os
 import sys
 import threading
 import warnings
@@ -60,6 +64,7 @@ from pyEdgeEval.common.metrics import compute_rec_prec_f1, interpolated_max_scor
 from skimage.morphology import thin
 
 from .errors import UflError
+from .evalcache import CountCache, image_key
 from .registry import Registry
 from .taskspec import IGNORE_INDEX
 
@@ -685,15 +690,67 @@ def _edge_match(binary: np.ndarray, edges: np.ndarray, valid: np.ndarray, max_di
     return int((match_gt > 0).sum()), int((match_pred > 0).sum()), int(predicted.sum())
 
 
+@functools.lru_cache(maxsize=None)
+def _counting_code(functions=(_edge_image_counts, _edge_match)) -> str:
+    """Digest of the per-image edge counting code and of the libraries it calls (matcher,
+    thinning): a cached count is only reused by the code that made it."""
+    import pyEdgeEval
+    import skimage
+
+    h = hashlib.sha256(f"{getattr(pyEdgeEval, '__version__', '?')}|{skimage.__version__}|".encode())
+    for function in functions:
+        try:
+            h.update(inspect.getsource(function).encode())
+        except (OSError, TypeError):  # no source (e.g. a frozen build): the byte code instead
+            h.update(function.__code__.co_code)
+    return h.hexdigest()
+
+
 _EDGE_POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
+def _forget_matcher() -> None:
+    global _MATCHER
+    _MATCHER = None  # a forked child makes its own (the parent's lock may have been held at the fork)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_matcher)
+
+
+def edge_pool_context() -> multiprocessing.context.BaseContext:
+    """How the edge-matching workers start: ``fork`` on Linux, else ``spawn``.
+
+    NOTE: not spawn (nor forkserver) where fork is safe: both start each worker by importing the
+    user's ``__main__`` again, so a plain script (no ``if __name__ == "__main__":`` guard, as the
+    README's Python API snippet) re-runs itself in every worker and the pool breaks
+    (``BrokenProcessPool``). A forked worker runs only :func:`_edge_image_counts`: numpy,
+    scikit-image's thinning and pyEdgeEval's C++ matcher (no OpenMP, no torch, no CUDA), so the
+    parent's OpenMP or CUDA state and threads are never used in it (pyEdgeEval's own pools fork
+    too). macOS and Windows spawn: there a script that evaluates edges with workers needs the
+    ``__main__`` guard, or ``workers=0``.
+    """
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _edge_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool shared by every EdgeMetric of this process with this many workers (spawned,
-    not forked: the parent may hold OpenMP and CUDA state)."""
+    """A process pool shared by every EdgeMetric of this process with this many workers (started
+    as :func:`edge_pool_context` says)."""
     if workers not in _EDGE_POOLS:
-        _EDGE_POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        _EDGE_POOLS[workers] = ProcessPoolExecutor(workers, mp_context=edge_pool_context())
     return _EDGE_POOLS[workers]
+
+
+def _submit_edge_image(workers: int, *args) -> Future:
+    """Queue one image's matching in the pool (which may fork a worker now)."""
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns at every fork of a process with threads (torch's, a DataLoader's);
+        # the forked worker never uses them (see edge_pool_context).
+        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks",
+                                category=DeprecationWarning)
+        return _edge_pool(workers).submit(_edge_image_counts, *args)
 
 
 @METRICS.register("edges")
@@ -708,9 +765,14 @@ class EdgeMetric(Metric):
         interpolated: False (default): odsF is the largest F over the thresholds, as SEISM's
             ``general_ods.m``, which made MTI-Net's numbers. True: the BSDS / pyEdgeEval
             interpolated maximum between neighbouring thresholds (never smaller).
-        workers: 0 (default) matches in this process; N > 0 matches the images in N worker
-            processes (the same counts: integer sums). Matching is the slow part of the protocol:
-            about 0.4 s per threshold on a 480 x 640 image, 40 s per image for 99 thresholds.
+        workers: 0 (default) matches in this process; N > 0 matches in N worker processes, each
+            image's thresholds split in N groups (the same counts: integer sums). Matching is the
+            slow part of the protocol: about 0.4 s per threshold on a 480 x 640 image, 40 s per
+            image for 99 thresholds.
+        cache: a :class:`ufl.evalcache.CountCache` (or its folder): each image's counts are looked
+            up under a hash of (prediction, ground truth, :meth:`_count_settings`) and matched only
+            when missing, then stored; identical counts either way. ``ufl evaluate`` keeps one in
+            ``WORKSPACE/eval-cache/edges``, so an unchanged head re-evaluates without matching.
 
     ``update(pred, target)``: ``pred`` edge probabilities in [0, 1], ``target`` {0, 1} (values
     > 0.5 are edges) with 255 = ignore; both (B, H, W) or (B, 1, H, W). Per image and threshold
@@ -744,7 +806,7 @@ class EdgeMetric(Metric):
     keys = ("odsF",)
 
     def __init__(self, num_thresholds: int = 99, max_dist: float = 0.0075, interpolated: bool = False,
-                 workers: int = 0):
+                 workers: int = 0, cache: CountCache | str | os.PathLike | None = None):
         if not _is_positive_int(num_thresholds):
             raise MetricInputError(
                 f"EdgeMetric: num_thresholds must be a positive integer, got {num_thresholds!r}")
@@ -758,7 +820,9 @@ class EdgeMetric(Metric):
         if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0):
             raise MetricInputError(f"EdgeMetric: workers must be a non-negative integer, got {workers!r}")
         self.workers = workers
-        self._pending: list[Future] = []
+        self.cache = CountCache(cache) if isinstance(cache, (str, os.PathLike)) else cache
+        self._settings: tuple | None = None
+        self._pending: list[tuple] = []
         super().__init__()
 
     def _empty_state(self) -> dict[str, np.ndarray]:
@@ -779,13 +843,55 @@ class EdgeMetric(Metric):
             valid = labels != IGNORE_INDEX
             if not valid.any():
                 continue
-            args = (self.thresholds, self.max_dist, image, (labels > 0.5) & valid, valid)
+            edges = (labels > 0.5) & valid
+            key = None
+            if self.cache is not None:
+                key = image_key(self._count_settings(), image, edges, valid)
+                counts = self.cache.get(key, self._count_layout())
+                if counts is not None:
+                    self._add(counts)
+                    continue
             if self.workers:
-                self._pending.append(_edge_pool(self.workers).submit(_edge_image_counts, *args))
+                # (image, threshold) work items: the thresholds of an image in `workers` interleaved
+                # groups (low thresholds, dense maps, cost most), so a few images fill the pool too
+                groups = [np.arange(j, self.thresholds.size, self.workers)
+                          for j in range(min(self.workers, self.thresholds.size))]
+                futures = [_submit_edge_image(self.workers, self.thresholds[g], self.max_dist, image, edges, valid)
+                           for g in groups]
+                self._pending.append((key, groups, futures))
                 if len(self._pending) > 4 * self.workers:  # bound the images held in flight
-                    self._add(self._pending.pop(0).result())
+                    self._finish(*self._pending.pop(0))
             else:
-                self._add(_edge_image_counts(*args))
+                self._finish(key, None, [_edge_image_counts(self.thresholds, self.max_dist, image, edges, valid)])
+
+    def _finish(self, key: str | None, groups: list[np.ndarray] | None, parts: list) -> None:
+        """Assemble one image's counts from its threshold groups (futures or dicts), store them in
+        the cache under ``key``, add them."""
+        parts = [p.result() if isinstance(p, Future) else p for p in parts]
+        if groups is None:
+            counts = parts[0]
+        else:
+            counts = {name: np.zeros(self.thresholds.size, np.int64) for name in parts[0]}
+            for group, part in zip(groups, parts):
+                for name, value in part.items():
+                    counts[name][group] = value
+        if key is not None:
+            self.cache.put(key, counts)
+        self._add(counts)
+
+    def _count_settings(self) -> tuple:
+        """What one image's counts depend on besides its maps: every public setting of this metric
+        (thresholds, max_dist, and whatever protocol setting is added later, e.g. thinning) but
+        the worker count and the cache, plus the counting code and the matcher's and thinning's
+        library versions. The key of :attr:`cache` entries."""
+        if self._settings is None:
+            public = sorted((k, v) for k, v in vars(self).items()
+                            if not k.startswith("_") and k not in ("workers", "cache"))
+            self._settings = (type(self).__name__, _counting_code(), *(x for item in public for x in item))
+        return self._settings
+
+    def _count_layout(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {name: ((self.thresholds.size,), "int64") for name in ("count_r", "sum_r", "count_p", "sum_p")}
 
     def _add(self, counts: Mapping[str, np.ndarray]) -> None:
         for key, value in counts.items():
@@ -795,8 +901,11 @@ class EdgeMetric(Metric):
     def _settle(self) -> None:
         """Add the counts of the images still being matched in worker processes."""
         pending, self._pending = self._pending, []
-        for future in pending:
-            self._add(future.result())
+        for entry in pending:
+            self._finish(*entry)
+        if self.cache is not None and self.cache.written:
+            self.cache.prune()
+            self.cache.written = 0
 
     def curves(self) -> dict[str, np.ndarray]:
         """Per threshold: pooled ``precision``, ``recall``, ``f1`` (fractions) and ``thresholds``."""

@@ -19,6 +19,7 @@ The result is stored in ``WORKSPACE/probes/TASK-DATASET.json`` (atomic write).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -163,10 +164,12 @@ def probe_task(ws, name: str | None = None, *, spec_file: str | Path | None = No
     Needs a cache of the dataset holding the task's targets (``ufl cache-features``). Returns a
     :class:`ProbeResult` and, with ``store``, writes it to ``WORKSPACE/probes/TASK-DATASET.json``.
     """
+    from .workspace.folders import resolve_dataset
     from .workspace.heads import default_dataset
+    from .workspace.targets import cached_tasks, target_path
 
     spec = resolve_spec(name, spec_file)
-    dataset = dataset or default_dataset(spec)
+    dataset = resolve_dataset(ws, dataset or default_dataset(spec))  # "folder": the only folder dataset
     if not spec.supports(dataset):
         raise SpecError(f"task {spec.name!r} is not defined on dataset {dataset!r} (it is defined on: "
                         f"{', '.join(spec.datasets())})")
@@ -174,23 +177,26 @@ def probe_task(ws, name: str | None = None, *, spec_file: str | Path | None = No
     if record is None:
         raise CacheError(f"no {dataset}/{split} feature cache in workspace {ws.root}; run "
                          f"`ufl cache-features --dataset {dataset} --split {split}` first")
-    if spec.name not in record["tasks"]:
+    if spec.name not in cached_tasks(record):
         raise CacheError(f"the {dataset}/{split} cache ({ws.root / record['file']}) holds no targets for "
-                         f"{spec.name!r}; re-cache it with --overwrite (and --spec for a folder dataset)")
+                         f"{spec.name!r}; add them with `ufl cache-features` (and --spec for a folder dataset)")
     if images < 1 or pixels_per_image < 1:
         raise SpecError(f"probe needs at least 1 image and 1 pixel per image, got {images} and {pixels_per_image}")
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     feats: list[list[np.ndarray]] = []
     values: list[np.ndarray] = []
-    with FeatureCacheReader(ws.cache_path(record), ws.fingerprint) as reader:
+    # a task added to a folder dataset later has its targets in a file beside the cache
+    side = target_path(ws, record, spec.name) if spec.name not in record["tasks"] else None
+    with FeatureCacheReader(ws.cache_path(record), ws.fingerprint) as reader, \
+            (FeatureCacheReader(side, ws.fingerprint) if side else contextlib.nullcontext(reader)) as labels:
         rows = np.arange(len(reader))
         if len(rows) > images:
             rows = np.sort(rng.choice(rows, size=images, replace=False))
         strides = list(ws.read()["backbone"]["strides"])
         channels = [int(c) for c, _, _ in reader.scales]
         for row in rows:
-            valid, target = probe_targets(spec, reader.targets(int(row), [spec.name])[spec.name], dataset)
+            valid, target = probe_targets(spec, labels.targets(int(row), [spec.name])[spec.name], dataset)
             ys, xs = sample_pixels(valid, pixels_per_image, rng)
             if not len(ys):
                 continue

@@ -19,8 +19,9 @@ import torch
 
 from .errors import UflError
 
-__all__ = ["resolve_device", "seed_everything", "Precision", "precision_for", "loader_kwargs", "seed_worker",
-           "cudnn_exact", "torch_threads", "usable_cpus", "default_threads", "progress_disable"]
+__all__ = ["resolve_device", "seed_everything", "Precision", "precision_for", "PRECISIONS", "named_precision",
+           "precision_name", "loader_kwargs", "seed_worker", "cudnn_exact", "torch_threads", "usable_cpus",
+           "default_threads", "progress_disable"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,32 @@ def precision_for(device: torch.device, amp: bool = True) -> Precision:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return Precision("cuda", dtype)
     return Precision(device.type, None)
+
+
+#: ``--precision`` names and their autocast dtypes (``fp32``: no autocast).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def named_precision(name: str | None, device: torch.device) -> Precision:
+    """The :class:`Precision` of a ``--precision`` name on ``device``.
+
+    ``fp32``: full precision; ``bf16``: bfloat16 autocast (CPU and CUDA; no gradient scaling, its
+    exponent range is float32's); ``fp16``: float16 autocast with a gradient scaler, CUDA only (on
+    the CPU it is refused: it is slower there than bf16 and needs the scaler's loss of exactness).
+    """
+    if name not in PRECISIONS:
+        raise UflError(f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}")
+    if name == "fp16" and device.type != "cuda":
+        raise UflError("--precision fp16 needs a CUDA GPU (it uses a gradient scaler there); on the CPU use "
+                       "bf16 or fp32")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UflError("--precision bf16: this GPU does not support bfloat16; use fp16 or fp32")
+    return Precision(device.type, PRECISIONS[name])
+
+
+def precision_name(precision: Precision) -> str:
+    """The ``--precision`` name of ``precision`` (inverse of :func:`named_precision`)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[precision.dtype]
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from .outputs import inverse
 from .taskspec import TaskSpec
 from .vectors import unit_vectors, vector_norm
 
@@ -60,8 +61,9 @@ class PriorPredictor:
                 logits[:, int(value)] = 1.0
             elif spec.kind == "normals":
                 logits = value.view(1, 3, 1, 1).expand(b, 3, h, w)
-            elif spec.kind == "depth":
-                logits = value.view(1, 1, 1, 1).expand(b, 1, h, w)
+            elif spec.kind == "depth":  # the raw output whose activation is the mean depth
+                raw = inverse(spec.kind, float(value)) if float(value) > 0 else -30.0
+                logits = torch.full((b, 1, h, w), raw, device=target.device)
             else:  # edges, saliency: the positive rate as a probability
                 logits = torch.logit(value.clamp(1e-4, 1 - 1e-4)).view(1, 1, 1, 1).expand(b, 1, h, w)
             out[name] = logits.float()

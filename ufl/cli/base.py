@@ -24,7 +24,7 @@ from ..errors import UflError
 __all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
            "parse_names", "pretrained_option", "optimizer_options", "threads_option", "json_option", "echo_json",
            "parse_device", "list_option_help", "FiniteFloat", "os_error_message", "check_task_names",
-           "parse_task_names"]
+           "parse_task_names", "precision_option"]
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -288,3 +288,14 @@ def pretrained_option(f):
         help="Backbone weights: timm's ImageNet weights (auto: when cached or reachable, else random "
              "init, said in the log), none for random init, or a local .safetensors/.pth file.",
     )(f)
+
+
+def precision_option(what: str, default_help: str):
+    """``--precision {fp32,bf16,fp16}``: the autocast of ``what`` (the names of ufl.runtime.PRECISIONS)."""
+    def decorate(f):
+        return click.option(
+            "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+            help=f"Autocast of {what}: fp32 (none), bf16 (CPU or GPU), fp16 (GPU only, with gradient "
+                 f"scaling). Default: {default_help}.",
+        )(f)
+    return decorate

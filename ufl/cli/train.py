@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .base import (data_root_option, device_option, echo_json, json_option, list_option_help, main,
-                   optimizer_options, parse_names, parse_size, pretrained_option, seed_option, threads_option)
+                   optimizer_options, parse_names, parse_size, precision_option, pretrained_option, seed_option,
+                   threads_option)
 
 
 @main.command("pretrain")
@@ -36,6 +37,7 @@ from .base import (data_root_option, device_option, echo_json, json_option, list
               help="Validate every k epochs (and after the last).")
 @click.option("--no-augment", is_flag=True, help="Turn off the reference augmentations.")
 @click.option("--no-amp", is_flag=True, help="Full precision on CUDA (AMP is on by default there).")
+@precision_option("training and validation", "AMP on a GPU (bf16 where supported, else fp16), fp32 on the CPU")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its checkpoint stopped.")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None,
@@ -46,7 +48,7 @@ from .base import (data_root_option, device_option, echo_json, json_option, list
 @threads_option
 @json_option
 def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs, batch_size,
-                 lr, weight_decay, val_every, no_augment, no_amp, workers, resume, log_dir, device, seed,
+                 lr, weight_decay, val_every, no_augment, no_amp, precision, workers, resume, log_dir, device, seed,
                  as_json) -> None:
     """Train a backbone and task heads jointly (the reference schedule is the default).
 
@@ -68,7 +70,7 @@ def pretrain_cmd(dataset, tasks, aux, model, backbone, pretrained, data_root, ro
                             pretrained=weights, init_note=UNREACHABLE if unreachable else None,
                             data_root=data_root, root=root, size=size, epochs=epochs, batch_size=batch_size,
                             lr=lr, weight_decay=weight_decay, val_every=val_every, device=device,
-                            amp=not no_amp, workers=workers, seed=seed, resume=resume, augment=not no_augment)
+                            amp=not no_amp, precision=precision, workers=workers, seed=seed, resume=resume, augment=not no_augment)
     try:
         result = pretrain(config, callbacks=[TensorBoardLog(log_dir)] if log_dir else ())
         show = distributed.is_main()

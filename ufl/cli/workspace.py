@@ -10,7 +10,7 @@ import json
 import click
 
 from .base import (check_task_names, device_option, echo_json, json_option, list_option_help, main, optimizer_options,
-                   parse_names, parse_size, parse_task_names, pretrained_option, seed_option, threads_option,
+                   parse_names, parse_size, parse_task_names, precision_option, pretrained_option, seed_option, threads_option,
                    workspace_option)
 
 
@@ -19,6 +19,12 @@ def _note(ws) -> None:
     note = ws.backbone_note()
     if note:
         click.echo(f"ufl: note: {note}", err=True)
+
+
+def _dataset_name_option(f):
+    return click.option("--dataset-name", default=None, metavar="NAME",
+                        help="Folder datasets: the workspace's name for this one (default: the one cached from "
+                             "--root, else a new one named after its folder, else the only one).")(f)
 
 
 def _data_options(f):
@@ -77,6 +83,7 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
 @main.command("cache-features")
 @workspace_option
 @click.option("--dataset", type=click.Choice(["pascal", "nyud", "folder"]), required=True, help="Dataset to cache.")
+@_dataset_name_option
 @_data_options
 @click.option("--split", "splits", multiple=True, default=("train,val",), show_default=True, callback=parse_names,
               help=list_option_help("Split(s) to cache."))
@@ -84,7 +91,8 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
               help="Views per training image: the original, its flip, then random reference augmentations "
                    "(val is always cached once).")
 @click.option("--spec", "spec_files", multiple=True, callback=parse_names,
-              help=list_option_help("Folder datasets: the task spec YAML of each task whose targets to store."))
+              help=list_option_help("Folder datasets: the task spec YAML of each task whose targets to store; on a "
+                                    "cached dataset, a new task's targets are added beside its caches."))
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
 @click.option("--compression", type=click.Choice(["none", "lzf", "gzip", "zstd", "blosc"]), default="none",
@@ -99,8 +107,8 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
 @seed_option
 @threads_option
 @json_option
-def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views, spec_files, batch_size, workers,
-                       compression, float32, overwrite, force, device, seed, as_json) -> None:
+def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, splits, views, spec_files, batch_size,
+                       workers, compression, float32, overwrite, force, device, seed, as_json) -> None:
     """Run the frozen backbone over every image of each split and store the features in HDF5.
 
     Resumable: run it again after an interruption and it continues where it stopped. Runs sharded
@@ -117,17 +125,20 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
                                     views=views, specs=specs, device=device, batch_size=batch_size, workers=workers,
                                     overwrite=overwrite, storage="float32" if float32 else "float16",
                                     compression=None if compression == "none" else compression, seed=seed,
-                                    force=force)
+                                    force=force, dataset_name=dataset_name)
         show = distributed.is_main()
     finally:
         distributed.shutdown()
     if show and as_json:
         echo_json({"caches": [{"key": r.key, "path": str(r.path), "rows": r.rows, "written": r.written,
-                               "seconds": r.seconds, "skipped": r.skipped} for r in results]})
+                               "seconds": r.seconds, "skipped": r.skipped, "targets_added": r.added}
+                              for r in results]})
     elif show:
         for r in results:
             status = "already cached" if r.skipped else f"{r.written} rows in {r.seconds:.1f} s " \
                                                         f"({r.images_per_second:.1f} images/s)"
+            if r.added:
+                status += f"; targets added for {', '.join(r.added)}"
             click.echo(f"{r.key}: {r.path} ({r.rows} rows; {status})")
 
 
@@ -139,6 +150,7 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
               help="Dataset to train on (default: PASCAL when the task has it, else the task's first dataset).")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
               help="Your own task spec (YAML); NAME may then be omitted.")
+@_dataset_name_option
 @click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Training epochs.")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
 @optimizer_options()
@@ -155,13 +167,16 @@ def cache_features_cmd(workspace, dataset, data_root, root, size, splits, views,
 @click.option("--log-dir", type=click.Path(file_okay=False), default=None,
               help="Write TensorBoard events (loss per step and epoch, val metrics) to this folder "
                    "(needs the tensorboard extra: pip install 'ufl[tensorboard]').")
+@precision_option("the head, in training and in every evaluation of it (recorded with the task)",
+                  "AMP training on a GPU, float32 on the CPU; evaluation in float32")
 @_data_options
 @device_option
 @seed_option
 @threads_option
 @json_option
-def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, weight_decay, val_every, views,
-                 replace, register_as, workers, log_dir, data_root, root, size, device, seed, as_json) -> None:
+def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay, val_every,
+                 views, replace, register_as, workers, log_dir, precision, data_root, root, size, device, seed,
+                 as_json) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
@@ -174,12 +189,13 @@ def add_task_cmd(workspace, name, dataset, spec_file, epochs, batch_size, lr, we
         raise click.UsageError("give a task NAME or --spec FILE.yaml")
     ws = Workspace(workspace)
     config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                                val_every=val_every)
+                                val_every=val_every, precision=precision)
     if log_dir:
         require_tensorboard()  # a missing tensorboard package fails now, not after caching
     result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
                          device=device, workers=workers, data_root=data_root, root=root, size=size,
-                         register_as=register_as, callbacks=[TensorBoardLog(log_dir)] if log_dir else ())
+                         register_as=register_as, callbacks=[TensorBoardLog(log_dir)] if log_dir else (),
+                         dataset_name=dataset_name)
     if as_json:
         echo_json({"name": result.name, "dataset": result.dataset, "metrics": result.metrics,
                    "seconds": result.seconds, "history": result.history})
@@ -332,8 +348,8 @@ def predict_cmd(workspace, images, all_tasks, tasks, out, attention, raw, device
 @workspace_option
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--dataset", "datasets", multiple=True, callback=parse_names,
-              help=list_option_help("Dataset(s) to show: nyud, pascal, folder (default: every dataset with a "
-                                    "registered task)."))
+              help=list_option_help("Dataset(s) to show: nyud, pascal, folder (every folder dataset) or a folder "
+                                    "dataset's name (default: every dataset with a registered task)."))
 @click.option("--num", type=click.IntRange(1), default=4, show_default=True, help="Val images per dataset.")
 @click.option("--no-attention", is_flag=True, help="Leave out the attention maps.")
 @device_option

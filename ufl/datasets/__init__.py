@@ -18,8 +18,19 @@ from .catalog import HUMAN_PART_CLASSES, NYUD_CLASSES, VOC_CLASSES, Metadata, Me
 from .folder import FolderDataset
 from .nyud import NYUD
 from .pascal import HUMAN_PARTS_6, PERSON_CLASS, PASCALContext
-from .transforms import (RECIPES, Compose, RandomHorizontalFlip, RandomScaleRotate, Resize, View, apply_view,
-                         build_transforms)
+
+# The transforms need torchvision (seconds to import): loaded on first use, so that code reading a
+# feature cache (``ufl evaluate``) can use the datasets' registry without it.
+_TRANSFORMS = ("RECIPES", "Compose", "RandomHorizontalFlip", "RandomScaleRotate", "Resize", "View", "apply_view",
+               "build_transforms")
+
+
+def __getattr__(name: str):
+    if name in _TRANSFORMS:
+        from . import transforms
+
+        return getattr(transforms, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DATASETS",

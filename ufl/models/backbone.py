@@ -25,9 +25,11 @@ import socket
 from pathlib import Path
 from typing import Any, Sequence
 
-import timm
 import torch
 from torch import nn
+
+# NOTE: timm (which imports wandb and torchvision) is imported inside the functions that build or
+# load a model, so that importing the models (a head for `ufl evaluate`) does not pay for it.
 
 from ..errors import UflError
 from .pyramid import ViTFeaturePyramid, is_plain_vit
@@ -175,6 +177,8 @@ class Backbone(nn.Module):
 
 def _timm_kwargs(name: str) -> dict[str, Any]:
     """Model-specific timm arguments: HRNet's feature maps must be the raw branch outputs."""
+    import timm
+
     if not timm.is_model(name):
         raise UflError(f"unknown backbone {name!r}; use a timm model name (see timm.list_models()), "
                        f"e.g. {DEFAULT_BACKBONE} or resnet18")
@@ -186,10 +190,14 @@ def _timm_kwargs(name: str) -> dict[str, Any]:
 
 
 def _is_hrnet(name: str) -> bool:
+    import timm
+
     return timm.models.model_entrypoint(name).__module__ == "timm.models.hrnet"
 
 
 def _create_features_model(name: str, download: bool) -> nn.Module:
+    import timm
+
     kwargs = _timm_kwargs(name)
     try:
         if is_plain_vit(name):
@@ -208,7 +216,8 @@ def _create_features_model(name: str, download: bool) -> nn.Module:
                            f"pick another timm backbone") from None
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UflError(f"no pretrained weights could be fetched for backbone {name!r} ({reason}); "
-                       f"pass --pretrained PATH to a local weights file or --no-pretrained") from None
+                       f"pass --pretrained PATH to a local weights file, or --pretrained none for a random "
+                       f"init") from None
 
 
 def _load_weights_file(model: nn.Module, name: str, path: Path) -> None:
@@ -218,9 +227,11 @@ def _load_weights_file(model: nn.Module, name: str, path: Path) -> None:
     HRNet the incre/downsample/final layers of its classification neck) are ignored; any other
     missing, unexpected or mis-shaped key is an error.
     """
+    import timm
+
     if not path.is_file():
         raise UflError(f"backbone weights file not found: {path}; pass an existing .safetensors/.pth file "
-                       f"or --no-pretrained")
+                       f"or --pretrained none for a random init")
     try:
         # timm's loader: safetensors, or torch.load(weights_only=True); unwraps 'state_dict'/'model'.
         state = timm.models.load_state_dict(str(path), weights_only=True)
@@ -274,6 +285,8 @@ def resolve_pretrained(value: str | None, name: str = DEFAULT_BACKBONE) -> bool 
 
 def _weights_reachable(name: str) -> bool:
     """Whether timm can load ``name``'s default pretrained weights without waiting on a dead network."""
+    import timm
+
     if not timm.is_model(name):
         return False
     cfg = timm.models.get_pretrained_cfg(name)

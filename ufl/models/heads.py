@@ -1,8 +1,13 @@
 """Small shared blocks and the HRNet-style head of the baselines.
 
-The blocks come from torchvision (``BasicBlock``, ``Conv2dNormActivation``) so that the
-architectures read like their papers: MTI-Net's reference code builds everything from ResNet
-BasicBlocks with a 1x1 conv-BN shortcut when the width changes, and from conv-BN-ReLU units.
+The blocks are torchvision's ``BasicBlock`` and ``Conv2dNormActivation``, so that the architectures
+read like their papers: MTI-Net's reference code builds everything from ResNet BasicBlocks with a
+1x1 conv-BN shortcut when the width changes, and from conv-BN-ReLU units.
+
+NOTE: both are re-declared here (same submodule names, so the same state-dict keys; same creation
+order, so the same initial weights for a seed; same forward): importing torchvision costs seconds
+(``torchvision.ops`` pulls ``torch._dynamo``), and loading a head for ``ufl evaluate`` or
+``predict`` should not pay for it. ``tests/test_speed.py`` checks them against torchvision's.
 """
 
 from __future__ import annotations
@@ -12,11 +17,43 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
-from torchvision.ops import Conv2dNormActivation
 
-__all__ = ["basic_block", "bottleneck", "conv_bn_relu", "prediction_conv", "init_prediction_bias", "resize",
-           "HRNetHead"]
+__all__ = ["BasicBlock", "Conv2dNormActivation", "basic_block", "bottleneck", "conv_bn_relu", "prediction_conv",
+           "init_prediction_bias", "resize", "HRNetHead"]
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet ``BasicBlock`` at stride 1: conv3x3-BN-ReLU-conv3x3-BN, plus the input
+    (through ``downsample`` when given), ReLU."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class Conv2dNormActivation(nn.Sequential):
+    """torchvision's ``Conv2dNormActivation`` with its defaults: Conv2d (no bias, ``'same'``
+    padding for an odd kernel) - BatchNorm2d - ReLU, as ``Sequential`` entries 0, 1, 2."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        self.out_channels = out_channels
 
 
 def basic_block(in_channels: int, out_channels: int) -> BasicBlock:
@@ -41,6 +78,8 @@ def bottleneck(in_channels: int, out_channels: int) -> Bottleneck:
     ``InitialTaskPredictionModule`` and MTAN's ``RefinementBlock`` in MTI-Net's reference code.
     Params (p = out/4): in·p + 9·p² + 4·p² + 2·(p + p + out) (+ in·out + 2·out for the shortcut).
     """
+    from torchvision.models.resnet import Bottleneck  # here: only the PAD-Net / MTAN baselines need it
+
     if out_channels % Bottleneck.expansion:
         raise ValueError(f"a Bottleneck's width must be a multiple of {Bottleneck.expansion}, got {out_channels}")
     downsample = None

@@ -52,7 +52,6 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from ..errors import UflError
 from .backbone import Backbone
@@ -94,6 +93,8 @@ class DeepLabV3PlusDecoder(nn.Module):
     def __init__(self, deep_channels: int, low_channels: int, out_channels: int, width: int = 256,
                  low_width: int = 48, atrous_rates: Sequence[int] = (3, 6, 9)):
         super().__init__()
+        from torchvision.models.segmentation.deeplabv3 import ASPP  # here: importing torchvision costs seconds
+
         self.aspp = ASPP(deep_channels, list(atrous_rates), width)
         pooling = self.aspp.convs[-1]
         pooled_bn = _PooledBatchNorm(width)

@@ -30,7 +30,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
-from torchvision.ops import SqueezeExcitation
 
 from ..errors import UflError
 from .backbone import Backbone
@@ -85,6 +84,8 @@ class FeaturePropagation(nn.Module):
         self.non_linear = nn.Sequential(basic_block(shared, hidden), basic_block(hidden, hidden),
                                         nn.Conv2d(hidden, shared, 1))
         self.reduce = basic_block(shared, channels)
+        from torchvision.ops import SqueezeExcitation  # here: importing torchvision costs seconds
+
         self.se = nn.ModuleDict({t: SqueezeExcitation(channels, max(channels // 16, 1)) for t in self.tasks})
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -38,10 +38,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import timm
 import torch
 import torch.nn.functional as F
-from timm.models._features import FeatureInfo
 from torch import nn
 
 from ..errors import UflError
@@ -61,6 +59,8 @@ def is_plain_vit(name: str) -> bool:
     """Whether timm model ``name`` is a plain transformer: one stride for every block and a
     ``forward_intermediates`` method (ViT, DeiT, DINOv2, EVA, ...). Built on the meta device, so
     this costs no memory and no download."""
+    import timm  # here, not at the top: loading a head (ufl evaluate) should not import timm
+
     if not timm.is_model(name):
         return False
     try:
@@ -139,6 +139,9 @@ class ViTFeaturePyramid(nn.Module):
         super().__init__()
         self.name = name
         # num_classes=0: no classifier; dynamic_img_size: any input size (pos-embed resampled).
+        import timm
+        from timm.models._features import FeatureInfo
+
         self.trunk = timm.create_model(name, pretrained=pretrained, num_classes=0, dynamic_img_size=True)
         self.blocks = pyramid_blocks(len(self.trunk.blocks))
         # Drop the blocks after the last one read (none here) and the head; keep the final norm.
@@ -175,6 +178,8 @@ class ViTFeaturePyramid(nn.Module):
         Keys of the classifier the trunk dropped are ignored; any other missing, unexpected or
         mis-shaped trunk key is a :class:`UflError` naming ``source``.
         """
+        import timm
+
         own = self.state_dict()
         if not any(k.startswith(("trunk.", "neck.")) for k in state):
             state = {f"trunk.{k}": v for k, v in state.items()}

@@ -30,7 +30,7 @@ from ..evaluation import EDGE_THRESHOLDS_QUICK, evaluate
 from ..losses import MultiTaskLoss
 from ..models import Backbone, build_model
 from ..provenance import describe_init, training_data
-from ..runtime import loader_kwargs, precision_for, resolve_device, seed_everything
+from ..runtime import loader_kwargs, named_precision, precision_for, resolve_device, seed_everything
 from ..taskspec import TaskSpec, get_spec
 from .callbacks import Checkpointer, JsonLog, ProgressBar, Validation
 from .priors import start_at_prior
@@ -66,6 +66,10 @@ class PretrainConfig:
     val_every: int = 1
     device: str = "auto"
     amp: bool = True
+    precision: str | None = None
+    """``fp32`` | ``bf16`` | ``fp16`` (CUDA only): autocast of training and validation; ``None``: by
+    ``amp`` (AMP on CUDA, bfloat16 where supported, else float16 with a gradient scaler; float32 on
+    the CPU)."""
     workers: int | None = None
     seed: int = 0
     resume: bool = False
@@ -85,6 +89,8 @@ class PretrainConfig:
             raise UflError("give at least one task with --tasks")
         if self.epochs < 1 or self.batch_size < 1 or self.val_every < 1:
             raise UflError("--epochs, --batch-size and --val-every must be at least 1")
+        if self.precision not in (None, "fp32") and not self.amp:
+            raise UflError(f"--no-amp and --precision {self.precision} contradict each other; give one of them")
         if self.model == "single-task" and len(self.tasks) + len(self.aux) != 1:
             raise UflError("a single-task model trains exactly one task: give one --tasks and no --aux")
 
@@ -140,6 +146,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     ``callbacks`` run after the built-in ones (validation, checkpoint, log, progress) at each hook.
     """
     device = resolve_device(config.device)
+    # --precision checked before any work (fp16 needs CUDA)
+    precision = named_precision(config.precision, device) if config.precision else precision_for(device, config.amp)
     distributed.init_distributed(device)
     seed_everything(config.seed)
     run_dir = Path(config.out)
@@ -173,7 +181,6 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
     else:
         start_at_prior(model, specs, next(iter(train_loader)))
 
-    precision = precision_for(device, config.amp)
     model.to(device).to(memory_format=torch.channels_last)  # faster convolutions, on CPU too
     if checkpoint is not None:  # after the move: Adam puts its state on its parameters' device
         optimizer.load_state_dict(checkpoint.optimizer_state)
@@ -203,7 +210,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
 
     def meta() -> dict[str, Any]:
         return {"model": config.model, "tasks": config.tasks, "aux": config.aux, "dataset": config.dataset,
-                "root": str(root), "size": config.size, "epochs": config.epochs,
+                "root": str(Path(root).resolve()), "size": config.size, "epochs": config.epochs,
                 "out_channels": out_channels, "specs": {n: s.to_dict() for n, s in specs.items()},
                 "backbone": backbone.config(), "fingerprint": backbone.fingerprint(),
                 "model_options": config.model_options, "config": config.to_dict(), "provenance": provenance}

@@ -2,8 +2,9 @@
 
 A depth head whose last layer starts at 0 spends its first hundreds of Adam steps (each bounded by
 the learning rate) just reaching the scale of metres; starting the bias of every prediction conv of
-a depth task at the mean valid depth of the first training batch removes that phase, for every
-model alike (cf. the prior-probability bias of RetinaNet's classifier).
+a depth task where the prediction is the mean valid depth of the first training batch removes that
+phase, for every model alike (cf. the prior-probability bias of RetinaNet's classifier). The bias
+is the raw output whose activation is that mean (:func:`ufl.outputs.inverse`: ``softplus⁻¹``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ..models import init_prediction_bias
+from ..outputs import inverse
 from ..taskspec import TaskSpec
 
 __all__ = ["start_at_prior"]
@@ -24,7 +26,8 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def start_at_prior(model: nn.Module, specs: Mapping[str, TaskSpec], batch: Mapping[str, Any]) -> dict[str, float]:
-    """Set the prediction biases of each depth task to the batch's mean valid depth; return them."""
+    """Start the prediction of each depth task at the batch's mean valid depth (its prediction
+    biases at ``softplus⁻¹(mean)``); return the means."""
     priors = {}
     for name, spec in specs.items():
         if spec.kind != "depth" or name not in batch:
@@ -34,6 +37,6 @@ def start_at_prior(model: nn.Module, specs: Mapping[str, TaskSpec], batch: Mappi
         if not valid.any():
             continue
         priors[name] = float(target[valid].double().mean())
-        layers = init_prediction_bias(model, name, priors[name])
+        layers = init_prediction_bias(model, name, inverse(spec.kind, priors[name]))
         log.debug("%s: %d prediction bias(es) start at %.3f", name, layers, priors[name])
     return priors

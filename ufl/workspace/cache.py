@@ -3,6 +3,9 @@
 One cache file per (dataset, split, views) in ``WORKSPACE/caches/``, written with
 :mod:`feature_cache`: features in float16 (float32 on request), and the decoded, resized targets of
 every task of the dataset beside them, so head training never decodes a .mat or .png again.
+A folder dataset's task given later gets its targets in a target file beside the cache, the
+features untouched (:mod:`ufl.workspace.targets`); each folder dataset has its own name, caches and
+specs (:mod:`ufl.workspace.folders`).
 
 - Resumable: a run killed at any point (even SIGKILL) continues from the completion mask, and the
   result equals an uninterrupted run (views are seeded per image and view, batches are independent).
@@ -19,12 +22,12 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWriter, atomic_cache,
@@ -32,13 +35,15 @@ from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWri
 from feature_cache.errors import CacheBusyError, FeatureCacheError
 
 from .. import distributed
-from ..datasets import DATASETS, RECIPES, dataset_root, get_dataset
+from ..datasets import DATASETS, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
 from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device
 from ..taskspec import TaskSpec
 from .doctor import remove_stale
+from .folders import dataset_kind, is_folder, merge_specs, resolve_dataset
 from .manifest import now
-from .views import VIEW_PARAMS, ViewDataset, backbone_features
+from .targets import add_targets, cached_tasks, remove_target_files
+from .views import VIEW_PARAMS, ImageRows, ViewDataset, backbone_features
 
 __all__ = ["cache_features", "CacheResult", "target_layout", "open_split", "resolve_data"]
 
@@ -55,6 +60,8 @@ class CacheResult:
     written: int
     seconds: float
     skipped: bool = False
+    #: tasks whose targets were added beside an existing cache (its features untouched)
+    added: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -78,6 +85,27 @@ def target_layout(spec: TaskSpec, dataset: str, size: Sequence[int]) -> tuple[tu
     return (3, h, w), "float16", "float32"
 
 
+class RowBatch(dict):
+    """A collated batch of cache rows whose :meth:`pin_memory` pins only the image.
+
+    The DataLoader's pinning thread calls it (``pin_memory=True`` on CUDA): the image is the only
+    tensor that goes to the GPU; pinning the targets too (the larger part of a row at 512 px) would
+    cost page-locked copies that nothing reads, before they go to the writer on the CPU.
+    """
+
+    pinned = False
+
+    @classmethod
+    def collate(cls, samples: list[dict[str, Any]]) -> "RowBatch":
+        return cls(default_collate(samples))
+
+    def pin_memory(self, device: str | None = None) -> "RowBatch":
+        out = RowBatch(self)
+        out["image"] = self["image"].pin_memory()
+        out.pinned = True
+        return out
+
+
 def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: str | os.PathLike | None,
                  size: Sequence[int] | None) -> tuple[Path, tuple[int, int]]:
     """The dataset's folder and input size: given > remembered by the workspace > defaults."""
@@ -85,8 +113,10 @@ def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: st
     if root is None and data_root is None and known.get("root"):
         folder = Path(known["root"])
     else:
-        folder = dataset_root(dataset, data_root, root)
+        folder = dataset_root(dataset_kind(dataset), data_root, root)
     if size is None:
+        from ..datasets.transforms import RECIPES
+
         size = known.get("size") or RECIPES.get(dataset, RECIPES["folder"]).size
         if size is None:
             raise WorkspaceError(f"give --size HxW for the {dataset} dataset (its images have no fixed size)")
@@ -99,23 +129,22 @@ def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: st
     return folder, size
 
 
-def dataset_specs(ws, dataset: str, specs: Sequence[TaskSpec] | None) -> list[TaskSpec]:
-    """Tasks whose targets a cache of ``dataset`` stores: every built-in task of nyud/pascal, the
-    given (or remembered) specs of a folder dataset."""
-    if dataset != "folder":
+def dataset_specs(ws, dataset: str, specs: Sequence[TaskSpec] | None, overwrite: bool = False) -> list[TaskSpec]:
+    """Tasks whose targets a cache of ``dataset`` stores: every built-in task of nyud/pascal; for
+    a folder dataset the specs the workspace remembers for it and the given new ones (see
+    :func:`ufl.workspace.folders.merge_specs`)."""
+    if not is_folder(dataset):
         from ..taskspec import get_spec
 
         return [get_spec(name) for name in DATASETS.get(dataset).supported_tasks]
-    if specs:
-        return list(specs)
-    remembered = ws.data_settings("folder").get("specs")
-    if not remembered:
-        raise WorkspaceError("a folder dataset needs its task specs: pass --spec FILE.yaml (one per task)")
-    return [TaskSpec.from_dict(s, source=f"{ws.root}/workspace.json") for s in remembered]
+    return merge_specs(ws, dataset, specs, overwrite)
 
 
 def open_split(ws, dataset: str, split: str, folder: Path, specs: Sequence[TaskSpec]):
-    """The dataset object of one split, with the targets of ``specs``."""
+    """The dataset object of one split, with the targets of ``specs`` (a folder dataset keyed by
+    its workspace name for per-dataset spec values)."""
+    if is_folder(dataset):
+        return get_dataset("folder", folder, split, list(specs), dataset_name=dataset)
     return get_dataset(dataset, folder, split, list(specs))
 
 
@@ -124,15 +153,20 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
                    size: Sequence[int] | None = None, views: int = 1, specs: Sequence[TaskSpec] | None = None,
                    device: str = "auto", batch_size: int = 16, workers: int | None = None,
                    overwrite: bool = False, storage: str = "float16", compression: str | None = None,
-                   seed: int = 0, progress: bool = True, force: bool = False) -> list[CacheResult]:
+                   seed: int = 0, progress: bool = True, force: bool = False,
+                   dataset_name: str | None = None) -> list[CacheResult]:
     """Cache ``dataset``'s ``splits`` (training splits with ``views`` views, ``val`` with one).
 
+    ``dataset`` is ``nyud``, ``pascal``, or ``folder`` with ``root`` and/or ``dataset_name``
+    (or a folder dataset's name): see :func:`ufl.workspace.folders.resolve_dataset`. A split
+    already cached gets the targets of the tasks it lacks in target files beside it.
     ``overwrite`` of a cache that registered tasks were evaluated on (their ``eval.cache``) needs
     ``force``: their metrics at registration were measured on it."""
     device = resolve_device(device)
     distributed.init_distributed(device)
+    dataset = resolve_dataset(ws, dataset, root, dataset_name)
     folder, size = resolve_data(ws, dataset, data_root, root, size)
-    specs = dataset_specs(ws, dataset, specs)
+    specs = dataset_specs(ws, dataset, specs, overwrite)
     known = ws.data_settings(dataset)
     if known.get("size") and tuple(known["size"]) != size and not overwrite:
         raise WorkspaceError(f"the workspace caches {dataset} at {known['size'][0]}x{known['size'][1]}; use that "
@@ -150,8 +184,8 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
         with ws.manifest.update() as manifest:
             settings = manifest["data"].setdefault(dataset, {})
             settings.update({"root": str(folder.resolve()), "size": list(size)})
-            if dataset == "folder":
-                settings["specs"] = [s.to_dict() for s in specs]
+            if is_folder(dataset):
+                settings.update({"kind": "folder", "specs": [s.to_dict() for s in specs]})
     distributed.barrier()
     return results
 
@@ -162,24 +196,36 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     path = ws.cache_file(dataset, split, views)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent, f".{path.name}.*.creating")  # skeletons of runs killed while creating them
-    if path.exists() and key in ws.read()["caches"] and not overwrite:
+    record = ws.read()["caches"].get(key)
+    if path.exists() and record is not None and not overwrite:
         _refuse_other_settings(key, path, size, storage)
         try:
             FeatureCacheReader(path, ws.fingerprint).close()
-            if distributed.is_main():
-                log.debug("%s: already cached in %s (use --overwrite to rebuild)", key, path)  # CLI prints it
-            return CacheResult(key, path, _rows(path), 0, 0.0, skipped=True)
+            complete = True
         except Exception as e:  # incomplete or damaged: resume below, or say how to rebuild
+            complete = False
             if distributed.is_main():
                 log.info("%s: %s; resuming", key, str(e).splitlines()[0])
+        if complete:
+            lacking = [s for s in specs if s.name not in cached_tasks(record)]
+            added = []
+            if lacking and distributed.is_main():
+                added = add_targets(ws, key, lacking, dataset, lambda new: open_split(ws, dataset, split, folder, new),
+                                    batch_size=batch_size, workers=workers, progress=progress)
+            distributed.barrier()
+            if distributed.is_main() and not added:
+                log.debug("%s: already cached in %s (use --overwrite to rebuild)", key, path)  # CLI prints it
+            return CacheResult(key, path, _rows(path), 0, 0.0, skipped=True, added=added)
 
     base = open_split(ws, dataset, split, folder, specs)
-    rows = ViewDataset(base, views, size, seed)
+    layouts = {s.name: target_layout(s, dataset, size) for s in specs}
+    # workers hand over targets in the stored dtypes: the writer then neither converts nor checks them
+    rows = ViewDataset(base, views, size, seed, storage={name: layout[1] for name, layout in layouts.items()})
     target = partial_path(path) if overwrite else path
     world, rank = distributed.world_size(), distributed.rank()
     kwargs = dict(
         num_samples=len(rows), scales=_scales(backbone, size),
-        targets={s.name: target_layout(s, dataset, size) for s in specs}, ids=rows.row_ids(),
+        targets=layouts, ids=rows.row_ids(),
         fingerprint=ws.fingerprint, input_size=size, backbone=backbone.name,
         normalisation={"mean": backbone.config()["mean"], "std": backbone.config()["std"]},
         dataset=dataset, split=split, view_index=rows.row_views(), view_param_names=VIEW_PARAMS,
@@ -192,13 +238,16 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         writer = _create_writer(target, overwrite, kwargs)
     todo = [int(i) for i in writer.missing_indices()]
     started = time.perf_counter()
-    loader = DataLoader(Subset(rows, todo), batch_size=batch_size, shuffle=False, **loader_kwargs(device, workers))
+    # one decode per image for all its views; batches of whole images (the plain consecutive batches
+    # of rows when batch_size is a multiple of the views)
+    loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False, collate_fn=RowBatch.collate,
+                        **loader_kwargs(device, workers))
     bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
                disable=progress_disable(progress and distributed.is_main()))
     background = BackgroundWriter(writer, max_pending=4)
     try:
         for batch in loader:
-            images = batch["image"].to(device, non_blocking=device.type == "cuda")
+            images = batch["image"].to(device, non_blocking=batch.pinned)
             features = backbone_features(backbone, images, precision, storage)
             background.put(batch["row"], features, {s.name: batch[s.name] for s in specs}, batch["view_params"])
             bar.update(len(images))
@@ -221,6 +270,7 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         if overwrite:
             with atomic_cache(path):
                 pass  # the new cache was built at the partial path; replace the old one now
+            remove_target_files(path)  # the new cache holds every task's targets
         in_use = {shard_path(target, r, world).name for r in range(world)} if world > 1 else set()
         _remove_stale_shards(path, in_use)
         _register(ws, key, path, dataset, split, views, size, specs, folder, storage)

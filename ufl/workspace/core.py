@@ -6,6 +6,7 @@ A workspace folder holds::
     backbone.safetensors        the frozen backbone's weights (its config in the metadata)
     heads/TASK-XXXXXXXX.safetensors   one Medusa head per registered task
     caches/DATASET-SPLIT-Nv.h5  backbone features (+ decoded targets) per dataset, split and views
+    caches/DATASET-SPLIT-Nv.targets-TASK.h5   the targets of a folder task added later
 
 The Python API mirrors the CLI (which is a thin layer over it)::
 
@@ -17,27 +18,29 @@ The Python API mirrors the CLI (which is a thin layer over it)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-import torch
 from safetensors import SafetensorError
 
-from ..checkpoint import load_checkpoint
-from ..errors import WorkspaceError
-from ..io import json_safe, load_weights, save_weights
-from ..models import Backbone, MedusaHead
-from ..models.backbone import DEFAULT_BACKBONE
-from ..models.medusa import read_head_metadata
+from ..errors import UflError, WorkspaceError
+from ..io import json_safe
 from ..provenance import backbone_note, describe_init, training_data
 from ..taskspec import TaskSpec, check_task_name
-from .manifest import Manifest, now
+from .manifest import MANIFEST, Manifest, now
+
+if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
+    import torch
+
+    from ..models import Backbone, MedusaHead
 
 __all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE", "file_sha256", "RESCUE_PREFIX"]
 
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "ufl-workspace"
 BACKBONE_FILE = "backbone.safetensors"
+_WORKSPACE_ENTRIES = {MANIFEST, BACKBONE_FILE, "heads", "caches", ".workspace.lock"}
 HEADS = "heads"
 CACHES = "caches"
 RESCUE_PREFIX = "ufl-rescued-head-"
@@ -74,6 +78,47 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _staging(root: Path) -> Iterator[Path]:
+    """A hidden, empty sibling folder of ``root`` to build a new workspace in; moved to ``root``
+    when the block ends without an error (in one rename when ``root`` does not exist or is empty,
+    else entry by entry with the manifest last), deleted when it fails. So ``root`` holds a
+    manifest only once the workspace is complete, and a failed or killed ``ufl init`` never
+    blocks its retry (a killed one leaves only the hidden ``.NAME.*.creating`` folder)."""
+    root = Path(root)
+    check_folder(root)
+    if (root / MANIFEST).exists():
+        raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
+    clash = sorted(p.name for p in root.iterdir() if p.name in _WORKSPACE_ENTRIES) if root.is_dir() else []
+    if clash:
+        raise WorkspaceError(f"{root} holds {', '.join(clash)} but no {MANIFEST} (not a workspace); remove them or "
+                             f"choose another --workspace")
+    target = root.resolve() if root.exists() else root  # a symlinked folder: build on its own disk
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".creating", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # a folder as mkdir makes it (mkdtemp's is private)
+    try:
+        yield staging
+        if not root.exists() or (not root.is_symlink() and not any(root.iterdir())):
+            os.replace(staging, root)  # an empty folder is replaced in the same rename
+        else:
+            entries = sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST)  # the manifest last
+            for entry in entries:
+                os.replace(entry, target / entry.name)
+            staging.rmdir()
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e.filename, (str, os.PathLike)) and Path(e.filename).is_relative_to(staging):
+            # name the file as the user will know it, inside --workspace
+            raise OSError(e.errno, e.strerror, str(root / Path(e.filename).relative_to(staging))) from None
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def os_error_text(error: BaseException) -> str:
     """``[Errno 28] No space left on device: 'path'`` -> ``no space left on device (path)``."""
     if isinstance(error, OSError) and error.strerror:
@@ -96,12 +141,17 @@ class Workspace:
     def create(cls, path: str | os.PathLike | None, backbone: Backbone, source: str,
                provenance: Mapping[str, Any] | None = None) -> "Workspace":
         """A new workspace around ``backbone`` (frozen, weights saved), with no tasks; ``provenance``
-        (see :mod:`ufl.provenance`) is recorded as the backbone's."""
-        root = resolve_workspace(path)
-        check_folder(root)
-        if (root / "workspace.json").exists():
-            raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
-        root.mkdir(parents=True, exist_ok=True)
+        (see :mod:`ufl.provenance`) is recorded as the backbone's. Built aside and moved into place
+        whole (see :func:`_staging`)."""
+        with _staging(resolve_workspace(path)) as staging:
+            cls._write_new(staging, backbone, source, provenance)
+        return cls(path)
+
+    @staticmethod
+    def _write_new(root: Path, backbone: Backbone, source: str, provenance: Mapping[str, Any] | None) -> None:
+        """The backbone's weights and a manifest without tasks, in the empty folder ``root``."""
+        from ..io import save_weights
+
         backbone = backbone.cpu().freeze()
         fingerprint = backbone.fingerprint()
         save_weights(root / BACKBONE_FILE, backbone.model.state_dict(),
@@ -110,14 +160,17 @@ class Workspace:
                                "source": source, "channels": backbone.channels, "strides": backbone.strides,
                                "size_divisor": backbone.size_divisor,
                                **({"provenance": dict(provenance)} if provenance is not None else {})})
-        log.debug("workspace %s: backbone %s (%s), fingerprint %s", root, backbone.name, source, fingerprint[:12])
-        return cls(root)
+        log.debug("new workspace: backbone %s (%s), fingerprint %s", backbone.name, source, fingerprint[:12])
 
     @classmethod
-    def from_backbone(cls, path: str | os.PathLike | None, name: str = DEFAULT_BACKBONE,
+    def from_backbone(cls, path: str | os.PathLike | None, name: str | None = None,
                       pretrained: bool | str | None = None, init_note: str | None = None) -> "Workspace":
-        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks (``init_note``: the
-        provenance ``init`` when it says more than ``pretrained``, see :mod:`ufl.provenance`)."""
+        """``ufl init --backbone NAME``: a bare (e.g. ImageNet) backbone, no tasks (``name`` default:
+        :data:`ufl.models.backbone.DEFAULT_BACKBONE`; ``init_note``: the provenance ``init`` when it
+        says more than ``pretrained``, see :mod:`ufl.provenance`)."""
+        from ..models.backbone import DEFAULT_BACKBONE, Backbone
+
+        name = name or DEFAULT_BACKBONE
         backbone = Backbone(name, pretrained=pretrained)
         if pretrained is True:
             source = "timm ImageNet weights"
@@ -133,6 +186,9 @@ class Workspace:
         """``ufl init --checkpoint RUN``: the run's backbone, frozen; with a Medusa checkpoint, its
         tasks registered with their heads and their val metrics measured through the workspace's
         own cache (``options`` go to :meth:`register_checkpoint_tasks`)."""
+        from ..checkpoint import load_checkpoint
+        from ..models import Backbone
+
         ckpt = load_checkpoint(run_dir)
         backbone = Backbone.from_config(ckpt.meta["backbone"])
         backbone.load_state_dict({k[len("backbone."):]: v for k, v in ckpt.model_state.items()
@@ -142,15 +198,21 @@ class Workspace:
                                  f"fingerprint; the run folder is damaged")
         provenance = ckpt.meta.get("provenance")
         if provenance is None:  # a checkpoint from before provenance was recorded: what its record says
+            try:
+                trained_on = ckpt.data_folder()  # an older run's relative folder, found
+            except UflError:
+                trained_on = ckpt.meta.get("root")
             provenance = {"init": describe_init((ckpt.meta.get("config") or {}).get("pretrained")),
-                          "data": [training_data(ckpt.meta["dataset"], ckpt.meta.get("root"))]}
-        ws = cls.create(path, backbone, f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, "
-                                        f"epoch {ckpt.epoch})", provenance)
-        if register:
-            from .registration import register_checkpoint_tasks
+                          "data": [training_data(ckpt.meta["dataset"], trained_on)]}
+        source = f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, epoch {ckpt.epoch})"
+        # built aside and moved into place whole: a failed init leaves nothing that blocks the retry
+        with _staging(resolve_workspace(path)) as staging:
+            cls._write_new(staging, backbone, source, provenance)
+            if register:
+                from .registration import register_checkpoint_tasks
 
-            register_checkpoint_tasks(ws, ckpt, **options)
-        return ws
+                register_checkpoint_tasks(cls(staging), ckpt, **options)
+        return cls(path)
 
     # -- reading --------------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:
@@ -186,6 +248,11 @@ class Workspace:
 
     def backbone(self, device: str | torch.device = "cpu") -> Backbone:
         """The frozen backbone (loaded once; its fingerprint checked against the manifest)."""
+        import torch
+
+        from ..io import load_weights
+        from ..models import Backbone
+
         if self._backbone is None:
             record = self.read()["backbone"]
             backbone = Backbone.from_config(record["config"])
@@ -237,6 +304,8 @@ class Workspace:
 
     def head(self, name: str, device: str | torch.device = "cpu") -> MedusaHead:
         """A registered task's head (its file checked against the recorded hash)."""
+        from ..models import MedusaHead
+
         return MedusaHead.load(self.checked_head_file(name), device=device).eval()
 
     # -- caches ---------------------------------------------------------------------------------
@@ -265,7 +334,8 @@ class Workspace:
         return max(found.values(), key=lambda r: r["views"], default=None)
 
     def data_settings(self, dataset: str) -> dict[str, Any]:
-        """What the workspace remembers of a dataset: ``{"root": folder, "size": [H, W]}`` (or {})."""
+        """What the workspace remembers of a dataset (a folder dataset by its name): ``{"root":
+        folder, "size": [H, W]}``, and a folder dataset's ``"specs"`` (or {})."""
         return dict(self.read()["data"].get(dataset, {}))
 
     # -- task registry --------------------------------------------------------------------------
@@ -333,6 +403,9 @@ class Workspace:
         """Register a head kept by :meth:`rescue_head` (``ufl register-rescued FILE``) under its task
         name, with the record it was trained with; the rescue file is deleted once registered.
         Returns the task name."""
+        from ..models import MedusaHead
+        from ..models.medusa import read_head_metadata
+
         file = Path(file)
         metadata = read_head_metadata(file)
         name, fingerprint = metadata.get("task"), metadata.get("fingerprint")

@@ -7,8 +7,9 @@ What is checked (each finding names its file and what to do):
 - every task: a valid name, its spec, its head file inside ``heads/`` and matching the recorded
   sha256, its backbone fingerprint, and that the val cache it is evaluated on has the size it was
   registered at;
-- every registered cache: inside ``caches/``, present, complete, of this backbone, and (when the
-  installed :mod:`feature_cache` has ``verify_file``) its stored checksums;
+- every registered cache (and the target files of tasks added to it later): inside ``caches/``,
+  present, complete, of this backbone, and (when the installed :mod:`feature_cache` has
+  ``verify_file``) its stored checksums;
 - litter: temporary files of atomic writes (``*.tmp``, also 0-byte ones), cache skeletons
   (``*.creating``), unfinished ``--overwrite`` rebuilds (``*.partial``), shards no cache reads,
   head files being deleted (``*.removing``), and head files no task refers to (orphans).
@@ -161,6 +162,7 @@ def _check_records(root: Path, report: DoctorReport) -> tuple[set[Path] | None, 
     path was sound (if not, a head file no task refers to may be the one a damaged record lost)."""
     from .core import Workspace, file_sha256
     from .evaluate import check_val_cache
+    from .targets import target_path
 
     try:
         ws = Workspace(root)
@@ -204,6 +206,15 @@ def _check_records(root: Path, report: DoctorReport) -> tuple[set[Path] | None, 
                                      f"--dataset {record['dataset']} --split {record['split']} --overwrite`")
             referenced.update(_sources(path))
             _check_cache(ws, key, record, path, verify, report)
+        for task in record.get("targets") or {}:  # targets of a task added later, beside the cache
+            with _finding(report, "cache", record["targets"][task].get("file")):
+                path = target_path(ws, record, task)
+                referenced.add(path)
+                if not path.is_file():
+                    raise WorkspaceError(f"the {task} target file {path} of the {key} cache is missing; re-cache with "
+                                         f"`ufl cache-features --dataset folder --dataset-name {record['dataset']} "
+                                         f"--overwrite`")
+                _check_cache(ws, f"{key} ({task} targets)", record, path, verify, report)
     return referenced, heads_sound
 
 

@@ -18,22 +18,24 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from feature_cache import FeatureCacheDataset
-
 from ..errors import CacheError, UflError
 from ..evaluation import evaluate
 from ..io import json_safe
 from ..metrics import delta_m
-from ..runtime import cudnn_exact, resolve_device, torch_threads
+from ..runtime import Precision, cudnn_exact, named_precision, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
 from .cache import dataset_specs, open_split, resolve_data
-from .views import ViewDataset, backbone_features
+from .targets import open_cache
+from .views import ViewDataset, backbone_features  # light: the transforms load when a view is made
 
 __all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
-           "evaluation_table", "plot_evaluation", "format_all_metrics", "check_val_cache"]
+           "evaluation_table", "plot_evaluation", "format_all_metrics", "check_val_cache", "head_precision"]
 
 log = logging.getLogger(__name__)
+
+#: Per-image edge counts of this workspace's evaluations (ufl.evalcache), relative to its root.
+EDGE_CACHE = "eval-cache/edges"
 
 
 @dataclass
@@ -68,31 +70,50 @@ def eval_threads(device: str | torch.device) -> int | None:
     return torch.get_num_threads() if resolve_device(device).type == "cpu" else None
 
 
+def head_precision(name: str | None, device: torch.device) -> Precision:
+    """How a registered head runs: its record's ``precision`` (absent, as in records written before
+    the key existed: ``fp32``). A float16 head (trained on a GPU) runs in float32 on the CPU, which
+    has no float16 autocast worth using; its metrics then differ by float rounding, as any head's
+    do between a GPU and the CPU."""
+    name = name or "fp32"
+    if name == "fp16" and device.type != "cuda":
+        log.info("a float16 (GPU) head runs in float32 on the CPU: its metrics differ by float rounding")
+        name = "fp32"
+    return named_precision(name, device)
+
+
 @torch.no_grad()
 def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: str | torch.device = "auto",
                  batch_size: int = 16, edge_thresholds: int | None = None, progress: bool = True,
                  online: bool | None = None, threads: int | None = None,
-                 with_details: bool = False, size: Sequence[int] | None = None) -> dict[str, float]:
+                 with_details: bool = False, size: Sequence[int] | None = None,
+                 precision: str | None = None, reuse_edges: bool = True) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
     ``threads`` intra-op threads when given (see :func:`eval_threads`); online at ``size`` (the
     size the task was registered at) when given, else at the workspace's size for the dataset.
-    With ``with_details`` the dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`)."""
+    With ``with_details`` the dict also holds ``"details"`` (see :func:`ufl.evaluation.evaluate`).
+    The head runs under autocast of ``precision`` (``fp32`` | ``bf16`` | ``fp16``, see
+    :func:`head_precision`; the backbone's features are the cache's either way). With
+    ``reuse_edges`` per-image edge counts are kept in ``WORKSPACE/eval-cache/edges``
+    (:data:`EDGE_CACHE`) and reused for unchanged predictions."""
     device = resolve_device(device)
     target = spec.name  # the cache's target of the task (``name`` may be a registration alias)
     # A copy in the default memory format: registration (right after training, channels_last) and
     # every later evaluation (a head loaded from disk) then run the very same kernels.
     head = copy.deepcopy(head).to(device, memory_format=torch.contiguous_format).eval()
+    autocast = head_precision(precision, device)
     cache = ws.find_cache(dataset, "val", 1)
     specs = {target: spec}
     # same numbers at registration and at every evaluation
     with cudnn_exact(), torch_threads(threads if device.type == "cpu" else None):
         if cache is not None and not online:
-            data = FeatureCacheDataset(ws.cache_path(cache), ws.fingerprint, tasks=[target])
+            data = open_cache(ws, cache, [target])
             loader = DataLoader(data, batch_size=batch_size, shuffle=False)
 
             def predict(batch):
-                return {target: head(batch["features"], out_size=batch[target].shape[-2:])["out"]}
+                with autocast.autocast():
+                    return {target: head(batch["features"], out_size=batch[target].shape[-2:])["out"]}
         else:
             if online is False:
                 raise ValueError(f"no {dataset}/val cache in {ws.root}")
@@ -105,10 +126,12 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
 
             def predict(batch):
                 features = [f.float() for f in backbone_features(backbone, batch["image"], None, storage)]
-                return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
+                with autocast.autocast():
+                    return {target: head(features, out_size=batch[target].shape[-2:])["out"]}
 
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
-                        progress=progress, with_details=with_details)[target]
+                        progress=progress, with_details=with_details,
+                        edge_cache=ws.root / EDGE_CACHE if reuse_edges else None)[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
@@ -136,7 +159,7 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
                                threads=evaluation.get("threads"), with_details=all_metrics,
-                               size=evaluation.get("size"))
+                               size=evaluation.get("size"), precision=record.get("precision"))
         details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
@@ -195,14 +218,13 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
     target = spec.name
     train = ws.find_cache(dataset, "train")
     if train is not None:
-        fit_on = FeatureCacheDataset(ws.cache_path(train), ws.fingerprint, tasks=[target])
+        fit_on = open_cache(ws, train, [target])
     else:
         folder, size = resolve_data(ws, dataset, None, None, record["eval"]["size"])
         fit_on = ViewDataset(open_split(ws, dataset, "train", folder, dataset_specs(ws, dataset, None)), 1, size)
     prior = PriorPredictor({target: spec}, dataset).fit(DataLoader(fit_on, batch_size=batch_size))
     val = ws.find_cache(dataset, "val", 1)
-    loader = DataLoader(FeatureCacheDataset(ws.cache_path(val), ws.fingerprint, tasks=[target]),
-                        batch_size=batch_size)
+    loader = DataLoader(open_cache(ws, val, [target]), batch_size=batch_size)
     return evaluate(prior, loader, {target: spec}, dataset, torch.device("cpu"), progress=False)[target]
 
 

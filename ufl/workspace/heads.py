@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from feature_cache import FeatureCacheDataset, available_memory_bytes
+from feature_cache import available_memory_bytes
 
 from ..datasets import DATASETS
 from ..errors import CacheError, SpecError, WorkspaceError
@@ -27,12 +27,14 @@ from ..evaluation import EDGE_THRESHOLDS_QUICK
 from ..io import json_safe
 from ..losses import MultiTaskLoss
 from ..models import build_head
-from ..runtime import loader_kwargs, precision_for, resolve_device
+from ..runtime import loader_kwargs, named_precision, precision_for, precision_name, resolve_device
 from ..taskspec import TaskSpec, builtin_specs, check_task_name, resolve_spec
 from ..training import Callback, Trainer
 from ..training.callbacks import ProgressBar, Validation
 from ..training.priors import start_at_prior
 from .evaluate import eval_threads, task_metrics
+from .folders import is_folder, merge_specs, resolve_dataset
+from .targets import cached_tasks, open_cache
 
 __all__ = ["add_task", "AddTaskResult", "default_dataset", "HeadTrainingConfig"]
 
@@ -50,6 +52,11 @@ class HeadTrainingConfig:
     seed: int = 0
     val_every: int | None = None
     head_options: dict[str, Any] = field(default_factory=dict)
+    precision: str | None = None
+    """``fp32`` | ``bf16`` | ``fp16`` (CUDA only, with a gradient scaler): the head's autocast in
+    training and in every evaluation of it (registration, ``ufl evaluate``, ``predict``), recorded
+    as the task's ``precision``. ``None``: training as the device does by default (AMP on CUDA,
+    float32 on the CPU) and evaluation in float32 (``fp32``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -81,8 +88,13 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
              config: HeadTrainingConfig | None = None, views: int | None = None, replace: bool = False,
              device: str = "auto", workers: int | None = None, data_root=None, root=None,
              size: Sequence[int] | None = None, in_memory: bool | None = None, progress: bool = True,
-             register_as: str | None = None, callbacks: Sequence[Callback] = ()) -> AddTaskResult:
+             register_as: str | None = None, callbacks: Sequence[Callback] = (),
+             dataset_name: str | None = None) -> AddTaskResult:
     """Train and register the head of task ``name`` (a built-in task, or ``spec_file``'s task).
+
+    A folder dataset is picked by ``root`` and/or ``dataset_name`` (see
+    :func:`ufl.workspace.folders.resolve_dataset`); when it is cached for other tasks, this
+    task's targets are added beside its caches (features untouched, nothing to re-cache).
 
     It is registered under ``register_as`` when given, else under the task's name, or under
     ``DATASET_TASK`` when that name is taken by the task's head for another dataset (``normals``
@@ -90,7 +102,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     config = config or HeadTrainingConfig()
     spec = resolve_spec(name, spec_file)
     name = spec.name
-    dataset = dataset or default_dataset(spec)
+    dataset = resolve_dataset(ws, dataset or default_dataset(spec), root, dataset_name)
     registered = ws.tasks
     key = _registration_name(registered, register_as, name, dataset)
     if key in registered and not replace:
@@ -102,19 +114,24 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     if not spec.supports(dataset):
         raise SpecError(f"task {name!r} is not defined on dataset {dataset!r} (it is defined on: "
                         f"{', '.join(spec.datasets())}); pick one of those or give a --spec")
-    provided = DATASETS.get(dataset).supported_tasks if dataset != "folder" else None
+    provided = None if is_folder(dataset) else DATASETS.get(dataset).supported_tasks
     if provided is not None and name not in provided:
         raise SpecError(f"dataset {dataset!r} has no task {name!r}; it provides: {', '.join(provided)} "
                         f"(for your own targets use a folder dataset and --spec)")
     device = resolve_device(device)
+    if config.precision is None:
+        training_precision, precision = precision_for(device), "fp32"
+    else:
+        training_precision = named_precision(config.precision, device)  # refuses fp16 off CUDA, before any work
+        precision = config.precision
     train_record, val_record = _ensure_caches(ws, spec, dataset, views, data_root, root, size, device)
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     head = build_head(ws.read()["backbone"]["channels"], spec.out_channels(dataset), **config.head_options)
     head.to(device, memory_format=torch.channels_last)  # faster convolutions while training
-    train_set = FeatureCacheDataset(ws.cache_path(train_record), ws.fingerprint, tasks=[name],
-                                    in_memory=_fits_in_memory(ws, train_record) if in_memory is None else in_memory)
+    train_set = open_cache(ws, train_record, [name],
+                           in_memory=_fits_in_memory(ws, train_record) if in_memory is None else in_memory)
     if workers is None and train_set.in_memory:
         workers = 0  # rows already in RAM: worker processes would only add copies
     generator = torch.Generator().manual_seed(config.seed)
@@ -130,11 +147,11 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
 
     def validate() -> dict[str, dict[str, float]]:
         return {name: task_metrics(ws, name, spec, dataset, head, device=device, progress=False,
-                                   edge_thresholds=EDGE_THRESHOLDS_QUICK)}
+                                   edge_thresholds=EDGE_THRESHOLDS_QUICK, precision=precision, reuse_edges=False)}
 
     val_every = config.val_every or max(1, config.epochs // 5)
     trainer = Trainer(head, optimizer, forward, MultiTaskLoss(specs, dataset).to(device), epochs=config.epochs,
-                      base_lr=config.lr, device=device, precision=precision_for(device), seed=config.seed,
+                      base_lr=config.lr, device=device, precision=training_precision, seed=config.seed,
                       callbacks=[Validation(validate, val_every), ProgressBar(f"add-task {name}", progress),
                                  *callbacks])
     log.info("training a %s head for %s on %s (%d cached rows, %d epochs)", spec.kind, name, dataset,
@@ -143,10 +160,11 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     train_set.close()
     seconds = time.perf_counter() - started
 
-    metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress)
-    record = {"spec": spec.to_dict(), "dataset": dataset, "source": "add-task",
+    metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress, precision=precision)
+    record = {"spec": spec.to_dict(), "dataset": dataset, "source": "add-task", "precision": precision,
               "training": {**config.to_dict(), "train_cache": ws.cache_key(dataset, "train", train_record["views"]),
-                           "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device)},
+                           "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device),
+                           "precision": precision_name(training_precision)},
               "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val", "size": val_record["size"],
                        "batch_size": 16, "threads": eval_threads(device)},
               "registered": metrics,
@@ -178,23 +196,27 @@ def _registration_name(registered: Mapping[str, Any], register_as: str | None, t
 
 
 def _ensure_caches(ws, spec: TaskSpec, dataset: str, views, data_root, root, size, device):
-    """The train and val caches of ``dataset`` holding ``spec``'s targets (cached first if missing)."""
-    missing = [split for split in ("train", "val")
-               if ws.find_cache(dataset, split, views if split == "train" else 1) is None]
-    if missing:
-        log.info("no %s feature cache for %s yet: caching %s first", "/".join(missing), dataset, " and ".join(missing))
-        specs = [spec] if dataset == "folder" else None
-        if dataset == "folder" and ws.data_settings("folder").get("specs"):
-            known = [TaskSpec.from_dict(s) for s in ws.data_settings("folder")["specs"]]
-            specs = known + [spec] if spec.name not in {s.name for s in known} else known
-        ws.cache_features(dataset, missing, views=views or 1, data_root=data_root, root=root, size=size,
-                          specs=specs, device=str(device))
+    """The train and val caches of ``dataset`` holding ``spec``'s targets: cached first when
+    missing; a folder dataset's caches made for other tasks get this task's targets added."""
+    specs = None
+    if is_folder(dataset):
+        merge_specs(ws, dataset, [spec])  # refuses a spec other than the one its targets were cached with
+        specs = [spec]
+    for split in ("train", "val"):
+        record = ws.find_cache(dataset, split, views if split == "train" else 1)
+        if record is not None and spec.name in cached_tasks(record):
+            continue
+        if record is None:
+            log.info("no %s/%s feature cache yet: caching it first", dataset, split)
+        ws.cache_features(dataset, [split], views=record["views"] if record else (views or 1), data_root=data_root,
+                          root=root, size=size, specs=specs, device=str(device))
     train = ws.find_cache(dataset, "train", views)
     val = ws.find_cache(dataset, "val", 1)
     for record in (train, val):
-        if spec.name not in record["tasks"]:
+        if spec.name not in cached_tasks(record):
             raise CacheError(f"the {dataset}/{record['split']} cache ({ws.cache_path(record)}) holds no targets "
-                             f"for {spec.name!r}; re-cache it with --overwrite and --spec for every task")
+                             f"for {spec.name!r}; add them with `ufl cache-features --dataset folder --dataset-name "
+                             f"{dataset} --spec FILE.yaml`")
     if tuple(train["size"]) != tuple(val["size"]):
         raise CacheError(f"the {dataset} train and val caches differ in size ({train['size']} vs {val['size']}); "
                          f"re-cache both with the same --size")

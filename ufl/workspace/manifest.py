@@ -47,11 +47,15 @@ class Manifest:
         created         ISO time
         backbone        {"config": {...}, "fingerprint": str, "weights": "backbone.safetensors",
                          "source": str}
-        data            {dataset: {"root": absolute folder, "size": [H, W]}}
+        data            {dataset: {"root": absolute folder, "size": [H, W]}}; a folder dataset by its
+                        name, with "kind": "folder" and its "specs" (ufl.workspace.folders)
         caches          {"pascal/train/2v": {"file": "caches/pascal-train-2v.h5", "dataset", "split",
-                         "views", "size", "samples", "tasks", "fingerprint", "created"}}
+                         "views", "size", "samples", "tasks", "fingerprint", "created",
+                         "targets": {task: {"file", "created"}} for tasks added later, optional}}
         tasks           {name: {"spec", "dataset", "head", "head_sha256", "fingerprint", "training",
-                         "eval", "registered", "registered_at", "source"}}
+                         "eval", "registered", "registered_at", "source", "precision"}}
+                        ("precision": the head's autocast, fp32 | bf16 | fp16, in which its registered
+                        metrics were computed and every evaluation repeats them; absent = fp32)
     """
 
     def __init__(self, root: str | Path):

@@ -23,6 +23,7 @@ from ..images import read_image
 from ..runtime import resolve_device
 from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
 from .cache import dataset_specs, open_split, resolve_data
+from .folders import expand_datasets
 from .views import ViewDataset
 from ..vectors import unit_vectors
 
@@ -46,8 +47,13 @@ def _task_groups(ws, tasks: Sequence[str] | None) -> dict[tuple[int, int], list[
 
 
 def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
-    """``{task: (head on device, spec, dataset)}``, read (and hash-checked) once for many images."""
-    return {name: (ws.head(name, device), ws.spec(name), ws.task(name)["dataset"]) for name in names}
+    """``{task: (head on device, spec, dataset, precision)}``, read (and hash-checked) once for many
+    images; each head runs in the precision it was registered with (its record's ``precision``)."""
+    from .evaluate import head_precision
+
+    return {name: (ws.head(name, device), ws.spec(name), ws.task(name)["dataset"],
+                   head_precision(ws.task(name).get("precision"), torch.device(device)))
+            for name in names}
 
 
 @torch.no_grad()
@@ -56,9 +62,13 @@ def _run_heads(ws, heads: dict[str, tuple], images: torch.Tensor, device, attent
     "attention": ..., "kind", "dataset", "classes", "target": the spec's target name}}``."""
     features = ws.backbone(device)(images.to(device))
     out = {}
-    for name, (head, spec, dataset) in heads.items():
-        result = head(features, out_size=images.shape[-2:], return_attention=attention)
-        out[name] = {"pred": postprocess(spec.kind, result["out"]).cpu(), "attention": result.get("attention"),
+    for name, (head, spec, dataset, precision) in heads.items():
+        with precision.autocast():
+            result = head(features, out_size=images.shape[-2:], return_attention=attention)
+        maps = result.get("attention")
+        if maps is not None:  # float32 for the pictures, whatever the head's autocast computed them in
+            maps = {"sfa": [m.float() for m in maps["sfa"]], "msa": maps["msa"].float()}
+        out[name] = {"pred": postprocess(spec.kind, result["out"]).cpu(), "attention": maps,
                      "kind": spec.kind, "dataset": dataset, "classes": spec.out_channels(dataset),
                      "target": spec.name}
     return out
@@ -194,8 +204,8 @@ def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = No
     by_dataset: dict[str, list[str]] = {}
     for name, record in ws.tasks.items():
         by_dataset.setdefault(record["dataset"], []).append(name)
-    if datasets:
-        by_dataset = {d: by_dataset.get(d, []) for d in datasets}
+    if datasets:  # "folder": every folder dataset
+        by_dataset = {d: by_dataset.get(d, []) for d in expand_datasets(ws, datasets)}
     paths = []
     scales = len(ws.read()["backbone"]["channels"])
     for dataset, names in by_dataset.items():

@@ -32,7 +32,7 @@ def register_checkpoint_tasks(ws, ckpt: Checkpoint, *, data_root=None, root=None
         return []
     dataset = meta["dataset"]
     if root is None and data_root is None:
-        root = meta.get("root")
+        root = ckpt.data_folder()  # absolute; an older run's relative folder found, or one clear error
     ws.cache_features(dataset, ["val"], data_root=data_root, root=root, size=meta.get("size"), device=device,
                       batch_size=batch_size, progress=progress)
     names = [*meta["tasks"], *meta.get("aux", [])]

@@ -1,0 +1,95 @@
+"""Benchmark: a second ``ufl evaluate`` on an unchanged workspace with an edges head, against the first.
+
+    python bench/evaluate_cache.py [--json] [--workspace WS] [--size 96] [--val 32] [--repeats 2]
+
+``ufl evaluate`` keeps each image's edge counts in ``WORKSPACE/eval-cache/edges`` (a hash of the
+prediction, the ground truth and the protocol settings, see ``ufl.evalcache``): an unchanged head is
+evaluated again without matching. Per repeat, interleaved: the cache folder is removed, then
+``evaluate --all-tasks`` runs twice (``first``: matching every image at 99 thresholds; ``second``:
+reading the counts). Timed two ways: through the Python API in this process
+(``Workspace.evaluate``), and as the command a user types (``python -m ufl evaluate --all-tasks
+--json``, a fresh interpreter each time, so its start-up is included). Best of the repeats; the
+metrics of the two runs must be equal. Target: ``ratio`` (second / first, API) <= 0.2.
+
+Without ``--workspace`` a workspace is generated: PASCAL-like data at ``--size`` px (8 train,
+``--val`` val images), a random-init HRNet-18, and two heads trained for one epoch (edges and
+saliency). Prints one JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from _common import machine  # noqa: E402
+from ufl.models import Backbone  # noqa: E402
+from ufl.workspace import HeadTrainingConfig, Workspace  # noqa: E402
+from ufl.workspace.evaluate import EDGE_CACHE  # noqa: E402
+
+
+def build(root: Path, size: int, val: int) -> Path:
+    from ufl.datasets.synthetic import make_synthetic
+
+    make_synthetic(root / "data", size=size, n_train=8, n_val=val, seed=0, progress=False)
+    ws = Workspace.create(root / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")
+    ws.cache_features("pascal", data_root=root / "data", size=(size, size), device="cpu", progress=False)
+    for task in ("edges", "saliency"):
+        ws.add_task(task, config=HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-3), device="cpu", progress=False)
+    return ws.root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--workspace", default=None, help="an existing workspace (default: generate one)")
+    parser.add_argument("--size", type=int, default=96, help="generated images' size (multiple of 32)")
+    parser.add_argument("--val", type=int, default=32, help="generated val images")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best of each is kept")
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workspace) if args.workspace else build(Path(tmp), args.size, args.val)
+        cache = root / EDGE_CACHE
+        times: dict[str, list[float]] = {k: [] for k in ("api_first", "api_second", "cli_first", "cli_second")}
+        results = []
+        for _ in range(args.repeats):
+            shutil.rmtree(cache, ignore_errors=True)
+            for key in ("api_first", "api_second"):
+                start = time.perf_counter()
+                results.append(Workspace(root).evaluate(device="cpu", progress=False).to_dict())
+                times[key].append(time.perf_counter() - start)
+            shutil.rmtree(cache, ignore_errors=True)
+            for key in ("cli_first", "cli_second"):
+                start = time.perf_counter()
+                done = subprocess.run([sys.executable, "-m", "ufl", "evaluate", "--workspace", str(root), "--all-tasks",
+                                       "--json", "--device", "cpu"], env=env, capture_output=True, text=True, check=True)
+                times[key].append(time.perf_counter() - start)
+                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        tasks = sorted(Workspace(root).tasks)
+        edges = [n for n in tasks if Workspace(root).spec(n).kind == "edges"]
+    if any(r["tasks"] != results[0]["tasks"] for r in results):
+        raise SystemExit("the metrics differ between runs")
+    best = {k: min(v) for k, v in times.items()}
+    report = {"machine": machine(), "tasks": tasks, "edge_tasks": edges, "repeats": args.repeats,
+              "ratio": best["api_second"] / best["api_first"], "cli_ratio": best["cli_second"] / best["cli_first"],
+              **{f"{k}_seconds": v for k, v in best.items()}, "runs": times}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>20}: {value:.3f}" if isinstance(value, float) else f"{key:>20}: {value}")
+
+
+if __name__ == "__main__":
+    main()
