@@ -12,11 +12,12 @@ On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON key
   [``cache_seconds``, ``cache_images_per_s``, ``bytes_per_image``];
 * [``ratio``] = cache / forward (best of ``--repeats`` interleaved runs each);
 * [``main_ms_per_row``]: the caching process's own work per row at ``--main-size`` px besides
-  decoding and the forward: ``(wall - forward - decode) / rows`` of a one-process run
-  (``workers=0``; the forward timed around ``backbone_features``, the decoding around the
-  DataLoader's dataset access), plus [``write_ms_per_row``], the writer thread's ``write()`` time
-  (overlapped in the wall time, so counted twice at worst: an upper bound) [``main_loop_ms_per_row``
-  is the part without it];
+  decoding and the forward: ``(loop - forward - decode) / rows`` of a one-process run
+  (``workers=0``; ``loop`` from the DataLoader's first batch to the writer's close, so file
+  creation, fsync and registration are not counted; the forward timed around ``backbone_features``,
+  the decoding around the DataLoader's dataset access), plus [``write_ms_per_row``], the writer
+  thread's ``write()`` time (it overlaps the loop, so this counts it twice at worst: an upper
+  bound) [``main_loop_ms_per_row`` is the part without it];
 * [``read_ratio``]: the cache reader (``FeatureCacheReader.features_batch`` + ``targets_batch`` of
   one task, stored dtypes, checksums verified) against raw NumPy reads of the SAME bytes (each
   row's bytes contiguous in a plain file, one ``readinto`` per row into a batch buffer whose parts
@@ -24,9 +25,11 @@ On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON key
   in the same shuffled batches of ``--batch-size`` rows from a warm page cache; > 1 means the cache
   is faster. On the bench's own cache [``read_ratio``, ``read_rows_per_s``, ``raw_rows_per_s``] and
   on a ``--read-size`` px cache of the same backbone's feature shapes and PASCAL's semseg target
-  [``read_ratio_512``, ``read_rows_per_s_512``: through ``FeatureCacheDataset(dtype=None)`` and a
-  ``DataLoader`` (one process, batches of ``--batch-size``, shuffled, collated, float16 kept),
-  ``reader_rows_per_s_512``, ``raw_rows_per_s_512``, ``read_bytes_per_row_512``].
+  [``read_ratio_512``, ``reader_rows_per_s_512``, ``raw_rows_per_s_512``, ``read_bytes_per_row_512``],
+  and [``read_rows_per_s_512``]: what a head's training loop gets, ``FeatureCacheDataset(dtype=None)``
+  through its batch loader (one process, shuffled batches of ``--batch-size``, float16 kept, targets
+  decoded to int64) [``read_rows_per_s_512_collate``: the same through a plain DataLoader, whose
+  default collate stacks the items again].
 
 On CUDA it also reports the GPU busy fraction (backbone kernel time / wall time of the caching
 run, from CUDA events). Prints one JSON object with ``--json``.
@@ -50,7 +53,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import machine, sync  # noqa: E402
-from feature_cache import FeatureCacheDataset, FeatureCacheReader, FeatureCacheWriter  # noqa: E402
+from feature_cache import BackgroundWriter, FeatureCacheDataset, FeatureCacheReader, FeatureCacheWriter  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torch.utils.data._utils import fetch as _fetch  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
@@ -139,19 +142,23 @@ def read_same_bytes(path: Path, task: str, tmp: Path, batch_size: int, repeats: 
             "read_ratio": min(raw_s) / min(cache_s), "row_bytes": row_bytes}
 
 
-def dataset_rows_per_s(path: Path, task: str, batch_size: int, repeats: int) -> float:
-    """Rows/s through ``FeatureCacheDataset(dtype=None)`` and a one-process shuffled DataLoader."""
+def dataset_rows_per_s(path: Path, task: str, batch_size: int, repeats: int) -> dict[str, float]:
+    """Rows/s through ``FeatureCacheDataset(dtype=None)`` in one process, shuffled: its batch
+    loader (:meth:`FeatureCacheDataset.loader`, whole batches) and a plain DataLoader (items
+    collated with ``torch.stack``), interleaved, best of ``repeats`` after a warm-up pass."""
     data = FeatureCacheDataset(path, tasks=[task], dtype=None)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0,
-                        generator=torch.Generator().manual_seed(0))
-    best = float("inf")
+    loaders = {"batched": data.loader(batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)),
+               "collate": DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=0,
+                                     generator=torch.Generator().manual_seed(0))}
+    best = {key: float("inf") for key in loaders}
     for _ in range(repeats + 1):  # the first pass warms up
-        start = time.perf_counter()
-        for _batch in loader:
-            pass
-        best = min(best, time.perf_counter() - start)
+        for key, loader in loaders.items():
+            start = time.perf_counter()
+            for _batch in loader:
+                pass
+            best[key] = min(best[key], time.perf_counter() - start)
     data.close()
-    return len(data) / best
+    return {key: len(data) / seconds for key, seconds in best.items()}
 
 
 def synthetic_read_cache(ws, path: Path, size: int, rows: int) -> str:
@@ -177,9 +184,17 @@ def synthetic_read_cache(ws, path: Path, size: int, rows: int) -> str:
 def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], images: int,
                       batch_size: int, tmp: Path) -> dict[str, float]:
     """Per-row time of the caching process besides forward and decoding (see the module docstring)."""
-    spans = {"forward": 0.0, "decode": 0.0, "write": 0.0}
+    spans = {"forward": 0.0, "decode": 0.0, "write": 0.0, "loop_start": 0.0, "loop_end": 0.0}
     real_features, real_fetch = _cache.backbone_features, _fetch._MapDatasetFetcher.fetch
-    real_write = FeatureCacheWriter.write
+    real_write, real_iter, real_close = FeatureCacheWriter.write, DataLoader.__iter__, BackgroundWriter.close
+
+    def loader_iter(self):  # the caching loop starts (setup, file creation done)
+        spans["loop_start"] = time.perf_counter()
+        return real_iter(self)
+
+    def close(self, *args, **kwargs):  # the caching loop ends (finalising, renaming, registering follow)
+        spans["loop_end"] = spans["loop_end"] or time.perf_counter()
+        return real_close(self, *args, **kwargs)
 
     def timed(key, fn):
         def wrapper(*args, **kwargs):
@@ -211,11 +226,13 @@ def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], ima
 
     with mock.patch.object(_cache, "backbone_features", timed("forward", real_features)), \
             mock.patch.object(_fetch._MapDatasetFetcher, "fetch", fetch), \
-            mock.patch.object(FeatureCacheWriter, "write", timed("write", real_write)):
+            mock.patch.object(FeatureCacheWriter, "write", timed("write", real_write)), \
+            mock.patch.object(DataLoader, "__iter__", loader_iter), \
+            mock.patch.object(BackgroundWriter, "close", close):
         result = ws.cache_features(dataset, ["val"], root=folder, size=size, device="cpu", batch_size=batch_size,
                                    workers=0, overwrite=True, progress=False)[0]
     rows = result.written
-    loop = (result.seconds - spans["forward"] - spans["decode"]) / rows
+    loop = (spans["loop_end"] - spans["loop_start"] - spans["forward"] - spans["decode"]) / rows
     return {"main_ms_per_row": 1000 * (loop + spans["write"] / rows), "main_loop_ms_per_row": 1000 * loop,
             "write_ms_per_row": 1000 * spans["write"] / rows, "main_rows": rows,
             "main_forward_ms_per_row": 1000 * spans["forward"] / rows,
@@ -232,6 +249,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers of the caching run")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the best of each is kept")
+    parser.add_argument("--skip-ratio", action="store_true",
+                        help="cache once and skip the forward timing (ratio: null); the read and main-process keys only")
     parser.add_argument("--read-size", type=int, default=512, help="input size of the read-speed cache")
     parser.add_argument("--read-rows", type=int, default=192, help="rows of the read-speed cache")
     parser.add_argument("--main-size", type=int, default=512, help="input size of the main-process timing")
@@ -254,8 +273,9 @@ def main() -> None:
         images = torch.stack([rows[i]["image"] for i in range(len(rows))])
 
         forward_times, cache_times, busy = [], [], []
-        for repeat in range(args.repeats):
-            forward_times.append(time_forward(ws, images, args.batch_size, device))
+        for repeat in range(1 if args.skip_ratio else args.repeats):
+            if not args.skip_ratio:
+                forward_times.append(time_forward(ws, images, args.batch_size, device))
             with _kernel_timer(ws, device) as kernel_seconds:
                 result = ws.cache_features(args.dataset, ["train"], root=folder, size=size, device=str(device),
                                            batch_size=args.batch_size, workers=args.workers, overwrite=repeat > 0,
@@ -276,17 +296,19 @@ def main() -> None:
         main_folder, _ = resolve_data(ws, args.dataset, tmp / "data_main", None, main_size)
         main = main_process_time(ws, args.dataset, main_folder, main_size, args.main_images, args.batch_size, tmp)
 
-    forward_s, cache_s = min(forward_times), min(cache_times)
+    forward_s, cache_s = min(forward_times, default=float("nan")), min(cache_times)
     report = {
         "machine": machine(), "device": str(device), "dataset": args.dataset, "images": args.images, "size": list(size),
-        "batch_size": args.batch_size, "ratio": cache_s / forward_s, "cache_seconds": cache_s,
-        "forward_seconds": forward_s, "cache_images_per_s": args.images / cache_s,
-        "forward_images_per_s": args.images / forward_s, "bytes_per_image": on_disk,
+        "batch_size": args.batch_size, "ratio": None if args.skip_ratio else cache_s / forward_s,
+        "cache_seconds": cache_s, "forward_seconds": None if args.skip_ratio else forward_s,
+        "cache_images_per_s": args.images / cache_s,
+        "forward_images_per_s": None if args.skip_ratio else args.images / forward_s, "bytes_per_image": on_disk,
         "gpu_busy_fraction": max(busy) if busy else None,
         "read_ratio": reads["read_ratio"], "read_rows_per_s": reads["cache_rows_per_s"],
         "raw_rows_per_s": reads["raw_rows_per_s"], "read_bytes_per_row": reads["row_bytes"],
         "read_size": args.read_size, "read_ratio_512": reads_512["read_ratio"],
-        "read_rows_per_s_512": loader_512, "reader_rows_per_s_512": reads_512["cache_rows_per_s"],
+        "read_rows_per_s_512": loader_512["batched"], "read_rows_per_s_512_collate": loader_512["collate"],
+        "reader_rows_per_s_512": reads_512["cache_rows_per_s"],
         "raw_rows_per_s_512": reads_512["raw_rows_per_s"], "read_bytes_per_row_512": reads_512["row_bytes"],
         "main_size": list(main_size), **main,
     }

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from .errors import FeatureCacheError
 from .reader import FeatureCacheReader
@@ -110,14 +110,37 @@ class FeatureCacheDataset(Dataset):
             self._reader_pid = os.getpid()
         return self._reader
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | list[int]) -> dict[str, Any]:
+        """Item ``index``; given a list of indices (a :class:`BatchSampler`'s batch, see
+        :meth:`loader`), the whole batch already collated (:meth:`batch`)."""
+        if isinstance(index, (list, tuple, np.ndarray, torch.Tensor)):
+            return self.batch(index)
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
         """The items of ``indices`` (one batched read per dataset; what a DataLoader calls)."""
+        batch = self.batch(indices)
+        items = []
+        for j, i in enumerate(batch["index"].tolist()):
+            item: dict[str, Any] = {"features": [f[j] for f in batch["features"]]}
+            for task in self.tasks:
+                item[task] = batch[task][j]
+            item["id"] = batch["id"][j]
+            item["index"] = i
+            item["view"] = int(batch["view"][j])
+            if "view_params" in batch:
+                item["view_params"] = batch["view_params"][j]
+            items.append(item)
+        return items
+
+    def batch(self, indices: Any) -> dict[str, Any]:
+        """The rows ``indices`` as one batch, exactly what ``default_collate`` makes of their items
+        (features: list of (B, C_s, H_s, W_s); targets (B, ...); ``"id"`` list; ``"index"``,
+        ``"view"`` (B,) int64; ``"view_params"`` (B, K)), read with one batched read per dataset and
+        no per-item tensors to stack again."""
         n = len(self)
         rows = []
-        for index in indices:
+        for index in np.asarray(indices).reshape(-1).tolist():
             if not -n <= int(index) < n:
                 raise IndexError(f"index {index} out of range for {n} samples")
             rows.append(int(index) % n)
@@ -132,22 +155,30 @@ class FeatureCacheDataset(Dataset):
             features = reader.features_batch(rows)
             targets = reader.targets_batch(rows, self.tasks, decode=False)
             params = reader.view_params_batch(rows) if self.view_param_names else None
-        features = [self._feature_tensor(f) for f in features]
-        targets = {t: torch.from_numpy(v.astype(self.layout.targets[t].decoded_dtype, copy=False))
-                   for t, v in targets.items()}
-        params = torch.from_numpy(params.astype(np.float32, copy=False)) if params is not None else None
-        items = []
-        for j, i in enumerate(rows):
-            item: dict[str, Any] = {"features": [f[j] for f in features]}
-            for task in self.tasks:
-                item[task] = targets[task][j]
-            item["id"] = self.ids[i]
-            item["index"] = i
-            item["view"] = int(self.view[i])
-            if params is not None and self.view_param_names:
-                item["view_params"] = params[j]
-            items.append(item)
-        return items
+        out: dict[str, Any] = {"features": [self._feature_tensor(f) for f in features]}
+        for t, v in targets.items():
+            out[t] = torch.from_numpy(v.astype(self.layout.targets[t].decoded_dtype, copy=False))
+        out["id"] = [self.ids[i] for i in rows]
+        out["index"] = torch.tensor(rows, dtype=torch.int64)
+        out["view"] = torch.from_numpy(self.view[rows].astype(np.int64))
+        if params is not None and self.view_param_names:
+            out["view_params"] = torch.from_numpy(params.astype(np.float32, copy=False))
+        return out
+
+    def loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               generator: torch.Generator | None = None, **kwargs: Any) -> DataLoader:
+        """A DataLoader of whole batches: its sampler's indices go to :meth:`batch` at once.
+
+        The same batches (same order for the same ``generator``) and tensors as
+        ``DataLoader(self, batch_size, shuffle, ...)`` with the default collate, without the
+        per-item tensors and the ``torch.stack`` that copies them again (at 512 px the stack cost
+        more than the read). ``kwargs`` go to the DataLoader (``num_workers``, ``pin_memory``, ...).
+        """
+        base = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        # the DataLoader gets the generator too: it draws its workers' base seed from it first, as
+        # the plain DataLoader does, so both shuffle alike
+        return DataLoader(self, batch_size=None, sampler=BatchSampler(base, batch_size, drop_last),
+                          generator=generator, **kwargs)
 
     def _feature_tensor(self, arr: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(arr)

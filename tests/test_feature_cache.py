@@ -942,3 +942,17 @@ def test_dataset_batched_items_equal_single_items(reference):
     loaded = next(iter(DataLoader(fc.FeatureCacheDataset(reference), batch_size=4)))  # calls __getitems__
     assert loaded["features"][0].shape == (4, *SCALES[0]) and loaded["features"][0].dtype == torch.float32
     assert torch.equal(loaded["features"][0][2], ds[2]["features"][0].float())
+
+
+def test_batch_loader_gives_the_default_collated_batches(reference):
+    ds = fc.FeatureCacheDataset(reference)
+    plain = list(DataLoader(ds, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    batched = list(ds.loader(4, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    assert len(plain) == len(batched) == 3
+    for a, b in zip(plain, batched):
+        assert a.keys() == b.keys() and a["id"] == b["id"]
+        assert all(torch.equal(x, y) and x.dtype == y.dtype for x, y in zip(a["features"], b["features"]))
+        for key in ("semseg", "depth", "index", "view", "view_params"):
+            assert torch.equal(a[key], b[key]) and a[key].dtype == b[key].dtype, key
+    assert sorted(i for b in batched for i in b["index"].tolist()) == list(range(N))
+    assert [len(b["id"]) for b in ds.loader(4, drop_last=True)] == [4, 4]

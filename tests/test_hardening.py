@@ -110,9 +110,9 @@ def test_replace_keeps_an_old_head_that_does_not_match_its_hash(ws, caplog):
 def _fail_writes_under(monkeypatch, folder, error=errno.ENOSPC):
     """Every safetensors write into ``folder`` fails with ``error`` (as a full disk would), also
     into the hidden sibling folder a new workspace is built in (``.NAME.*.creating``)."""
-    import ufl.io
+    import safetensors.torch
 
-    original = ufl.io.save_file
+    original = safetensors.torch.save_file
 
     def save_file(tensors, filename, metadata=None):
         written_in = os.path.dirname(os.path.abspath(filename))
@@ -123,7 +123,7 @@ def _fail_writes_under(monkeypatch, folder, error=errno.ENOSPC):
             raise OSError(error, os.strerror(error), filename)
         return original(tensors, filename, metadata=metadata)
 
-    monkeypatch.setattr(ufl.io, "save_file", save_file)
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)  # ufl.io imports it at the call
 
 
 def test_a_full_disk_at_add_task_keeps_the_trained_head(ws, monkeypatch, tmp_path):
@@ -159,9 +159,9 @@ def test_os_errors_at_init_are_one_line(tmp_path, monkeypatch, error):
 def test_a_safetensors_error_is_one_line(tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
-    import ufl.io
+    import safetensors.torch
 
-    monkeypatch.setattr(ufl.io, "save_file", lambda *a, **k: (_ for _ in ()).throw(SafetensorError("bad header")))
+    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (_ for _ in ()).throw(SafetensorError("bad header")))
     line = _one_error_line(_invoke("init", "--backbone", "hrnet_w18_small_v2", "--pretrained", "none",
                                    "--workspace", tmp_path / "ws"))
     assert "bad header" in line
