@@ -236,6 +236,42 @@ def test_a_head_trained_from_disk_with_workers_equals_one_trained_in_memory(ws):
         assert torch.equal(value, in_memory[key]), key
 
 
+def test_a_head_trained_through_the_batched_reader_equals_one_through_a_default_collated_loader(ws, monkeypatch):
+    """add-task reads whole batches with float16 features cast on the device; the path before (float32
+    features from the CPU, one item per row, default collate) trains the same head bit for bit."""
+    from torch.utils.data import DataLoader
+
+    from feature_cache import FeatureCacheDataset
+    from ufl.workspace import heads
+
+    seen = []
+    build_head = heads.build_head
+
+    def recording_head(*args, **kwargs):  # the dtypes of the features reaching the head
+        head = build_head(*args, **kwargs)
+        head.register_forward_pre_hook(lambda module, inputs: seen.append({f.dtype for f in inputs[0]}))
+        return head
+
+    monkeypatch.setattr(heads, "build_head", recording_head)
+    config = HeadTrainingConfig(epochs=2, batch_size=3, lr=1e-3, seed=5)  # 16 rows: 5 batches, shuffled
+    ws.add_task("human_parts", config=config, device="cpu", progress=False, in_memory=False, workers=2)
+    batched = ws.head("human_parts").state_dict()
+    assert seen and all(dtypes == {torch.float32} for dtypes in seen)
+
+    def default_collated(train_set, batch_size, generator, kwargs):
+        assert {f.dtype for f in train_set.batch([0])["features"]} == {torch.float16}  # cast on the device
+        plain = FeatureCacheDataset(train_set.path, train_set.fingerprint, tasks=train_set.tasks)  # float32
+        return DataLoader(plain, batch_size=batch_size, shuffle=True, generator=generator,
+                          drop_last=len(plain) > batch_size, **kwargs)
+
+    monkeypatch.setattr(heads, "_train_loader", default_collated)
+    ws.add_task("human_parts", config=config, device="cpu", progress=False, in_memory=False, workers=2, replace=True)
+    reference = ws.head("human_parts").state_dict()
+    assert batched.keys() == reference.keys()
+    for key, value in batched.items():
+        assert torch.equal(value, reference[key]), key
+
+
 def test_evaluate_json_contract_and_zero_drift_after_add_and_remove(ws):
     result = _invoke("evaluate", "--workspace", ws.root, "--all-tasks", "--json")
     assert result.exit_code == 0, result.output

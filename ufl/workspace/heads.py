@@ -135,19 +135,20 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     torch.manual_seed(config.seed)
     head = build_head(ws.read()["backbone"]["channels"], spec.out_channels(dataset), **config.head_options)
     head.to(device, memory_format=torch.channels_last)  # faster convolutions while training
-    train_set = open_cache(ws, train_record, [name],
+    # dtype=None: float16 features stay float16 until the device, where forward() casts them
+    train_set = open_cache(ws, train_record, [name], dtype=None,
                            in_memory=_fits_in_memory(ws, train_record) if in_memory is None else in_memory)
     if workers is None and train_set.in_memory:
         workers = 0  # rows already in RAM: worker processes would only add copies
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator,
-                        drop_last=len(train_set) > config.batch_size, **loader_kwargs(device, workers))
+    loader = _train_loader(train_set, config.batch_size, generator, loader_kwargs(device, workers))
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     specs = {name: spec}
     start_at_prior(head, specs, next(iter(loader)))
 
     def forward(model, batch):
-        features = [f.contiguous(memory_format=torch.channels_last) for f in batch["features"]]
+        # float16 -> float32 on the device: the values the CPU cast gave before, half the bytes moved
+        features = [f.to(torch.float32, memory_format=torch.channels_last) for f in batch["features"]]
         return {name: model(features, out_size=batch[name].shape[-2:])}
 
     def validate() -> dict[str, dict[str, float]]:
@@ -181,6 +182,16 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     # debug: the result is the return value (the CLI prints it once)
     log.debug("registered %s: %s", key, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return AddTaskResult(key, dataset, metrics, state.history, seconds)
+
+
+def _train_loader(train_set, batch_size: int, generator: torch.Generator, kwargs: dict[str, Any]) -> DataLoader:
+    """The training batches: shuffled by ``generator``, the last partial batch dropped unless it is
+    the only one. The cache reads each batch in one go (:meth:`feature_cache.FeatureCacheDataset.loader`):
+    the same batches, in the same order for the same seed, as ``DataLoader(train_set, batch_size,
+    shuffle=True, generator=generator)`` with the default collate, without per-row tensors stacked
+    again."""
+    return train_set.loader(batch_size, shuffle=True, drop_last=len(train_set) > batch_size, generator=generator,
+                            **kwargs)
 
 
 def _registration_name(registered: Mapping[str, Any], register_as: str | None, task: str, dataset: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, Subset
 from tqdm.auto import tqdm
 
 from feature_cache import FeatureCacheDataset, FeatureCacheReader, FeatureCacheWriter
@@ -77,7 +77,10 @@ class CacheRows(Dataset):
     def __len__(self) -> int:
         return len(self.main)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | list[int]) -> dict[str, Any]:
+        """Row ``index``; given a list of indices (a :meth:`loader`'s batch), the collated batch."""
+        if isinstance(index, (list, tuple, np.ndarray, torch.Tensor)):
+            return self.batch(index)
         item = self.main[index]
         for task, data in self.side.items():
             item[task] = data[index][task]
@@ -90,6 +93,22 @@ class CacheRows(Dataset):
             for item, side in zip(items, data.__getitems__(indices)):
                 item[task] = side[task]
         return items
+
+    def batch(self, indices: Any) -> dict[str, Any]:
+        """The rows ``indices`` as one collated batch (:meth:`feature_cache.FeatureCacheDataset.batch`),
+        each added task's targets read from its target file."""
+        out = self.main.batch(indices)
+        for task, data in self.side.items():
+            out[task] = data.batch(indices)[task]
+        return out
+
+    def loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               generator: torch.Generator | None = None, **kwargs: Any) -> DataLoader:
+        """Whole batches through :meth:`batch`, as :meth:`feature_cache.FeatureCacheDataset.loader`
+        (the same batches as a default-collated ``DataLoader`` over these rows)."""
+        base = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        return DataLoader(self, batch_size=None, sampler=BatchSampler(base, batch_size, drop_last),
+                          generator=generator, **kwargs)
 
     def close(self) -> None:
         self.main.close()
