@@ -67,6 +67,92 @@ def test_init_from_checkpoint_registers_the_pretrained_tasks(ws, checkpoint):
     assert ws.backbone().fingerprint() == ws.fingerprint
 
 
+def _strip_output_activation(ws, task):
+    """Make ``task`` look registered by a ufl before the depth softplus: no ``output_activation`` in
+    its manifest record (the head file's own config never held one)."""
+    from ufl.models.medusa import read_head_metadata
+
+    assert "output_activation" not in json.dumps(read_head_metadata(ws.head_file(task)))
+    with ws.manifest.update() as manifest:
+        del manifest["tasks"][task]["output_activation"]
+
+
+def test_an_old_identity_depth_head_keeps_its_predictions(ws, synthetic_root):
+    from ufl.evaluation import postprocess
+    from ufl.workspace.evaluate import recorded_protocol, task_metrics
+    from ufl.workspace.predict import _load_heads, _run_heads
+
+    assert ws.tasks["depth"]["output_activation"] == "softplus"  # a new checkpoint's head records it
+    assert ws.tasks["saliency"]["output_activation"] == "identity"
+    _strip_output_activation(ws, "depth")
+    record = ws.tasks["depth"]
+    common = dict(device="cpu", progress=False, size=record["eval"]["size"], **recorded_protocol(record))
+    head = ws.head("depth")
+    identity = task_metrics(ws, "depth", ws.spec("depth"), "nyud", head, activation="identity", **common)
+    softplus = task_metrics(ws, "depth", ws.spec("depth"), "nyud", head, activation="softplus", **common)
+    assert identity != softplus  # the synthetic depths are small: softplus(x) differs from x there
+    # an old workspace registered the identity metrics; upgrading must not move them
+    with ws.manifest.update() as manifest:
+        manifest["tasks"]["depth"]["registered"] = identity
+    result = ws.evaluate(["depth"], device="cpu", progress=False).tasks["depth"]
+    assert result["metrics"] == identity and result["drift"] == 0.0
+    # predict / visualize: the raw output itself, not its softplus
+    images = torch.rand(1, 3, *NYUD_SIZE)
+    heads = _load_heads(ws, ["depth"], "cpu")
+    raw = head(ws.backbone("cpu")(images), out_size=NYUD_SIZE)["out"]
+    pred = _run_heads(ws, heads, images, "cpu", attention=False)["depth"]["pred"]
+    torch.testing.assert_close(pred, raw.float(), rtol=0, atol=0)
+    assert not torch.equal(pred, postprocess("depth", raw))
+
+
+def test_a_new_depth_head_records_softplus_and_evaluates_with_no_drift(ws):
+    from ufl.workspace.evaluate import recorded_protocol, task_metrics
+
+    ws.add_task("depth", register_as="depth_new", config=QUICK, device="cpu", progress=False, workers=0)
+    record = ws.tasks["depth_new"]
+    assert record["output_activation"] == "softplus"
+    result = ws.evaluate(["depth_new"], device="cpu", progress=False).tasks["depth_new"]
+    assert result["drift"] == 0.0 and result["metrics"] == record["registered"]
+    identity = task_metrics(ws, "depth_new", ws.spec("depth_new"), "nyud", ws.head("depth_new"), device="cpu",
+                            progress=False, size=record["eval"]["size"], activation="identity",
+                            **recorded_protocol(record))
+    assert identity != record["registered"]  # registered through its softplus, not the old identity
+
+
+def test_export_and_serve_use_the_recorded_depth_activation(ws):
+    import torch.nn.functional as F
+
+    from ufl.export import build_graph
+    from ufl.serve import ModelServer
+
+    image = np.random.default_rng(0).integers(0, 256, (*NYUD_SIZE, 3), dtype=np.uint8)
+    images = torch.from_numpy(image).permute(2, 0, 1).float().div(255)[None]
+    with torch.no_grad():
+        raw = ws.head("depth")(ws.backbone("cpu")(images), out_size=NYUD_SIZE)["out"]
+    for activation, expected in (("softplus", F.softplus(raw)), ("identity", raw)):
+        if activation == "identity":
+            _strip_output_activation(ws, "depth")  # the same head, as an older ufl registered it
+        graph, _ = build_graph(ws, ["depth"])
+        with torch.no_grad():
+            torch.testing.assert_close(graph(images)[0], expected)  # export: metres as the head was trained
+        served = ModelServer(ws, device="cpu").predict_batch([image], [["depth"]])[0]["depth"]
+        torch.testing.assert_close(served.reshape(NYUD_SIZE), expected.reshape(NYUD_SIZE), rtol=1e-5, atol=1e-5)
+
+
+def test_a_checkpoint_records_its_output_activations(checkpoint):
+    from ufl.checkpoint import load_checkpoint
+    from ufl.outputs import recorded_activation
+
+    meta = load_checkpoint(checkpoint).meta
+    assert meta["output_activation"] == {"semseg": "identity", "depth": "softplus",
+                                         "normals": "identity", "edges": "identity"}
+    old = {k: v for k, v in meta.items() if k != "output_activation"}  # a checkpoint from before the softplus
+    assert recorded_activation(old, "depth") == "identity" and recorded_activation(meta, "depth") == "softplus"
+    assert recorded_activation({}) == "identity"
+    with pytest.raises(ValueError, match="unknown output activation 'exp'"):
+        recorded_activation({"output_activation": "exp"})
+
+
 def test_init_from_a_bare_backbone_and_refusals(tmp_path):
     ws = Workspace.from_backbone(tmp_path / "bare", "resnet18")
     assert ws.tasks == {} and ws.read()["backbone"]["channels"] == [64, 128, 256, 512]

@@ -53,18 +53,19 @@ ORIGINAL_SIZE = "orig_size"
 EDGE_THRESHOLDS_QUICK = 19
 
 
-def postprocess(kind: str, logits: torch.Tensor) -> torch.Tensor:
+def postprocess(kind: str, logits: torch.Tensor, activation: str | None = None) -> torch.Tensor:
     """Turn a head's logits (B, C, H, W) into what the kind's metric takes.
 
     segmentation -> labels (B, H, W); depth -> metres > 0 (B, 1, H, W), through the kind's
     activation (:func:`ufl.outputs.activate`: softplus); normals -> unit vectors (B, 3, H, W);
-    edges and saliency -> probabilities (B, 1, H, W).
+    edges and saliency -> probabilities (B, 1, H, W). ``activation``: the head's recorded output
+    activation (:func:`ufl.outputs.recorded_activation`; ``None``: the kind's current one).
     """
     logits = logits.float()
     if kind == "segmentation":
         return logits.argmax(1)
     if kind == "depth":
-        return activate(kind, logits)
+        return activate(kind, logits, activation)
     if kind == "normals":
         return unit_vectors(logits, dim=1)
     if kind in ("edges", "saliency"):
@@ -162,16 +163,16 @@ def collate_original_size(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _update(metric: Metric, kind: str, logits: torch.Tensor, target: torch.Tensor,
-            sizes: torch.Tensor | None) -> None:
+            sizes: torch.Tensor | None, activation: str | None = None) -> None:
     """Add one batch to ``metric``: at the working size, or image by image at the original size."""
     if sizes is None:
-        metric.update(postprocess(kind, logits), target)
+        metric.update(postprocess(kind, logits, activation), target)
         return
     for i, (height, width) in enumerate(sizes.tolist()):
         if height > target.shape[-2] or width > target.shape[-1]:
             raise ValueError(f"original size {height}x{width} of image {i} exceeds its target "
                              f"({target.shape[-2]}x{target.shape[-1]})")
-        prediction = postprocess(kind, resize_logits(logits[i:i + 1], (height, width)))
+        prediction = postprocess(kind, resize_logits(logits[i:i + 1], (height, width)), activation)
         metric.update(prediction, target[i:i + 1, ..., :height, :width])
 
 
@@ -182,7 +183,8 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
              desc: str = "evaluate", progress: bool = True,
              metric_options: Mapping[str, Mapping[str, Any]] | None = None,
              with_details: bool = False,
-             edge_cache: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
+             edge_cache: str | os.PathLike | None = None,
+             activations: Mapping[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Run ``predict(batch) -> {task: logits}`` over ``loader``.
 
     Without ``batch["orig_size"]`` the logits must be at the targets' size (working resolution).
@@ -191,6 +193,8 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
     ``metric_options``: per task, the metric's keyword arguments (see :func:`make_metric`).
 
     ``edge_cache``: a folder of per-image edge counts (:mod:`ufl.evalcache`) to reuse and fill.
+    ``activations``: per task, the output activation its head was trained with
+    (:func:`ufl.outputs.recorded_activation`); a task not in it gets its kind's current one.
 
     Returns ``{task: {metric: value}}`` for every task of ``specs``, pooled over the whole split
     (and over all processes under torchrun); with ``with_details`` each task's dict also holds
@@ -210,7 +214,7 @@ def evaluate(predict: Callable[[Any], Mapping[str, torch.Tensor]], loader: Itera
             outputs = predict(batch)
         sizes = batch.get(ORIGINAL_SIZE) if isinstance(batch, Mapping) else None
         for name, metric in metrics.items():
-            _update(metric, specs[name].kind, outputs[name], batch[name], sizes)
+            _update(metric, specs[name].kind, outputs[name], batch[name], sizes, (activations or {}).get(name))
     results = {}
     for name, metric in metrics.items():
         if distributed.is_distributed():

@@ -3,8 +3,10 @@
 The graph takes ``images`` (B, 3, H, W) float32 RGB in [0, 1] (the backbone normalises them itself,
 as in PyTorch) and has one output per task, named after the task: the head's logits resized
 (bilinear) to (H, W), exactly ``MedusaHead(features, out_size=(H, W))["out"]`` in eval mode: class
-logits for segmentation (argmax them), metres for depth, unnormalised normals (L2-normalise them),
-logits for saliency and edges (sigmoid them); see :func:`ufl.evaluation.postprocess`. The backbone
+logits for segmentation (argmax them), unnormalised normals (L2-normalise them), logits for saliency
+and edges (sigmoid them); depth in metres: that raw output through the activation the head's record
+names (:func:`ufl.outputs.recorded_activation`: softplus, identity for a head registered before it);
+see :func:`ufl.evaluation.postprocess`. The backbone
 runs once and feeds every head.
 
 Exported with PyTorch's ``torch.export``-based exporter (``torch.onnx.export(dynamo=True)``, which
@@ -35,6 +37,7 @@ from torch import nn
 
 from .errors import UflError, WorkspaceError
 from .io import atomic_path
+from .outputs import activate, recorded_activation
 
 __all__ = ["ExportGraph", "export_onnx", "ExportResult", "TOLERANCE", "check_onnx", "build_graph"]
 
@@ -49,16 +52,25 @@ OPSET = 18
 class ExportGraph(nn.Module):
     """Backbone once, then every head: ``forward(images) -> tuple`` of (B, C_t, H, W), in ``tasks`` order."""
 
-    def __init__(self, backbone: nn.Module, heads: dict[str, nn.Module]):
+    def __init__(self, backbone: nn.Module, heads: dict[str, nn.Module],
+                 activations: dict[str, tuple[str, str]] | None = None):
         super().__init__()
         self.backbone = backbone
         self.tasks = list(heads)
         self.heads = nn.ModuleDict(heads)
+        #: per task ``(kind, recorded output activation)`` (depth: softplus or identity, ufl.outputs)
+        self.activations = dict(activations or {})
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.backbone(images)
         size = images.shape[-2:]
-        return tuple(self.heads[t](features, out_size=size)["out"] for t in self.tasks)
+        outs = []
+        for t in self.tasks:
+            out = self.heads[t](features, out_size=size)["out"]
+            if t in self.activations:
+                out = activate(self.activations[t][0], out, self.activations[t][1])
+            outs.append(out)
+        return tuple(outs)
 
 
 @dataclass
@@ -94,7 +106,8 @@ def build_graph(ws, tasks: Sequence[str] | None = None) -> tuple[ExportGraph, tu
                        f"--tasks, or use --dynamic")
     backbone = copy.deepcopy(ws.backbone("cpu")).to(memory_format=torch.contiguous_format).float().eval()
     heads = {name: ws.head(name, "cpu").float().eval() for name in names}
-    return ExportGraph(backbone, heads).eval(), next(iter(sizes.values()))
+    activations = {name: (ws.spec(name).kind, recorded_activation(ws.task(name))) for name in names}
+    return ExportGraph(backbone, heads, activations).eval(), next(iter(sizes.values()))
 
 
 def _check_images(ws, tasks: Sequence[str], size: tuple[int, int], count: int) -> torch.Tensor:

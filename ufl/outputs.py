@@ -20,27 +20,68 @@ prediction-conv bias starts at ``softplus⁻¹(mean depth)`` (:func:`inverse`; 2
 of the mean itself (``ufl.training.priors``). exp would regress log-depth, with gradients growing
 with the depth. Heads trained before this activation existed predict ``softplus(x)`` instead of
 ``x`` now (the same above ~3 m).
+So the activation is part of what a head was trained with and is recorded: a task record
+(``output_activation`` in the manifest, written by ``add-task`` and ``init --checkpoint``) and a
+pretraining checkpoint (``output_activation``: ``{task: name}`` in its metadata) name it, and every
+prediction of a registered head (evaluate, predict, visualize, serve, export) passes the recorded
+name (:func:`recorded_activation`) to :func:`activate`. A record without it was written before the
+activation existed and is read as ``"identity"``: old heads keep their exact predictions (drift 0).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["activate", "inverse", "ACTIVATED_KINDS"]
+__all__ = ["activate", "inverse", "default_activation", "recorded_activation", "ACTIVATED_KINDS",
+           "ACTIVATIONS", "RECORD_KEY"]
 
 #: Task kinds whose raw output goes through an activation here.
 ACTIVATED_KINDS = ("depth",)
 
+#: Named output activations (what a task record / checkpoint stores).
+ACTIVATIONS = ("identity", "softplus")
 
-def activate(kind: str, x: torch.Tensor) -> torch.Tensor:
-    """The kind's quantity from a raw output ``x`` (any shape): depth -> ``softplus(x)`` metres
-    (> 0); every other kind -> ``x`` unchanged."""
-    if kind == "depth":
+#: The key naming the activation in a task record (a name) and in a checkpoint's metadata ({task: name}).
+RECORD_KEY = "output_activation"
+
+
+def default_activation(kind: str) -> str:
+    """The activation a head of ``kind`` is trained with now: ``"softplus"`` for depth, else ``"identity"``."""
+    return "softplus" if kind in ACTIVATED_KINDS else "identity"
+
+
+def recorded_activation(record: Mapping[str, Any] | None, task: str | None = None) -> str:
+    """The activation a head was trained with, from its task record (``record["output_activation"]``)
+    or, with ``task``, a checkpoint's metadata (``meta["output_activation"][task]``). Absent (written
+    before the activation existed): ``"identity"``, the old linear output."""
+    value = (record or {}).get(RECORD_KEY)
+    if task is not None:
+        value = (value or {}).get(task) if isinstance(value, Mapping) else None
+    if value is None:
+        return "identity"
+    if value not in ACTIVATIONS:
+        raise ValueError(f"unknown output activation {value!r} (known: {', '.join(ACTIVATIONS)}); "
+                         f"the record was written by a newer ufl, upgrade it")
+    return value
+
+
+def activate(kind: str, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
+    """The kind's quantity from a raw output ``x`` (any shape) through ``activation`` (a name of
+    :data:`ACTIVATIONS`; ``None``: :func:`default_activation` of ``kind``, what a head trained
+    now uses): depth -> ``softplus(x)`` metres (> 0), or ``x`` for a head recorded with
+    ``"identity"``; every other kind -> ``x`` unchanged."""
+    if kind not in ACTIVATED_KINDS:
+        return x
+    activation = default_activation(kind) if activation is None else activation
+    if activation == "softplus":
         return F.softplus(x)
-    return x
+    if activation == "identity":
+        return x
+    raise ValueError(f"unknown output activation {activation!r} (known: {', '.join(ACTIVATIONS)})")
 
 
 def inverse(kind: str, value: float) -> float:

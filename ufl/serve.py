@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from .errors import UflError
 from .evaluation import postprocess
+from .outputs import recorded_activation
 from .runtime import resolve_device
 
 __all__ = ["ModelServer", "ServingState", "create_app", "serve", "check_loopback", "decode_image"]
@@ -142,7 +143,7 @@ class ModelServer:
                 heads[name] = old.heads[name]
             else:
                 spec = self.ws.spec(name)
-                heads[name] = (self.ws.head(name, self.device), spec, record["dataset"])
+                heads[name] = (self.ws.head(name, self.device), spec, record["dataset"], recorded_activation(record))
             spec = heads[name][1]
             sizes[name] = tuple(record["eval"]["size"])
             info[name] = {"dataset": record["dataset"], "kind": spec.kind, "metric": spec.metric,
@@ -211,8 +212,8 @@ class ModelServer:
                                              antialias=True) for i in members]).to(self.device)
             features = self.backbone(batch)
             for name in names:
-                head, spec, _ = state.heads[name]
-                pred = postprocess(spec.kind, head(features, out_size=size)["out"]).cpu()
+                head, spec, _, activation = state.heads[name]
+                pred = postprocess(spec.kind, head(features, out_size=size)["out"], activation).cpu()
                 for row, i in enumerate(members):
                     if name in wanted[i]:
                         results[i][name] = _resize_back(spec.kind, pred[row], tuple(images[i].shape[:2]))

@@ -31,6 +31,7 @@ from ..evaluation import (EDGE_THRESHOLDS_QUICK, OriginalSizeDataset, check_reso
                           evaluate)
 from ..losses import MultiTaskLoss
 from ..models import Backbone, build_model
+from ..outputs import default_activation
 from ..provenance import describe_init, training_data
 from ..runtime import loader_kwargs, named_precision, precision_for, resolve_device, seed_everything
 from ..taskspec import TaskSpec, get_spec
@@ -222,7 +223,9 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
                 "root": str(Path(root).resolve()), "size": config.size, "epochs": config.epochs,
                 "out_channels": out_channels, "specs": {n: s.to_dict() for n, s in specs.items()},
                 "backbone": backbone.config(), "fingerprint": backbone.fingerprint(),
-                "model_options": config.model_options, "config": config.to_dict(), "provenance": provenance}
+                "model_options": config.model_options, "config": config.to_dict(), "provenance": provenance,
+                # what each head's raw output was trained through (ufl.outputs); absent in older checkpoints
+                "output_activation": {n: default_activation(s.kind) for n, s in specs.items()}}
 
     loss_fn = MultiTaskLoss(specs, config.dataset, deep_supervision=True).to(device)
     trainer = Trainer(net, optimizer, forward, loss_fn, epochs=config.epochs, base_lr=config.lr, device=device,

@@ -30,6 +30,7 @@ from ..evaluation import (ORIGINAL_SIZE, OriginalSizeDataset, check_resolution, 
                           evaluate)
 from ..io import json_safe
 from ..metrics import delta_m
+from ..outputs import recorded_activation
 from ..runtime import Precision, cudnn_exact, named_precision, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from ..trivial import PriorPredictor
@@ -146,7 +147,7 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
                  online: bool | None = None, threads: int | None = None, resolution: str = "working",
                  metric_options: Mapping[str, Any] | None = None, with_details: bool = False,
                  size: Sequence[int] | None = None, precision: str | None = None,
-                 reuse_edges: bool = True) -> dict[str, float]:
+                 reuse_edges: bool = True, activation: str | None = None) -> dict[str, float]:
     """Metrics of one head on ``dataset``'s val split: from the val cache when there is one (or
     ``online=False``), else through the backbone (``online=True`` forces that); on the CPU with
     ``threads`` intra-op threads when given (see :func:`eval_threads`); online at ``size`` (the
@@ -155,7 +156,9 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
     The head runs under autocast of ``precision`` (``fp32`` | ``bf16`` | ``fp16``, see
     :func:`head_precision`; the backbone's features are the cache's either way). With
     ``reuse_edges`` per-image edge counts are kept in ``WORKSPACE/eval-cache/edges``
-    (:data:`EDGE_CACHE`) and reused for unchanged predictions.
+    (:data:`EDGE_CACHE`) and reused for unchanged predictions. ``activation``: the output activation
+    the head was trained with (a registered task's :func:`ufl.outputs.recorded_activation`;
+    ``None``: the kind's current one, for a head just trained).
 
     ``resolution``: ``"original"`` (each image's own size, from the val cache's original-size
     targets or the dataset's files online) or ``"working"`` (the cache's input size; the default,
@@ -204,7 +207,8 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
         options = None if metric_options is None else {target: metric_options}
         return evaluate(predict, loader, specs, dataset, device, None, edge_thresholds, desc=f"evaluate {name}",
                         progress=progress, metric_options=options, with_details=with_details,
-                        edge_cache=ws.root / EDGE_CACHE if reuse_edges else None)[target]
+                        edge_cache=ws.root / EDGE_CACHE if reuse_edges else None,
+                        activations=None if activation is None else {target: activation})[target]
 
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
@@ -233,7 +237,7 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
                                batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
                                threads=evaluation.get("threads"), with_details=all_metrics,
                                size=evaluation.get("size"), precision=record.get("precision"),
-                               **recorded_protocol(record))
+                               activation=recorded_activation(record), **recorded_protocol(record))
         details = metrics.pop("details", None)
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}

@@ -27,6 +27,7 @@ from ..evaluation import EDGE_THRESHOLDS_QUICK
 from ..io import json_safe
 from ..losses import MultiTaskLoss
 from ..models import build_head
+from ..outputs import default_activation
 from ..runtime import loader_kwargs, named_precision, precision_for, precision_name, resolve_device
 from ..taskspec import TaskSpec, builtin_specs, check_task_name, resolve_spec
 from ..training import Callback, Trainer
@@ -170,6 +171,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     metrics = task_metrics(ws, name, spec, dataset, head, device=device, progress=progress, precision=precision,
                            **protocol)
     record = {"spec": spec.to_dict(), "dataset": dataset, "source": "add-task", "precision": precision,
+              "output_activation": default_activation(spec.kind),  # what the head was trained with (ufl.outputs)
               "training": {**config.to_dict(), "train_cache": ws.cache_key(dataset, "train", train_record["views"]),
                            "rows": len(train_set), "seconds": round(seconds, 2), "device": str(device),
                            "precision": precision_name(training_precision)},

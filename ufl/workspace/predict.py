@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..evaluation import postprocess
+from ..outputs import recorded_activation
 from ..images import read_image
 from ..runtime import resolve_device
 from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
@@ -47,12 +48,15 @@ def _task_groups(ws, tasks: Sequence[str] | None) -> dict[tuple[int, int], list[
 
 
 def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
-    """``{task: (head on device, spec, dataset, precision)}``, read (and hash-checked) once for many
-    images; each head runs in the precision it was registered with (its record's ``precision``)."""
+    """``{task: (head on device, spec, dataset, precision, output activation)}``, read (and
+    hash-checked) once for many images; each head runs in the precision it was registered with (its
+    record's ``precision``) and its raw output goes through the activation it was trained with
+    (:func:`ufl.outputs.recorded_activation`)."""
     from .evaluate import head_precision
 
     return {name: (ws.head(name, device), ws.spec(name), ws.task(name)["dataset"],
-                   head_precision(ws.task(name).get("precision"), torch.device(device)))
+                   head_precision(ws.task(name).get("precision"), torch.device(device)),
+                   recorded_activation(ws.task(name)))
             for name in names}
 
 
@@ -62,13 +66,13 @@ def _run_heads(ws, heads: dict[str, tuple], images: torch.Tensor, device, attent
     "attention": ..., "kind", "dataset", "classes", "target": the spec's target name}}``."""
     features = ws.backbone(device)(images.to(device))
     out = {}
-    for name, (head, spec, dataset, precision) in heads.items():
+    for name, (head, spec, dataset, precision, activation) in heads.items():
         with precision.autocast():
             result = head(features, out_size=images.shape[-2:], return_attention=attention)
         maps = result.get("attention")
         if maps is not None:  # float32 for the pictures, whatever the head's autocast computed them in
             maps = {"sfa": [m.float() for m in maps["sfa"]], "msa": maps["msa"].float()}
-        out[name] = {"pred": postprocess(spec.kind, result["out"]).cpu(), "attention": maps,
+        out[name] = {"pred": postprocess(spec.kind, result["out"], activation).cpu(), "attention": maps,
                      "kind": spec.kind, "dataset": dataset, "classes": spec.out_channels(dataset),
                      "target": spec.name}
     return out

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..checkpoint import Checkpoint
 from ..models import MedusaHead
+from ..outputs import RECORD_KEY, recorded_activation
 from ..taskspec import TaskSpec
 from .evaluate import eval_protocol, eval_threads, task_metrics
 
@@ -45,11 +46,12 @@ def register_checkpoint_tasks(ws, ckpt: Checkpoint, *, data_root=None, root=None
         prefix = f"heads.{name}."
         head.load_state_dict({k[len(prefix):]: v for k, v in ckpt.model_state.items() if k.startswith(prefix)})
         protocol = eval_protocol(ws, spec, dataset, eval_resolution)
+        activation = recorded_activation(meta, name)  # an older checkpoint's heads: identity, as trained
         metrics = task_metrics(ws, name, spec, dataset, head, device=device, batch_size=batch_size,
-                               progress=progress, **protocol)
+                               progress=progress, activation=activation, **protocol)
         record: dict[str, Any] = {
             "spec": spec.to_dict(), "dataset": dataset, "source": f"checkpoint {ckpt.path} (epoch {ckpt.epoch})",
-            "role": "main" if name in meta["tasks"] else "auxiliary",
+            "role": "main" if name in meta["tasks"] else "auxiliary", RECORD_KEY: activation,
             "training": {"pretrain": meta.get("config", {}), "epochs": ckpt.epoch},
             "eval": {"cache": ws.cache_key(dataset, "val", 1), "split": "val",
                      "size": ws.find_cache(dataset, "val", 1)["size"], "batch_size": batch_size,
