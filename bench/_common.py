@@ -3,6 +3,7 @@ before reading a timer."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 
@@ -19,3 +20,13 @@ def sync(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA kernels run asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def emit(report: dict, as_json: bool) -> None:
+    """Print a bench's report: one JSON object (``--json``) or one ``key: value`` line per entry."""
+    if as_json:
+        print(json.dumps(report))
+        return
+    width = max(map(len, report)) + 2
+    for key, value in report.items():
+        print(f"{key:>{width}}: {value:.4g}" if isinstance(value, float) else f"{key:>{width}}: {value}")

@@ -25,7 +25,6 @@ Prints one JSON object with ``--json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine, sync  # noqa: E402
+from _common import emit, machine, sync  # noqa: E402
 from feature_cache import FeatureCacheDataset  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.losses import MultiTaskLoss  # noqa: E402
@@ -133,11 +132,7 @@ def main() -> None:
               "batch_size": args.batch_size, "speedup": online_s / cached_s, "cached_epoch_seconds": cached_s,
               "online_epoch_seconds": online_s, "cached_collate_epoch_seconds": collate_s,
               "loader_speedup": collate_s / cached_s}
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -52,7 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine, sync  # noqa: E402
+from _common import emit, machine, sync  # noqa: E402
 from feature_cache import BackgroundWriter, FeatureCacheDataset, FeatureCacheReader, FeatureCacheWriter  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torch.utils.data._utils import fetch as _fetch  # noqa: E402
@@ -312,11 +311,7 @@ def main() -> None:
         "raw_rows_per_s_512": reads_512["raw_rows_per_s"], "read_bytes_per_row_512": reads_512["row_bytes"],
         "main_size": list(main_size), **main,
     }
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:>26}: {value:.4g}" if isinstance(value, float) else f"{key:>26}: {value}")
+    emit(report, args.json)
 
 
 @contextlib.contextmanager

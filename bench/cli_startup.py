@@ -12,7 +12,6 @@ Prints one JSON object with ``--json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _common import machine  # noqa: E402
+from _common import emit, machine  # noqa: E402
 
 HEAVY = ("torch", "timm", "torchvision", "wandb", "h5py")
 
@@ -45,7 +44,7 @@ def main() -> None:
         # an empty workspace, made by a subprocess so that this process stays as light as the CLI
         ws = Path(tmp) / "ws"
         subprocess.run([sys.executable, "-c", "import sys, os; from ufl.workspace.manifest import Manifest; "
-                        "os.makedirs(sys.argv[1]); Manifest(sys.argv[1]).create({'fingerprint': 'bench', 'config': {}})", str(ws)],
+                        "os.makedirs(sys.argv[1]); Manifest(sys.argv[1]).create({'fingerprint': 'bench', 'config': {}, 'weights': 'backbone.safetensors', 'channels': [18, 36, 72, 144]})", str(ws)],
                        check=True, env=env)
         commands = {"python_seconds": ["-c", "pass"], "help_seconds": ["-m", "ufl", "--help"],
                     "list_tasks_seconds": ["-m", "ufl", "list-tasks", "--workspace", str(ws)]}
@@ -61,11 +60,7 @@ def main() -> None:
 
     report = {"machine": machine(), "repeats": args.repeats, **{k: min(v) for k, v in times.items()},
               "help_imports": heavy}
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:>20}: {value:.3f}" if isinstance(value, float) else f"{key:>20}: {value}")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ speedup is the ratio of their wall times (pool start-up included). Prints one JS
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from skimage.segmentation import find_boundaries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine  # noqa: E402
+from _common import emit, machine  # noqa: E402
 from ufl.evaluation import edge_workers  # noqa: E402
 from ufl.metrics import EdgeMetric  # noqa: E402
 
@@ -68,11 +67,7 @@ def main() -> None:
     report = {"machine": machine(), "size": list(size), "images": args.images,
               "thresholds": 99, "seconds_per_image": here_s / args.images, "workers": workers,
               "pool_seconds_per_image": pool_s / args.images, "speedup": here_s / pool_s, "same_counts": same}
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value}")
+    emit(report, args.json)
     if not same:
         sys.exit("the pool's counts differ from the in-process counts")
 

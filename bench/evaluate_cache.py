@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _common import machine  # noqa: E402
+from _common import emit, machine  # noqa: E402
 from ufl.models import Backbone  # noqa: E402
 from ufl.workspace import HeadTrainingConfig, Workspace  # noqa: E402
 from ufl.workspace.evaluate import EDGE_CACHE  # noqa: E402
@@ -84,11 +84,7 @@ def main() -> None:
     report = {"machine": machine(), "tasks": tasks, "edge_tasks": edges, "repeats": args.repeats,
               "ratio": best["api_second"] / best["api_first"], "cli_ratio": best["cli_second"] / best["cli_first"],
               **{f"{k}_seconds": v for k, v in best.items()}, "runs": times}
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:>20}: {value:.3f}" if isinstance(value, float) else f"{key:>20}: {value}")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":
