@@ -23,7 +23,7 @@ from ufl.metrics import EdgeMetric
 from ufl.runtime import Precision, named_precision
 from ufl.workspace import HeadTrainingConfig, Workspace
 from ufl.workspace.cache import RowBatch, dataset_specs, open_split, resolve_data, target_layout
-from ufl.workspace.evaluate import EDGE_CACHE, head_precision, task_metrics
+from ufl.workspace.evaluate import EDGE_CACHE, head_precision, recorded_protocol, task_metrics
 from ufl.workspace.views import ImageRows, ViewDataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,7 +201,7 @@ def test_a_bf16_head_records_its_precision_and_evaluates_with_zero_drift(ws):
         fp32 = head(features)["out"]
     assert bf16.dtype == torch.bfloat16 and not torch.equal(bf16.float(), fp32)
     again = task_metrics(ws, "saliency", ws.spec("saliency"), "pascal", head, device="cpu", progress=False,
-                         threads=record["eval"]["threads"], precision="bf16")
+                         threads=record["eval"]["threads"], precision="bf16", **recorded_protocol(record))
     assert again == record["registered"]
 
 
