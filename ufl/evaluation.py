@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .datasets.catalog import metric_options
 from .metrics import Metric, build_metric
+from .models.heads import resize
 from .outputs import activate
 from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec
@@ -113,11 +114,7 @@ def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Logits or regression maps (B, C, h, w) -> (B, C, H, W) float32, bilinear with
     ``align_corners=False`` (pixel centres, as OpenCV's ``INTER_LINEAR``); unchanged when already
     that size."""
-    size = (int(size[0]), int(size[1]))
-    logits = logits.float()
-    if tuple(logits.shape[-2:]) == size:
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return resize(logits.float(), size)
 
 
 class OriginalSizeDataset(Dataset):
