@@ -119,6 +119,22 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture
+def workspace_copy(tmp_path):
+    """``workspace_copy(root)``: a :class:`ufl.workspace.Workspace` on a fresh copy of the workspace
+    folder ``root`` (a module-scoped, costly one), so a test may change it freely."""
+    import shutil
+
+    from ufl.workspace import Workspace
+
+    def copy(root):
+        target = tmp_path / "ws"
+        shutil.copytree(root, target)
+        return Workspace(target)
+
+    return copy
+
+
+@pytest.fixture
 def torch_seed() -> int:
     """Seeds torch's global RNG with 0 for the test (and returns the seed)."""
     torch.manual_seed(0)

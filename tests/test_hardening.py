@@ -15,9 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from ufl.cli import main
-from ufl.errors import SpecError, WorkspaceError
+from ufl.errors import SpecError
 from ufl.taskspec import TaskSpec
-from ufl.workspace import Workspace
 
 OLD = time.time() - 3600  # an mtime past doctor's grace period
 
@@ -49,10 +48,8 @@ def small_workspace(synthetic_root, tmp_path_factory):
 
 
 @pytest.fixture
-def ws(small_workspace, tmp_path):
-    copy = tmp_path / "ws"
-    shutil.copytree(small_workspace, copy)
-    return Workspace(copy)
+def ws(small_workspace, workspace_copy):
+    return workspace_copy(small_workspace)
 
 
 def _edit_manifest(ws, change):

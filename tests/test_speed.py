@@ -47,10 +47,8 @@ def small_ws(synthetic_root, tmp_path_factory):
 
 
 @pytest.fixture
-def ws(small_ws, tmp_path):
-    copy = tmp_path / "ws"
-    shutil.copytree(small_ws, copy)
-    return Workspace(copy)
+def ws(small_ws, workspace_copy):
+    return workspace_copy(small_ws)
 
 
 def _modules_after(code: str) -> dict:

@@ -45,10 +45,8 @@ def base_workspace(checkpoint, synthetic_root, tmp_path_factory):
 
 
 @pytest.fixture
-def ws(base_workspace, tmp_path):
-    copy = tmp_path / "ws"
-    shutil.copytree(base_workspace, copy)
-    return Workspace(copy)
+def ws(base_workspace, workspace_copy):
+    return workspace_copy(base_workspace)
 
 
 def _invoke(*args):
