@@ -183,9 +183,9 @@ class Workspace:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None, run_dir: str | os.PathLike, *,
                         register: bool = True, **options: Any) -> "Workspace":
-        """``ufl init --checkpoint RUN``: the run's backbone, frozen; with a Medusa checkpoint, its
-        tasks registered with their heads and their val metrics measured through the workspace's
-        own cache (``options`` go to :meth:`register_checkpoint_tasks`)."""
+        """``ufl init --checkpoint RUN``: the run's backbone, frozen; with a Medusa checkpoint (not one
+        of its ablations'), its tasks registered with their heads and their val metrics measured
+        through the workspace's own cache (``options`` go to :meth:`register_checkpoint_tasks`)."""
         from ..checkpoint import load_checkpoint
         from ..models import Backbone
 
