@@ -27,6 +27,7 @@ of the machine; the step timings are medians over the runs of this invocation, a
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -56,6 +57,21 @@ def interval(values: list[float]) -> tuple[float, list[float] | None]:
     return mean, [mean - half, mean + half]
 
 
+def gap_table(reports: list[dict]) -> str:
+    """Markdown: one row per (settings, knob, task) of saved ``--json`` reports: per-seed gaps, mean, 95 % CI."""
+    lines = ["| px / train / val / pretrain ep / head ep | --nyud-persons | task (metric) | gap per seed | "
+             "mean gap | 95 % CI | verdict |", "|---|---|---|---|---|---|---|"]
+    for report in reports:
+        a = report["settings"]
+        setting = f"{a['size']} / {a['train']} / {a['val']} / {a['pretrain_epochs']} / {a['head_epochs']}"
+        for g in report["gaps"]:
+            ci = "–" if g["ci95"] is None else f"[{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]"
+            lines.append(f"| {setting} | {g['knob']} | {g['task']} ({g['metric']}) | "
+                         f"{', '.join(f'{d:+.2f}' for d in g['per_seed'])} | {g['mean']:+.2f} | {ci} | "
+                         f"{g['verdict'] or '–'} |")
+    return "\n".join(lines)
+
+
 def knob_value(text: str) -> float | None:
     return None if text == "default" else float(text)
 
@@ -80,7 +96,12 @@ def main() -> None:
     parser.add_argument("--oracle", default="", help="comma-separated PASCAL tasks to train single-task with the "
                         "backbone unfrozen (the oracle control), once per seed: timing 'oracle:<task>' and metric")
     parser.add_argument("--out", default=None, help="keep data and runs here (default: a temporary folder)")
+    parser.add_argument("--table", nargs="+", metavar="REPORT.json", help="only print the markdown gap table of "
+                        "reports saved with --json")
     args = parser.parse_args()
+    if args.table:
+        print(gap_table([json.loads(Path(f).read_text()) for f in args.table]))
+        return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     tmp = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="ufl-transfer-probe-"))
