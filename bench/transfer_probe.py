@@ -40,6 +40,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import emit, machine  # noqa: E402
+from ufl.checkpoint import has_checkpoint  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
 from ufl.taskspec import get_spec  # noqa: E402
 from ufl.training.pretrain import PretrainConfig, pretrain  # noqa: E402
@@ -63,8 +64,9 @@ def gap_table(reports: list[dict]) -> str:
              "mean gap | 95 % CI | verdict |", "|---|---|---|---|---|---|---|"]
     for report in reports:
         a = report["settings"]
-        setting = f"{a['size']} / {a['train']} / {a['val']} / {a['pretrain_epochs']} / {a['head_epochs']}"
         for g in report["gaps"]:
+            setting = (f"{a['size']} / {a['train']} / {a['val']} / {a['pretrain_epochs']} / "
+                       f"{g.get('head_epochs', a['head_epochs'])}")
             ci = "–" if g["ci95"] is None else f"[{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]"
             lines.append(f"| {setting} | {g['knob']} | {g['task']} ({g['metric']}) | "
                          f"{', '.join(f'{d:+.2f}' for d in g['per_seed'])} | {g['mean']:+.2f} | {ci} | "
@@ -85,7 +87,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=48)
     parser.add_argument("--val", type=int, default=16)
     parser.add_argument("--pretrain-epochs", type=int, default=4)
-    parser.add_argument("--head-epochs", type=int, default=6)
+    parser.add_argument("--head-epochs", default="6", help="comma-separated: each value trains (replaces) the "
+                        "heads of the same workspaces again, a gap per value")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--views", type=int, default=1)
@@ -107,6 +110,7 @@ def main() -> None:
     tmp = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="ufl-transfer-probe-"))
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = args.tasks.split(",")
+    head_epochs = [int(e) for e in args.head_epochs.split(",")]
     nyud_size = (args.size, 32 * max(1, round(args.size * 4 / 3 / 32)))  # 4:3, sides multiples of 32
     pascal_size = (args.size, args.size)
     timings: dict[str, list[float]] = {}
@@ -117,15 +121,22 @@ def main() -> None:
         timings.setdefault(key, []).append(time.perf_counter() - t0)
         return value
 
-    def heads(ws: Workspace, data: Path, seed: int) -> dict[str, float]:
+    def workspace(path: Path, make, data: Path, seed: int) -> Workspace:
+        """The workspace at ``path`` (made and cached, timed, unless a previous invocation left it)."""
+        if (path / "workspace.json").is_file():
+            return Workspace(path)
+        ws = timed("init", make)
         timed("cache", lambda: ws.cache_features("pascal", ["train", "val"], data_root=data, size=pascal_size,
                                                  views=args.views, device="cpu", seed=seed, progress=False,
                                                  workers=0))
-        config = HeadTrainingConfig(epochs=args.head_epochs, batch_size=args.batch_size, lr=args.lr, seed=seed)
+        return ws
+
+    def heads(ws: Workspace, seed: int, epochs: int) -> dict[str, float]:
+        config = HeadTrainingConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed)
         out = {}
         for task in tasks:
-            result = timed(f"head:{task}", lambda: ws.add_task(task, config=config, device="cpu", progress=False,
-                                                                workers=0))
+            result = timed(f"head:{task}:{epochs}", lambda: ws.add_task(task, config=config, device="cpu",
+                                                                         progress=False, workers=0, replace=True))
             out[task] = result.metrics[get_spec(task).metric]
         return out
 
@@ -138,19 +149,25 @@ def main() -> None:
                                                            seed=0, progress=False, nyud_persons=knob))
         for seed in seeds:
             run = tmp / f"run-{knob_text}-{seed}"
-            result = timed("pretrain", lambda: pretrain(PretrainConfig(
+            resumed = has_checkpoint(run)  # left by a previous invocation with the same --out: reused
+            result = (lambda f: f() if resumed else timed("pretrain", f))(lambda: pretrain(PretrainConfig(
                 out=str(run), data_root=str(data), size=nyud_size, model="medusa", tasks=("semseg", "depth"),
                 aux=("normals", "edges"), epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=args.lr,
-                val_every=args.pretrain_epochs, workers=0, device="cpu", seed=seed, progress=False)))
-            ws = timed("init", lambda: Workspace.from_checkpoint(tmp / f"ws-pre-{knob_text}-{seed}", run,
-                                                                 register=False))
-            pre = heads(ws, data, seed)
+                val_every=args.pretrain_epochs, workers=0, device="cpu", seed=seed, progress=False, resume=resumed)))
+            ws_pre = workspace(tmp / f"ws-pre-{knob_text}-{seed}",
+                               lambda: Workspace.from_checkpoint(tmp / f"ws-pre-{knob_text}-{seed}", run,
+                                                                 register=False), data, seed)
 
             def random_ws():
                 torch.manual_seed(seed)
                 return Workspace.from_backbone(tmp / f"ws-rand-{knob_text}-{seed}", BACKBONE, None)
-            rnd = heads(timed("init", random_ws), data, seed)
-            row = {"knob": knob_text, "seed": seed, "nyud": result.metrics, "pretrained": pre, "random": rnd}
+            ws_rand = workspace(tmp / f"ws-rand-{knob_text}-{seed}", random_ws, data, seed)
+            row = {"knob": knob_text, "seed": seed, "nyud": result.metrics}
+            for epochs in head_epochs:
+                pre, rnd = heads(ws_pre, seed, epochs), heads(ws_rand, seed, epochs)
+                row[f"pretrained:{epochs}"], row[f"random:{epochs}"] = pre, rnd
+                print(f"knob {knob_text} seed {seed} head epochs {epochs}: pretrained {pre} random {rnd}",
+                      file=sys.stderr)
             for model in filter(None, args.time_models.split(",")):
                 other = timed(f"pretrain:{model}", lambda: pretrain(PretrainConfig(
                     out=str(tmp / f"run-{model}-{knob_text}-{seed}"), data_root=str(data), size=nyud_size,
@@ -166,23 +183,28 @@ def main() -> None:
                     device="cpu", seed=seed, progress=False)))
                 row.setdefault("oracle", {})[task] = oracle.metrics[task][get_spec(task).metric]
             runs.append(row)
-            print(f"knob {knob_text} seed {seed}: pretrained {pre} random {rnd}", file=sys.stderr)
-        for task in tasks:
+        for epochs, task in ((e, t) for e in head_epochs for t in tasks):
             sign = 1.0 if get_spec(task).higher_is_better else -1.0
-            diffs = [sign * (r["pretrained"][task] - r["random"][task]) for r in runs if r["knob"] == knob_text]
+            diffs = [sign * (r[f"pretrained:{epochs}"][task] - r[f"random:{epochs}"][task])
+                     for r in runs if r["knob"] == knob_text]
             mean, ci = interval(diffs)
-            gaps.append({"knob": knob_text, "task": task, "metric": get_spec(task).metric, "per_seed": diffs,
+            gaps.append({"knob": knob_text, "head_epochs": epochs, "task": task, "metric": get_spec(task).metric,
+                         "per_seed": diffs,
                          "mean": mean, "ci95": ci,
                          "verdict": None if ci is None else ("held" if ci[0] > 0 else "not held" if ci[1] < 0
                                                              else "undecided")})
     steps = {key: statistics.median(values) for key, values in timings.items()}
     # One seed of the planned transfer preset: 5 NYUD pretrainings (Medusa, MTI-Net, 3 Medusa
     # ablations, each costing about a Medusa run), the oracle runs, 7 workspaces (init, cache, heads).
-    workspace = steps["init"] + steps["cache"] + sum(steps[f"head:{t}"] for t in tasks)
-    report_seed = {"pretrain_x5": 4 * steps["pretrain"] + steps.get("pretrain:mti-net", steps["pretrain"]),
-                   "oracle": sum(v for k, v in steps.items() if k.startswith("oracle:")),
-                   "workspaces_x7": 7 * workspace}
-    report_seed["total"] = sum(report_seed.values())
+    report_seed = None
+    if "pretrain" in steps and "cache" in steps:  # (not when everything was reused)
+        last = head_epochs[-1]
+        ufl = steps["init"] + steps["cache"] + sum(steps[f"head:{t}:{last}"] for t in tasks)
+        report_seed = {"head_epochs": last,
+                       "pretrain_x5": 4 * steps["pretrain"] + steps.get("pretrain:mti-net", steps["pretrain"]),
+                       "oracle": sum(v for k, v in steps.items() if k.startswith("oracle:")),
+                       "workspaces_x7": 7 * ufl}
+        report_seed["total"] = sum(v for k, v in report_seed.items() if k != "head_epochs")
     report = {"machine": machine(), "settings": vars(args), "runs": runs, "gaps": gaps, "step_seconds": steps,
               "transfer_seed_estimate_seconds": report_seed,
               "seconds": round(time.perf_counter() - started, 1)}
