@@ -90,6 +90,23 @@ def test_a_head_that_does_not_match_its_hash_is_not_deleted(ws):
     assert path.is_file() and "saliency" not in ws.tasks
 
 
+def test_remove_task_json_names_the_task_and_the_file_deleted_or_kept(ws, small_workspace, tmp_path):
+    head = ws.root / ws.task("saliency")["head"]
+    result = _invoke("remove-task", "saliency", "--json", "--workspace", ws.root)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"task": "saliency", "file": str(head), "kept_file": None}
+    assert not head.exists() and "saliency" not in ws.tasks
+    other = tmp_path / "keep"  # a second copy (workspace_copy gives one per test)
+    shutil.copytree(small_workspace, other)
+    kept = other / json.loads((other / "workspace.json").read_text())["tasks"]["saliency"]["head"]
+    result = _invoke("remove-task", "saliency", "--keep-file", "--json", "--workspace", other)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"task": "saliency", "file": None, "kept_file": str(kept)}
+    assert kept.is_file()
+    line = _one_error_line(_invoke("remove-task", "saliency", "--json", "--workspace", ws.root))
+    assert "not registered" in line
+
+
 def test_replace_keeps_an_old_head_that_does_not_match_its_hash(ws, caplog):
     old = ws.root / ws.task("saliency")["head"]
     old.write_bytes(old.read_bytes()[:-1] + b"\0")

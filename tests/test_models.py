@@ -213,7 +213,8 @@ def test_head_save_load_bit_identical(hrnet, tmp_path):
     head.save(path, extra={"fingerprint": hrnet.fingerprint()})
     loaded = MedusaHead.load(path).eval()
     assert loaded.config() == head.config() == {"in_channels": [18, 36, 72, 144], "out_channels": 3,
-                                                "width": 32, "attention_reduction": 2}
+                                                "width": 32, "attention_reduction": 2, "sfa": True,
+                                                "msa": True, "initial": True}
     assert read_head_metadata(path)["fingerprint"] == hrnet.fingerprint()
     feats = hrnet(images(seed=6))
     a, b = head(feats, return_attention=True), loaded(feats, return_attention=True)
@@ -308,7 +309,8 @@ def test_hrnet_needs_sides_divisible_by_32(hrnet):
 
 
 def test_registry_names_and_errors(hrnet):
-    assert MODELS.names() == ["medusa", "mt-baseline", "mtan", "mti-net", "pad-net", "single-task"]
+    assert MODELS.names() == ["medusa", "medusa-no-ip", "medusa-no-msa", "medusa-no-sfa", "mt-baseline", "mtan",
+                              "mti-net", "pad-net", "single-task"]
     with pytest.raises(UflError, match="unknown model 'unet'"):
         build_model("unet", hrnet, {"depth": 1})
     with pytest.raises(UflError, match="takes no option.*width"):

@@ -116,8 +116,9 @@ def test_cli_bad_options(args, message):
 def test_cli_unknown_model_is_one_line():
     result = CliRunner().invoke(main, ["profile", "--tasks", "1", "--size", "64x64", "--models", "unet"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["ufl: error: unknown model 'unet'; known: medusa, mt-baseline, "
-                                                  "mtan, mti-net, pad-net, single-task"]
+    assert result.output.strip().splitlines() == ["ufl: error: unknown model 'unet'; known: medusa, medusa-no-ip, "
+                                                  "medusa-no-msa, medusa-no-sfa, mt-baseline, mtan, mti-net, pad-net, "
+                                                  "single-task"]
 
 
 def test_cli_json_rows_for_every_poster_model_as_built_with_aux():

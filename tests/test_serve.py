@@ -78,6 +78,36 @@ def test_batched_predictions_equal_one_image_at_a_time(serve_ws, rng):
     torch.testing.assert_close(together[1]["saliency"], ref, atol=1e-5, rtol=0)
 
 
+def test_served_predictions_equal_ufl_predicts_for_every_task_including_a_bf16_head(serve_ws, workspace_copy,
+                                                                                   tmp_path, rng):
+    ws = workspace_copy(serve_ws.root)
+    ws.add_task("saliency", register_as="saliency_bf16", config=HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-3,
+                precision="bf16"), device="cpu", progress=False, workers=0)
+    assert ws.task("saliency_bf16")["precision"] == "bf16" and ws.task("saliency")["precision"] == "fp32"
+    file = tmp_path / "photo.png"
+    file.write_bytes(_png(rng, (40, 56)))
+    written = ws.predict([file], tmp_path / "out", raw=True, device="cpu")[str(file)]
+    server = ModelServer(ws, device="cpu")
+    assert server.tasks_info()["info"]["saliency_bf16"]["precision"] == "bf16"
+    served = server.predict_batch([np.asarray(Image.open(file))], [None])[0]
+    assert set(served) == set(ws.tasks) == {"saliency", "saliency_bf16"}
+    for name, pred in served.items():
+        expected = np.load(tmp_path / "out" / "photo" / f"{name}.npy")
+        assert pred.shape == (1, 40, 56)
+        np.testing.assert_allclose(pred[0].numpy(), expected, rtol=0, atol=1e-6, err_msg=name)
+        png = server.encode(name, pred, "png", server.state)["data"]  # the same picture as ufl predict's
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(png)))),
+                              np.asarray(Image.open(written[name])))
+    # the bf16 head really runs in bf16: in float32 it predicts other numbers
+    bf16 = np.load(tmp_path / "out" / "photo" / "saliency_bf16.npy")
+    x = torch.from_numpy(np.asarray(Image.open(file)).copy()).permute(2, 0, 1).float().div(255)[None]
+    x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        plain = torch.sigmoid(ws.head("saliency_bf16")(ws.backbone("cpu")(x), out_size=(64, 64))["out"])
+    plain = torch.nn.functional.interpolate(plain, size=(40, 56), mode="bilinear", align_corners=False)[0, 0]
+    assert np.abs(plain.numpy() - bf16).max() > 1e-5
+
+
 def test_server_answers_concurrent_requests_and_serves_a_task_added_while_running(serve_ws, tmp_path, rng):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}

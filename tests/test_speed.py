@@ -3,6 +3,7 @@ image, only the image pinned), head precision, and the per-image edge count cach
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 from feature_cache import FeatureCacheReader
 from ufl.cli import main
 from ufl.errors import UflError
-from ufl.evalcache import CountCache
+from ufl.evalcache import CountCache, image_key
 from ufl.metrics import EdgeMetric
 from ufl.runtime import Precision, named_precision
 from ufl.workspace import HeadTrainingConfig, Workspace
@@ -310,6 +311,54 @@ def test_a_damaged_entry_is_a_miss_and_the_cache_is_bounded(tmp_path):
     bounded.compute()
     assert len(bounded.cache.entries()) == 2
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_atomic_path_fsyncs_unless_told_not_to(tmp_path, monkeypatch):
+    from ufl.io import atomic_path
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("a")
+    assert len(synced) == 1
+    with atomic_path(tmp_path / "b.txt", fsync=False) as tmp:
+        tmp.write_text("b")
+    assert len(synced) == 1 and (tmp_path / "a.txt").read_text() + (tmp_path / "b.txt").read_text() == "ab"
+
+
+def test_a_count_cache_entry_is_written_like_every_other_file_and_a_failed_write_leaves_nothing(tmp_path,
+                                                                                               monkeypatch):
+    import ufl.evalcache
+
+    cache = CountCache(tmp_path)
+    key = image_key([1], np.arange(3))
+    counts = {"tp": np.arange(5, dtype=np.int64), "n": np.array([3.5])}
+    expected = {name: (value.shape, value.dtype.str) for name, value in counts.items()}
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    cache.put(key, counts)
+    assert synced == [] and cache.written == 1  # a cache entry is not flushed to disk
+    assert _same(cache.get(key, expected), counts)
+    (entry,) = cache.entries()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert entry.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by whoever shares the workspace
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [entry.name]
+
+    def broken_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half an entry")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ufl.evalcache.np, "savez", broken_savez)
+    other = image_key([2], np.arange(3))
+    cache.put(other, counts)  # swallowed: a full disk only costs the speed-up
+    cache.put(key, {"tp": np.zeros(5, dtype=np.int64), "n": np.array([0.0])})  # the stored entry is kept
+    monkeypatch.setattr(ufl.evalcache.np, "savez", lambda file, **arrays: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # not an OS error: raised, still nothing left behind
+        cache.put(other, counts)
+    assert cache.written == 1 and [p.name for p in tmp_path.rglob("*") if p.is_file()] == [entry.name]
+    assert cache.get(other, expected) is None and _same(cache.get(key, expected), counts)
 
 
 def test_edge_counts_split_by_image_and_threshold_over_the_pool_are_identical(tmp_path):

@@ -7,8 +7,9 @@ per-image counts depend only on the prediction, the ground truth and the protoco
 (:func:`image_key`); a workspace keeps them in ``WORKSPACE/eval-cache/edges/``.
 
 - One ``.npz`` file per (prediction, ground truth, settings), in 256 sub-folders by the first two
-  hex digits of the key; written to a temporary file and renamed, so a reader sees a whole entry
-  or none, and concurrent evaluations may share the folder.
+  hex digits of the key; written by :func:`ufl.io.atomic_path` (a temporary file, renamed), so a
+  reader sees a whole entry or none, and concurrent evaluations may share the folder. NOTE: without
+  fsync (``atomic_path(fsync=False)``): an entry lost in a power cut is only a miss.
 - A damaged or unreadable entry is a miss (and removed); nothing else depends on the cache, so
   deleting the folder is always safe.
 - Bounded: at most ``max_entries`` files; :meth:`CountCache.prune` removes the least recently used
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from .io import atomic_path
 
 __all__ = ["CountCache", "image_key", "DEFAULT_MAX_ENTRIES"]
 
@@ -101,19 +103,13 @@ class CountCache:
         return counts
 
     def put(self, key: str, counts: Mapping[str, np.ndarray]) -> None:
-        """Store ``counts`` under ``key`` atomically (temporary file + rename). A full or read-only
-        disk only costs the speed-up: the error is swallowed."""
+        """Store ``counts`` under ``key`` atomically (:func:`ufl.io.atomic_path`, without fsync: see
+        the module docstring). A full or read-only disk only costs the speed-up: the error is
+        swallowed; any failure leaves no temporary file and the entry as it was."""
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".npz.tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **{name: np.asarray(value) for name, value in counts.items()})
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_path(path, suffix=".npz", fsync=False) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **{name: np.asarray(value) for name, value in counts.items()})
         except OSError:
             return
         self.written += 1

@@ -9,6 +9,10 @@ names (:func:`ufl.outputs.recorded_activation`: softplus, identity for a head re
 see :func:`ufl.evaluation.postprocess`. The backbone
 runs once and feeds every head.
 
+NOTE: every head is exported (and checked) in float32, whatever precision its record names: a head
+registered with ``--precision bf16`` (or fp16) gives float32 outputs here, which differ from ``ufl
+predict``'s and ``ufl serve``'s by that precision's rounding.
+
 Exported with PyTorch's ``torch.export``-based exporter (``torch.onnx.export(dynamo=True)``, which
 needs ``onnxscript``; the TorchScript exporter fixes resize sizes to the traced example). Without
 ``dynamic`` the batch and size are those of the check images (the tasks' training size); with it the
@@ -149,7 +153,8 @@ def export_onnx(ws, out: str | os.PathLike, *, tasks: Sequence[str] | None = Non
 
     ``check`` val images (0: no check) are run through onnxruntime and PyTorch; a difference above
     :data:`TOLERANCE` (relative, see the module docstring) is a :class:`UflError` and the file is not
-    kept. The file is written atomically (temp name, then rename).
+    kept. The file is written atomically (temp name, then rename). Heads are exported in float32
+    whatever their recorded ``precision`` (see the module docstring).
     """
     try:
         import onnx  # noqa: F401

@@ -3,11 +3,14 @@
 Endpoints (FastAPI on uvicorn, the ``serve`` extra):
 
 * ``GET /tasks`` -> ``{"tasks": [names], "info": {name: {"dataset", "kind", "metric", "size",
-  "classes"}}, "fingerprint": str}``: every registered task, as of the last manifest change.
+  "classes", "precision"}}, "fingerprint": str}``: every registered task, as of the last manifest
+  change (``precision``: the autocast the head runs in, its record's, as in ``ufl predict``).
 * ``POST /predict`` (multipart form field ``image``; query ``format=png|array``, ``tasks=a,b``) ->
   JSON keyed by task name: ``{name: {"kind", "shape", "format", "data"}}``. ``png``: the colour-mapped
   prediction (as ``ufl predict`` writes it) as base64 PNG; ``array``: the prediction itself as nested
-  lists (labels; metres; unit normals (3, H, W); probabilities), at the image's own size.
+  lists (labels; metres; unit normals (3, H, W); probabilities), at the image's own size. Each
+  head runs exactly as in ``ufl predict`` (the same code: its recorded precision and output
+  activation, :func:`ufl.workspace.predict._apply_heads`), so both give the same numbers.
 * ``GET /health`` -> ``{"status": "ok", "tasks": n, "batches": n, "requests": n}``.
 
 Tasks added (``ufl add-task``) or removed while the server runs are picked up without a restart:
@@ -40,8 +43,6 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UflError
-from .evaluation import postprocess
-from .outputs import recorded_activation
 from .runtime import resolve_device
 
 __all__ = ["ModelServer", "ServingState", "create_app", "serve", "check_loopback", "decode_image"]
@@ -81,7 +82,7 @@ class ServingState:
     """An immutable snapshot: the heads of every registered task, grouped by input size."""
 
     signature: tuple[int, str]
-    heads: dict[str, tuple[Any, Any, str]]  # name -> (head, spec, dataset)
+    heads: dict[str, tuple]  # name -> ufl.workspace.predict._load_heads's (head, spec, dataset, precision, activation)
     sizes: dict[str, tuple[int, int]]
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -133,23 +134,28 @@ class ModelServer:
         return path.stat().st_mtime_ns, hashlib.sha256(data).hexdigest()
 
     def _load(self, old: ServingState | None) -> ServingState:
-        """A new state from the manifest; heads whose file is unchanged are reused from ``old``."""
+        """A new state from the manifest (heads loaded by ``ufl predict``'s
+        :func:`~ufl.workspace.predict._load_heads`); heads whose file and precision are unchanged are
+        reused from ``old``."""
+        from .workspace.predict import _load_heads
+
         signature = self._signature()
         tasks = self.ws.tasks
-        heads, sizes, info = {}, {}, {}
+        unchanged = {name for name, record in tasks.items()
+                     if old is not None and name in old.heads
+                     and old.info[name]["head_sha256"] == record["head_sha256"]
+                     and old.info[name]["precision"] == record.get("precision")}
+        heads = {name: old.heads[name] for name in unchanged}
+        heads.update(_load_heads(self.ws, [name for name in tasks if name not in unchanged], self.device))
+        sizes, info = {}, {}
         for name, record in tasks.items():
-            reuse = old is not None and name in old.heads and old.info[name]["head_sha256"] == record["head_sha256"]
-            if reuse:
-                heads[name] = old.heads[name]
-            else:
-                spec = self.ws.spec(name)
-                heads[name] = (self.ws.head(name, self.device), spec, record["dataset"], recorded_activation(record))
             spec = heads[name][1]
             sizes[name] = tuple(record["eval"]["size"])
             info[name] = {"dataset": record["dataset"], "kind": spec.kind, "metric": spec.metric,
                           "size": list(sizes[name]), "classes": spec.out_channels(record["dataset"]),
+                          "precision": record.get("precision"), "target": spec.name,
                           "head_sha256": record["head_sha256"]}
-        return ServingState(signature, heads, sizes, info)
+        return ServingState(signature, {name: heads[name] for name in tasks}, sizes, info)
 
     def refresh(self) -> bool:
         """Reload when the manifest changed (mtime or content); True when the tasks were swapped."""
@@ -187,15 +193,17 @@ class ModelServer:
     def tasks_info(self) -> dict[str, Any]:
         state = self.state
         return {"tasks": sorted(state.heads), "fingerprint": self.ws.fingerprint,
-                "info": {n: {k: v for k, v in i.items() if k != "head_sha256"} for n, i in sorted(state.info.items())}}
+                "info": {n: {k: v for k, v in i.items() if k not in ("head_sha256", "target")}
+                         for n, i in sorted(state.info.items())}}
 
     @torch.no_grad()
     def predict_batch(self, images: Sequence[np.ndarray], tasks: Sequence[Sequence[str] | None],
                       state: ServingState | None = None) -> list[dict[str, torch.Tensor]]:
         """Predictions for each image (H_i, W_i, 3) uint8, of its ``tasks`` (None: all), at its own
         size: ``[{task: postprocessed prediction (labels (H, W) / (C, H, W) maps)}]``. The backbone
-        runs once per input size for the whole batch."""
-        from .workspace.predict import _resize_back
+        runs once per input size for the whole batch; the heads run as in ``ufl predict``
+        (:func:`~ufl.workspace.predict._apply_heads`)."""
+        from .workspace.predict import _apply_heads, _resize_back
 
         state = state or self.state
         wanted = [list(state.heads) if t is None else list(t) for t in tasks]
@@ -211,12 +219,10 @@ class ModelServer:
             batch = torch.cat([F.interpolate(tensors[i], size=size, mode="bilinear", align_corners=False,
                                              antialias=True) for i in members]).to(self.device)
             features = self.backbone(batch)
-            for name in names:
-                head, spec, _, activation = state.heads[name]
-                pred = postprocess(spec.kind, head(features, out_size=size)["out"], activation).cpu()
+            for name, result in _apply_heads({n: state.heads[n] for n in names}, features, size).items():
                 for row, i in enumerate(members):
                     if name in wanted[i]:
-                        results[i][name] = _resize_back(spec.kind, pred[row], tuple(images[i].shape[:2]))
+                        results[i][name] = _resize_back(result["kind"], result["pred"][row], tuple(images[i].shape[:2]))
         self.batches += 1
         self.requests += len(images)
         return results
@@ -232,7 +238,7 @@ class ModelServer:
             array = pred.numpy()
             data = array.tolist() if array.dtype.kind in "iu" else np.round(array.astype(np.float64), 5).tolist()
             return {"kind": info["kind"], "shape": list(array.shape), "format": "array", "data": data}
-        rgb = colorize(info["kind"], pred, dataset=info["dataset"], task=name, num_classes=info["classes"])
+        rgb = colorize(info["kind"], pred, dataset=info["dataset"], task=info["target"], num_classes=info["classes"])
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, format="PNG")
         return {"kind": info["kind"], "shape": list(pred.shape), "format": "png",

@@ -62,7 +62,8 @@ def export_cmd(workspace, out, tasks, dynamic, check, as_json) -> None:
     Input `images` (B, 3, H, W) RGB in [0, 1]; one output per task, named after it (logits at the
     input size; one backbone pass feeds every head). The command runs the graph with onnxruntime on
     the first val images and fails unless every output is within 1e-4 (relative to max(1, |output|))
-    of PyTorch.
+    of PyTorch. Every head is exported in float32, whatever precision it was registered with
+    (`--precision bf16` heads then differ from `ufl predict` by bf16 rounding).
     """
     from ..export import TOLERANCE, export_onnx
     from ..workspace import Workspace

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..model_names import MODEL_NAMES
 from .base import list_option_help, main, parse_names, parse_size, threads_option
 
 
@@ -25,7 +26,7 @@ def _int_list(ctx, param, value: str) -> list[int]:
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone name.")
 @click.option("--size", default="480x640", show_default=True, callback=parse_size, help="Input size HxW.")
 @click.option("--models", default="medusa,mt-baseline,mti-net", show_default=True, callback=parse_names,
-              help="Comma-separated model names (medusa, mt-baseline, mtan, pad-net, mti-net, single-task).")
+              help=f"Comma-separated model names ({', '.join(MODEL_NAMES)}).")
 @click.option("--aux", default=(), multiple=True, callback=parse_names,
               help=list_option_help("Auxiliary tasks, e.g. normals,edges (the +N,E setting): pad-net and mti-net "
                                     "build them without a final head, the other models with their own head."))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..model_names import MODEL_NAMES
 from .base import (data_root_option, device_option, echo_json, eval_resolution_option, json_option, list_option_help,
                    main, optimizer_options, parse_names, parse_size, precision_option, pretrained_option, seed_option,
                    threads_option)
@@ -18,8 +19,10 @@ from .base import (data_root_option, device_option, echo_json, eval_resolution_o
               help=list_option_help("Auxiliary tasks; '' for none. pad-net and mti-net use them only as initial "
                                     "predictions and distillation sources (no final head, not evaluated); the other "
                                     "models give them their own head (trained and evaluated, not reported as main)."))
-@click.option("--model", type=click.Choice(["medusa", "mt-baseline", "single-task", "mtan", "pad-net", "mti-net"]),
-              default="medusa", show_default=True, help="Architecture.")
+@click.option("--model", type=click.Choice(MODEL_NAMES), default="medusa", show_default=True,
+              help="Architecture (ufl.models.MODELS); medusa-no-sfa, medusa-no-msa and medusa-no-ip are Medusa's "
+                   "ablations: no shared feature attention, an HRNet head instead of the multi-scale attention head, "
+                   "no initial predictions (no deep supervision).")
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True,
               help="timm features_only backbone (its last four levels are used).")
 @pretrained_option

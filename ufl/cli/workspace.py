@@ -298,15 +298,21 @@ def list_tasks_cmd(workspace, as_json) -> None:
 @click.argument("name")
 @click.option("--keep-file", is_flag=True,
               help="Only unregister the task; leave its head file (e.g. one that no longer matches its hash).")
-def remove_task_cmd(workspace, name, keep_file) -> None:
+@json_option
+def remove_task_cmd(workspace, name, keep_file, as_json) -> None:
     """Unregister a task and delete its head; every other task is untouched.
 
     The head file is deleted only when it lies in the workspace's heads/ folder and matches its
-    recorded hash; the task stays registered when the file cannot be deleted.
+    recorded hash; the task stays registered when the file cannot be deleted. With --json: one object
+    {"task", "file" (the head file deleted, or null), "kept_file" (with --keep-file: the head file
+    left in place, or null)}.
     """
     from ..workspace import Workspace
 
-    Workspace(workspace).remove_task(name, keep_file=keep_file)
+    removed = Workspace(workspace).remove_task(name, keep_file=keep_file)
+    if as_json:
+        echo_json(removed)
+        return
     click.echo(f"removed {name}")
 
 

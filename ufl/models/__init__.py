@@ -12,19 +12,27 @@ Auxiliary tasks (``aux``, ``ufl pretrain --aux``) are built one of two ways:
 * **auxiliary only** (PAD-Net, MTI-Net, as the reference code's ``AUXILARY_TASKS``): initial
   predictions, feature propagation and distillation sources only; no final head, so the model's
   output holds only ``{"initial": [...]}`` for them (training mode) and nothing at inference;
-* **independent heads** (Medusa, MT baseline, MTAN): an auxiliary task is an ordinary task of the
+* **independent heads** (Medusa and its ablations, MT baseline, MTAN): an auxiliary task is an ordinary task of the
   model, with its own head and final output; it is only reported apart.
 
-================  =============================================  ==================================  ===========
-name              model                                          options                             aux
-================  =============================================  ==================================  ===========
-``medusa``        :class:`Medusa` (one MedusaHead per task)      width, attention_reduction          own heads
-``mt-baseline``   :class:`MultiTaskBaseline`                     -                                   own heads
-``single-task``   :class:`SingleTaskModel` (one task)            -                                   (none)
-``mtan``          :class:`MTAN` (DeepLab-v3+ decoder per task)   width, low_width, atrous_rates      own heads
-``pad-net``       :class:`PADNet`                                channels                            aux only
-``mti-net``       :class:`MTINet`                                -                                   aux only
-================  =============================================  ==================================  ===========
+==================  =============================================  ==================================  ===========
+name                model                                          options                             aux
+==================  =============================================  ==================================  ===========
+``medusa``          :class:`Medusa` (one MedusaHead per task)      width, attention_reduction          own heads
+``medusa-no-sfa``   Medusa, heads without SFA (``sfa=False``)      width                               own heads
+``medusa-no-msa``   Medusa, HRNet head for MSA (``msa=False``)     attention_reduction                 own heads
+``medusa-no-ip``    Medusa, no initial preds (``initial=False``)   width, attention_reduction          own heads
+``mt-baseline``     :class:`MultiTaskBaseline`                     -                                   own heads
+``single-task``     :class:`SingleTaskModel` (one task)            -                                   (none)
+``mtan``            :class:`MTAN` (DeepLab-v3+ decoder per task)   width, low_width, atrous_rates      own heads
+``pad-net``         :class:`PADNet`                                channels                            aux only
+``mti-net``         :class:`MTINet`                                -                                   aux only
+==================  =============================================  ==================================  ===========
+
+The three ``medusa-no-*`` models are the ablations of Medusa's mechanism (issue 12; see
+:mod:`ufl.models.medusa`): shared feature attention absent (mask fixed to 1, no SFA parameters),
+the multi-scale attention head replaced by an :class:`HRNetHead` on the attended features, and no
+initial predictions (no deep supervision).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 from torch import nn
 
 from ..errors import UflError
+from ..model_names import MODEL_NAMES
 from ..registry import Registry
 from .attention import MultiScaleAttentionHead, SharedFeatureAttention
 from .backbone import DEFAULT_BACKBONE, Backbone
@@ -54,11 +63,16 @@ __all__ = [
 #: Model factories (classes or builders) by name: ``factory(backbone, out_channels, [aux,] **options) -> nn.Module``.
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 MODELS.register("medusa", Medusa.build)
+MODELS.register("medusa-no-sfa", Medusa.build_no_sfa)
+MODELS.register("medusa-no-msa", Medusa.build_no_msa)
+MODELS.register("medusa-no-ip", Medusa.build_no_ip)
 MODELS.register("mt-baseline", MultiTaskBaseline.build)
 MODELS.register("single-task", SingleTaskModel.build)
 MODELS.register("mti-net", MTINet)
 MODELS.register("mtan", MTAN)
 MODELS.register("pad-net", PADNet)
+if sorted(MODELS) != sorted(MODEL_NAMES):  # the CLI's torch-free list of choices must name exactly these
+    raise RuntimeError(f"ufl.model_names.MODEL_NAMES {MODEL_NAMES} differs from the registered models {tuple(MODELS)}")
 
 
 def aux_only(name: str) -> bool:

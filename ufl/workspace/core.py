@@ -183,9 +183,9 @@ class Workspace:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None, run_dir: str | os.PathLike, *,
                         register: bool = True, **options: Any) -> "Workspace":
-        """``ufl init --checkpoint RUN``: the run's backbone, frozen; with a Medusa checkpoint, its
-        tasks registered with their heads and their val metrics measured through the workspace's
-        own cache (``options`` go to :meth:`register_checkpoint_tasks`)."""
+        """``ufl init --checkpoint RUN``: the run's backbone, frozen; with a Medusa checkpoint (not one
+        of its ablations'), its tasks registered with their heads and their val metrics measured
+        through the workspace's own cache (``options`` go to :meth:`register_checkpoint_tasks`)."""
         from ..checkpoint import load_checkpoint
         from ..models import Backbone
 
@@ -436,9 +436,11 @@ class Workspace:
                 raise
             log.warning("%s", e)
 
-    def remove_task(self, name: str, keep_file: bool = False) -> None:
+    def remove_task(self, name: str, keep_file: bool = False) -> dict[str, str | None]:
         """Unregister ``name`` and delete its head file (``keep_file``: leave the file); other tasks are
-        untouched.
+        untouched. Returns ``{"task": name, "file": the head file deleted (None: there was none, or
+        ``keep_file``), "kept_file": the head file left in place with ``keep_file`` (None: none there
+        or not ``keep_file``)}``.
 
         The head file is checked first (inside ``heads/``, matching its recorded sha256: a manifest
         pointing elsewhere deletes nothing) and renamed aside before the task is unregistered, so a
@@ -470,6 +472,9 @@ class Workspace:
                 raise
             if aside is not None:
                 aside.unlink(missing_ok=True)
+        kept = self.root / record["head"] if keep_file else None
+        return {"task": name, "file": None if aside is None else str(path),
+                "kept_file": str(kept) if kept is not None and kept.is_file() else None}
 
     # -- the pipeline (implemented in sibling modules) --------------------------------------------
     def cache_features(self, dataset: str, splits: Sequence[str] = ("train", "val"), **options: Any):

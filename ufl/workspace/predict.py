@@ -62,13 +62,22 @@ def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
 
 @torch.no_grad()
 def _run_heads(ws, heads: dict[str, tuple], images: torch.Tensor, device, attention: bool) -> dict[str, dict]:
-    """Backbone once, then each head of :func:`_load_heads`: ``{task: {"pred": postprocessed (B, ...),
-    "attention": ..., "kind", "dataset", "classes", "target": the spec's target name}}``."""
+    """Backbone once, then each head of :func:`_load_heads` (:func:`_apply_heads`): ``{task: {"pred":
+    postprocessed (B, ...), "attention": ..., "kind", "dataset", "classes", "target": the spec's target
+    name}}``."""
     features = ws.backbone(device)(images.to(device))
+    return _apply_heads(heads, features, tuple(images.shape[-2:]), attention)
+
+
+@torch.no_grad()
+def _apply_heads(heads: dict[str, tuple], features, size: tuple[int, int], attention: bool = False) -> dict[str, dict]:
+    """Each head of :func:`_load_heads` on the backbone's ``features`` (of a batch of images at
+    ``size``), in its recorded precision and through its recorded activation: the one path of
+    ``ufl predict``, ``ufl visualize`` and ``ufl serve``; returns what :func:`_run_heads` does."""
     out = {}
     for name, (head, spec, dataset, precision, activation) in heads.items():
         with precision.autocast():
-            result = head(features, out_size=images.shape[-2:], return_attention=attention)
+            result = head(features, out_size=size, return_attention=attention)
         maps = result.get("attention")
         if maps is not None:  # float32 for the pictures, whatever the head's autocast computed them in
             maps = {"sfa": [m.float() for m in maps["sfa"]], "msa": maps["msa"].float()}

@@ -5,6 +5,11 @@ is; its val metrics at registration are measured the way ``ufl evaluate`` will m
 (through the workspace's val cache of the checkpoint's dataset), so their drift starts at 0. The
 baselines' heads are not independent of each other (MTI-Net's distillation, shared HRNet heads);
 from those checkpoints only the backbone is taken.
+
+NOTE: the checkpoints of Medusa's ablations (``medusa-no-sfa``, ``medusa-no-msa``, ``medusa-no-ip``)
+give their backbone only too, with a log line: their heads lack a part of Medusa's head, while
+every head ``ufl add-task`` trains in the workspace is a full one, and the workspace's tools
+(attention maps, export) read a full head. The ablations are there to compare frozen backbones.
 """
 
 from __future__ import annotations
@@ -22,12 +27,19 @@ __all__ = ["register_checkpoint_tasks"]
 
 log = logging.getLogger(__name__)
 
+#: Models whose checkpoints give only their backbone although they have per-task Medusa heads.
+ABLATIONS = ("medusa-no-sfa", "medusa-no-msa", "medusa-no-ip")
+
 
 def register_checkpoint_tasks(ws, ckpt: Checkpoint, *, data_root=None, root=None, device: str = "auto",
                               batch_size: int = 16, progress: bool = True, eval_resolution: str = "original") -> list[str]:
     """Register every task of a Medusa checkpoint; return their names ([] for other models).
     ``eval_resolution``: ``"original"`` (each val image's own size) or ``"working"``."""
     meta = ckpt.meta
+    if meta.get("model") in ABLATIONS:
+        log.info("checkpoint model %r is an ablation of Medusa: only its backbone is used (its heads lack part of "
+                 "Medusa's head and are not registered); add tasks with `ufl add-task`", meta.get("model"))
+        return []
     if meta.get("model") != "medusa":
         log.info("checkpoint model %r has no independent per-task heads: only its backbone is used; add tasks "
                  "with `ufl add-task`", meta.get("model"))
