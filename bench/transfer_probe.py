@@ -59,18 +59,28 @@ def interval(values: list[float]) -> tuple[float, list[float] | None]:
 
 
 def gap_table(reports: list[dict]) -> str:
-    """Markdown: one row per (settings, knob, task) of saved ``--json`` reports: per-seed gaps, mean, 95 % CI."""
-    lines = ["| px / train / val / pretrain ep / head ep | --nyud-persons | task (metric) | gap per seed | "
-             "mean gap | 95 % CI | verdict |", "|---|---|---|---|---|---|---|"]
+    """Markdown: one row per (settings, knob, head epochs) of saved ``--json`` reports, one column per
+    task: mean gap, 95 % CI and verdict (held: CI > 0, not held: CI < 0, undecided), per-seed gaps."""
+    tasks = list(dict.fromkeys(g["task"] for r in reports for g in r["gaps"]))
+    lines = ["| px / train / val / pretrain ep / head ep | `--nyud-persons` | seeds | "
+             + " | ".join(f"{t} gap" for t in tasks) + " |", "|---|---|---|" + "---|" * len(tasks)]
     for report in reports:
         a = report["settings"]
+        rows: dict[tuple, dict[str, dict]] = {}
         for g in report["gaps"]:
-            setting = (f"{a['size']} / {a['train']} / {a['val']} / {a['pretrain_epochs']} / "
-                       f"{g.get('head_epochs', a['head_epochs'])}")
-            ci = "–" if g["ci95"] is None else f"[{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]"
-            lines.append(f"| {setting} | {g['knob']} | {g['task']} ({g['metric']}) | "
-                         f"{', '.join(f'{d:+.2f}' for d in g['per_seed'])} | {g['mean']:+.2f} | {ci} | "
-                         f"{g['verdict'] or '–'} |")
+            rows.setdefault((g["knob"], g.get("head_epochs", a["head_epochs"])), {})[g["task"]] = g
+        for (knob, epochs), by_task in rows.items():
+            cells = []
+            for task in tasks:
+                g = by_task.get(task)
+                if g is None:
+                    cells.append("")
+                    continue
+                ci = "" if g["ci95"] is None else f" [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}] {g['verdict']}"
+                cells.append(f"{g['mean']:+.2f}{ci} ({', '.join(f'{d:+.1f}' for d in g['per_seed'])})")
+            seeds = len(next(iter(by_task.values()))["per_seed"])
+            lines.append(f"| {a['size']} / {a['train']} / {a['val']} / {a['pretrain_epochs']} / {epochs} | {knob} | "
+                         f"{seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
