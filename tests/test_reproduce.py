@@ -103,13 +103,18 @@ def _all_systems():
     return nyud, pascal
 
 
-def test_default_models_are_every_system_of_the_poster():
-    from ufl.cli.reproduce import DEFAULT_MODELS as CLI_DEFAULT
+def test_default_models_are_every_system_of_the_poster_and_the_controls():
+    from ufl.cli.reproduce import DEFAULT_MODELS as CLI_DEFAULT, PRESET_NAMES, SYSTEM_NAMES
 
-    assert rp.DEFAULT_MODELS == ("st", "mt-baseline", "mtan", "pad-net", "mti-net", "medusa") == CLI_DEFAULT
+    assert rp.DEFAULT_MODELS == ("st", "mt-baseline", "mtan", "pad-net", "mti-net", "medusa", "random",
+                                 "oracle") == CLI_DEFAULT
+    assert tuple(rp.SYSTEMS) == SYSTEM_NAMES and tuple(rp.PRESETS) == PRESET_NAMES
     assert rp.ReproduceConfig().models == rp.DEFAULT_MODELS
-    assert [(s.key, ne) for s in rp.SYSTEMS.values() for ne in s.mtl] == POSTER_MTL_ROWS
-    assert [s.key for s in rp.SYSTEMS.values() if s.ufl_source] == POSTER_UFL_ROWS
+    assert rp.ReproduceConfig(preset="transfer").models == ("mti-net", "medusa", "medusa-no-sfa", "medusa-no-msa",
+                                                            "medusa-no-ip", "random", "oracle")
+    poster = [rp.SYSTEMS[k] for k in rp.POSTER_MODELS]
+    assert [(s.key, ne) for s in poster for ne in s.mtl] == POSTER_MTL_ROWS
+    assert [s.key for s in poster if s.ufl_source] == POSTER_UFL_ROWS
     assert len(rp.POSTER["mtl"]) == 10 and list(rp.POSTER["ufl"]) == POSTER_UFL_ROWS
 
 
@@ -126,7 +131,7 @@ def test_poster_mtl_delta_m_follows_from_its_own_figures():
 
 def test_every_poster_row_beside_its_figure():
     nyud, pascal = _all_systems()
-    models = list(rp.DEFAULT_MODELS)
+    models = list(rp.POSTER_MODELS)
     mtl = rp.summarise([rp.mtl_rows(nyud, models)], ("seg", "depth", "delta_m"))
     ufl = rp.summarise([rp.ufl_rows(nyud, pascal, models)], ("seg", "depth", "delta_m_nyud", "parts", "sal",
                                                               "delta_m_pascal"))
@@ -155,26 +160,82 @@ def test_reproduce_end_to_end_then_resume_skips_every_step(synthetic_root, tmp_p
     pretrained = ["st-semseg", "st-depth", "mt-baseline", "mtan", "mtan-ne", "pad-net", "pad-net-ne", "mti-net",
                   "mti-net-ne", "medusa", "medusa-ne"]
     assert sorted(result["steps"]["ran"]) == sorted([f"seed0/pretrain/{r}" for r in pretrained]
-                                                    + [f"seed0/ufl/{m}" for m in POSTER_UFL_ROWS])
+                                                    + [f"seed0/ufl/{m}" for m in POSTER_UFL_ROWS + ["random"]]
+                                                    + ["seed0/oracle/human_parts", "seed0/oracle/saliency"])
     assert [(r["model"], r["ne"]) for r in result["mtl"]] == POSTER_MTL_ROWS
     for row in result["mtl"]:
         assert {"model", "ne", "seg", "depth", "delta_m", "poster"} <= set(row)
         assert row["poster"] == rp.POSTER["mtl"][row["model"] + ("+ne" if row["ne"] else "")]
-    assert [r["model"] for r in result["ufl"]] == POSTER_UFL_ROWS
+    assert [r["model"] for r in result["ufl"]] == POSTER_UFL_ROWS + ["random", "oracle"]
     for row in result["ufl"]:
         assert {"model", "parts", "sal", "delta_m_pascal", "poster"} <= set(row)
-        assert row["poster"] == rp.POSTER["ufl"][row["model"]]
+        assert row["poster"] == rp.POSTER["ufl"].get(row["model"])
+    controls = {r["model"]: r for r in result["ufl"][-2:]}
+    assert controls["random"]["backbone"] == "random init" and controls["random"]["seg"] is None
+    assert controls["oracle"]["parts"] == [result["per_seed"]["0"]["pascal"]["oracle"]["human_parts"]["mIoU"], 0.0]
+    # one seed: every claim is undecided and has no interval; the cost claim is a fact
+    assert {c["verdict"] for c in result["claims"] if c["seeds"]} == {"undecided"}
+    assert all({"claim", "verdict", "mean", "ci95", "seeds"} <= set(c) for c in result["claims"])
+    assert any(c["claim"].startswith("Transfer (positive control)") for c in result["claims"])
     assert result["ufl"][0]["delta_m_pascal"] == [0.0, 0.0]
     # PAD-Net and MTI-Net +N,E report only the main tasks; Medusa +N,E its auxiliary heads too.
     nyud = result["per_seed"]["0"]["nyud"]
     assert sorted(nyud["pad-net+ne"]) == sorted(nyud["mti-net+ne"]) == ["depth", "semseg"]
     assert sorted(nyud["medusa+ne"]) == ["depth", "edges", "normals", "semseg"]
-    assert [r["model"] for r in result["profile"]] == list(rp.DEFAULT_MODELS)
+    assert [r["model"] for r in result["profile"]] == list(rp.POSTER_MODELS)
+    # the floor really is untrained: its frozen backbone is the seed's fresh init
+    import torch
+
+    from ufl.models import Backbone
+    from ufl.workspace import Workspace
+
+    torch.manual_seed(0)
+    fresh = Backbone("hrnet_w18_small_v2", pretrained=None).state_dict()
+    frozen = Workspace(tmp_path / "r" / "seed0" / "ufl" / "random" / "workspace").backbone().state_dict()
+    assert fresh.keys() == frozen.keys() and all(torch.equal(fresh[k], frozen[k]) for k in fresh)
     tables = (tmp_path / "r" / "tables.md").read_text()
     assert all(f"| {figure:.2f} |" in tables for figure in (34.57, 33.21, 36.19, 35.46, 37.40, 37.48, 47.37, 61.91))
     assert (tmp_path / "r" / "figure.png").stat().st_size > 1000
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 0, second.output
     again = json.loads(second.stdout)
-    assert again["steps"]["ran"] == [] and len(again["steps"]["skipped"]) == 16
+    assert again["steps"]["ran"] == [] and len(again["steps"]["skipped"]) == 19
     assert again["mtl"] == result["mtl"] and again["ufl"] == result["ufl"]
+
+
+def test_paired_claims_from_per_seed_rows():
+    # Two seeds; Medusa beats the floor by 5 and 3 parts points (t-interval 4 +- 12.7: undecided) and
+    # by exactly 2 saliency points both times (zero-width interval: held).
+    def pascal(parts, sal):
+        return {"human_parts": {"mIoU": parts}, "saliency": {"maxF": sal}}
+
+    per_seed = {0: {"medusa": pascal(20.0, 50.0), "random": pascal(15.0, 48.0)},
+                1: {"medusa": pascal(22.0, 51.0), "random": pascal(19.0, 49.0)}}
+    ufl = {s: {r["model"]: r for r in rp.ufl_rows({}, per_seed[s], ["medusa", "random"])} for s in (0, 1)}
+    claims = {c["claim"].split(" on PASCAL ")[-1]: c for c in rp._claims({0: {}, 1: {}}, ufl, [], ("human_parts", "saliency"), [0, 1])}
+    parts, sal = claims["parts mIoU"], claims["saliency maxF"]
+    assert parts["differences"] == [5.0, 3.0] and parts["mean"] == 4.0 and parts["verdict"] == "undecided"
+    assert parts["ci95"][0] == pytest.approx(4.0 - 12.706204736174703, rel=1e-9)  # sd sqrt(2), n 2
+    assert sal["ci95"] == [2.0, 2.0] and sal["verdict"] == "held" and sal["seeds"] == [0, 1]
+
+
+def test_transfer_preset_end_to_end_with_normals_and_two_seeds(synthetic_root, tmp_path, monkeypatch):
+    tiny = dataclasses.replace(rp.PRESETS["transfer"], nyud_size=(64, 64), pascal_size=(64, 64), pretrain_epochs=1,
+                               head_epochs=1, batch_size=4, views=1)
+    monkeypatch.setitem(rp.PRESETS, "transfer", tiny)
+    result = rp.reproduce(rp.ReproduceConfig(data_root=str(synthetic_root), out=str(tmp_path / "t"), preset="transfer",
+                                             models=["medusa", "random"], seeds=[0, 1], device="cpu", progress=False))
+    # only the run the UFL row freezes is pretrained (medusa +N,E), normals is a third PASCAL task
+    assert sorted(result["steps"]["ran"]) == sorted(f"seed{s}/{step}" for s in (0, 1) for step in
+                                                    ("pretrain/medusa-ne", "ufl/medusa", "ufl/random"))
+    assert [(r["model"], r["ne"]) for r in result["mtl"]] == [("medusa", True)]
+    rows = {r["model"]: r for r in result["ufl"]}
+    assert all(rows[m]["normals"] is not None and len(rows[m]["normals"]) == 2 for m in rows)
+    control = [c for c in result["claims"] if c["claim"].startswith("Transfer (positive control)")]
+    assert len(control) == 3 and all(c["seeds"] == [0, 1] and len(c["ci95"]) == 2 for c in control)
+    normals = control[-1]
+    per_seed = result["per_seed"]
+    expected = [per_seed[str(s)]["pascal"]["random"]["normals"]["mean"] - per_seed[str(s)]["pascal"]["medusa"]["normals"]["mean"]
+                for s in (0, 1)]
+    assert normals["differences"] == pytest.approx(expected)
+    assert "PASCAL normals" in result["markdown"] and (tmp_path / "t" / "claims.png").stat().st_size > 1000

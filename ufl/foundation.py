@@ -19,14 +19,35 @@ from .models.backbone import resolve_pretrained
 from .tables import markdown_table
 from .workspace import HeadTrainingConfig, Workspace
 
-__all__ = ["frozen_backbone_step", "run_frozen_backbones", "frozen_rows", "frozen_markdown", "UFL_TASKS"]
+__all__ = ["train_ufl_heads", "frozen_backbone_step", "run_frozen_backbones", "frozen_rows", "frozen_markdown", "UFL_TASKS"]
 
 UFL_TASKS = ("human_parts", "saliency")
 
 
-def frozen_backbone_step(config, preset, seed: int, backbone: str) -> Callable[[Path], dict[str, Any]]:
-    """A resumable step (for :class:`ufl.reproduce.StepRunner`): workspace on the bare ``backbone``,
-    PASCAL cached, parts and saliency heads added; returns their registered metrics."""
+def train_ufl_heads(ws: Workspace, config, preset, seed: int, tasks: Sequence[str] = UFL_TASKS) -> dict[str, Any]:
+    """The UFL protocol on one frozen backbone: PASCAL train and val cached (the preset's size and
+    views), one Medusa head per task trained with the preset's schedule (tasks already registered
+    are kept: a resumed step continues); returns ``{task: registered val metrics}``."""
+    ws.cache_features("pascal", ["train", "val"], data_root=config.data_root, size=preset.pascal_size,
+                      views=preset.views, device=config.device, seed=seed, progress=config.progress)
+    heads = HeadTrainingConfig(epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed)
+    for task in tasks:
+        if task not in ws.tasks:
+            ws.add_task(task, config=heads, device=config.device, progress=config.progress)
+    return {task: ws.tasks[task]["registered"] for task in tasks}
+
+
+def frozen_backbone_step(config, preset, seed: int, backbone: str,
+                         random_init: bool = False) -> Callable[[Path], dict[str, Any]]:
+    """A resumable step (for :class:`ufl.reproduce.StepRunner`): workspace on the bare ``backbone``
+    (the preset's initial weights, or a random init with ``random_init``), PASCAL cached, a head per
+    task of the preset (``preset.ufl_tasks``, default parts and saliency) added; returns their
+    registered metrics.
+
+    The random init is ``torch.manual_seed(seed)`` then the backbone: the very weights that
+    ``ufl pretrain --seed SEED`` starts from (it seeds torch before building the backbone)."""
+    tasks = tuple(getattr(preset, "ufl_tasks", UFL_TASKS))
+
     def run(folder: Path) -> dict[str, Any]:
         import torch
 
@@ -35,14 +56,9 @@ def frozen_backbone_step(config, preset, seed: int, backbone: str) -> Callable[[
             ws = Workspace(path)
         else:
             torch.manual_seed(seed)  # a random init is reproducible per seed
-            ws = Workspace.from_backbone(path, backbone, resolve_pretrained(preset.pretrained, backbone))
-        ws.cache_features("pascal", ["train", "val"], data_root=config.data_root, size=preset.pascal_size,
-                          views=preset.views, device=config.device, seed=seed, progress=config.progress)
-        heads = HeadTrainingConfig(epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed)
-        for task in UFL_TASKS:
-            if task not in ws.tasks:
-                ws.add_task(task, config=heads, device=config.device, progress=config.progress)
-        return {"metrics": {task: ws.tasks[task]["registered"] for task in UFL_TASKS}, "workspace": str(path),
+            pretrained = None if random_init else resolve_pretrained(preset.pretrained, backbone)
+            ws = Workspace.from_backbone(path, backbone, pretrained)
+        return {"metrics": train_ufl_heads(ws, config, preset, seed, tasks), "workspace": str(path),
                 "source": ws.read()["backbone"].get("source", "")}
     return run
 

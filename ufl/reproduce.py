@@ -1,7 +1,10 @@
 """``ufl reproduce``: the poster's two experiments, end to end, on any data in the public formats.
 
 The systems and the poster's figures are facts in one place, :data:`SYSTEMS` and :data:`POSTER`;
-by default every system of the poster runs: ``st, mt-baseline, mtan, pad-net, mti-net, medusa``.
+by default every system of the poster runs (``st, mt-baseline, mtan, pad-net, mti-net, medusa``)
+beside two controls (``random``, ``oracle``); the Medusa ablations (``medusa-no-sfa``,
+``medusa-no-msa``, ``medusa-no-ip``) are selectable with ``--models`` and part of the ``transfer``
+preset.
 
 **MTL table (NYUD), 10 rows.** Each multi-task model is pretrained on semseg + depth, without and
 with normals + edges as auxiliary tasks (``N+E``; the MT baseline without only, as on the poster);
@@ -10,18 +13,30 @@ as each model builds them (:func:`ufl.models.build_model`: PAD-Net and MTI-Net w
 Rows: ``model, backbone, head, N+E, seg mIoU, depth RMSE, Delta_m``, each beside the poster's figure.
 
 **UFL table (PASCAL), 5 rows** (ST, MT baseline, MTAN, MTI-Net, Medusa; the poster has no PAD-Net
-row). Freeze each model's NYUD backbone (``System.ufl_source``: the ``+N,E`` run; the MT
-baseline's only run; the single-task semseg model's for the single-task row), cache the PASCAL
-features once per backbone, train a Medusa head for human parts and one for saliency on each (so
-only the features differ), and evaluate. Rows: ``model, NYUD seg, NYUD depth, Delta_m NYUD, PASCAL
-parts, PASCAL sal, Delta_m PASCAL``, Delta_m against the single-task row, as on the poster.
+row), plus the controls and ablations run. Freeze each model's NYUD backbone (``System.ufl_source``:
+the ``+N,E`` run; the MT baseline's only run; the single-task semseg model's for the single-task
+row), cache the PASCAL features once per backbone, train a Medusa head per PASCAL task of the
+preset (human parts and saliency; the ``transfer`` preset adds normals) on each (so only the
+features differ), and evaluate. Rows: ``model, NYUD seg, NYUD depth, Delta_m NYUD, PASCAL parts,
+PASCAL sal, [PASCAL normals,] Delta_m PASCAL``, Delta_m against the single-task row, as on the poster.
+
+**Controls.** ``random``: the same heads on a frozen *random-init* backbone (``torch.manual_seed(seed)``
+then the backbone, exactly the init every pretrained model of that seed starts from): the floor,
+what the heads learn with no pretraining. ``oracle``: one single-task Medusa model per PASCAL task
+trained on PASCAL with the backbone *unfrozen* (the preset's head epochs and initial weights): the
+ceiling.
+
+**Claims** are decided on per-seed paired differences with a 95 % t-interval (:mod:`ufl.evidence`):
+held, not held, or undecided when the interval contains the threshold (or with one seed).
 
 Every step writes its result to ``OUT/seed<k>/<step>/result.json`` when it finishes; running the
 command again skips finished steps and resumes an interrupted pretraining from its checkpoint.
 ``--seeds 0,1,2`` repeats everything per seed and reports mean ± standard deviation.
 
 Presets: ``paper`` is the reference protocol (NYUD 480x640, PASCAL 512x512, 100 epochs, Adam 1e-4,
-ImageNet weights when reachable); ``quick`` is sized for a 2-core CPU on ``ufl make-synthetic`` data.
+ImageNet weights when reachable); ``quick`` is sized for a 2-core CPU on ``ufl make-synthetic``
+data; ``transfer`` is the CPU benchmark of whether the frozen features transfer (its own generated
+data, see :attr:`Preset.synthetic`; only the NYUD runs that the UFL rows freeze).
 """
 
 from __future__ import annotations
@@ -36,13 +51,15 @@ import numpy as np
 
 from .checkpoint import has_checkpoint
 from .errors import UflError
+from .evidence import Claim, claims_figure, claims_markdown, decide
 from .io import json_safe, read_json, write_json
 from .metrics import delta_m
 from .profile import profile_models
 from .tables import markdown_table
 from .training.pretrain import PretrainConfig, pretrain
 from .visualize import grouped_bars
-from .workspace import HeadTrainingConfig, Workspace
+from .foundation import frozen_backbone_step, train_ufl_heads
+from .workspace import Workspace
 
 __all__ = ["Preset", "PRESETS", "System", "SYSTEMS", "DEFAULT_MODELS", "MODEL_INFO", "POSTER", "ReproduceConfig",
            "reproduce", "mtl_rows", "ufl_rows", "summarise", "StepRunner"]
@@ -64,15 +81,37 @@ class Preset:
     views: int
     pretrained: str
     val_every: int
+    #: The systems run when ``--models`` is not given.
+    models: tuple[str, ...] = ()
+    #: The PASCAL tasks of the UFL rows (a Medusa head each on every frozen backbone).
+    ufl_tasks: tuple[str, ...] = ("human_parts", "saliency")
+    #: Pretrain only the NYUD runs that UFL rows freeze (no MTL-only runs).
+    ufl_only: bool = False
+    #: The ``ufl make-synthetic`` options of the generated data the preset is sized for ("": any).
+    synthetic: str = ""
 
+
+#: The poster's six systems, in its order, and the two controls every preset runs by default.
+POSTER_MODELS = ("st", "mt-baseline", "mtan", "pad-net", "mti-net", "medusa")
+CONTROLS = ("random", "oracle")
+ABLATIONS = ("medusa-no-sfa", "medusa-no-msa", "medusa-no-ip")
 
 PRESETS: dict[str, Preset] = {
     # DESIGN.md section 6. NOTE: cached features cannot be augmented on the fly, so the PASCAL
     # heads see 4 fixed views per image (original, flip, 2 random scale/rotation draws) instead of
     # a fresh augmentation every epoch.
-    "paper": Preset("paper", (480, 640), (512, 512), 100, 100, 8, 1e-4, 4, "auto", 5),
+    "paper": Preset("paper", (480, 640), (512, 512), 100, 100, 8, 1e-4, 4, "auto", 5,
+                    models=POSTER_MODELS + CONTROLS),
     # 2-core CPU on `ufl make-synthetic --size 96` data; random init, so a higher learning rate.
-    "quick": Preset("quick", (96, 128), (96, 96), 16, 30, 8, 1e-3, 2, "none", 4),
+    "quick": Preset("quick", (96, 128), (96, 96), 16, 30, 8, 1e-3, 2, "none", 4, models=POSTER_MODELS + CONTROLS,
+                    synthetic="--size 96 --train 64 --val 24"),
+    # Does pretraining transfer? Medusa, MTI-Net and the ablations against the floor and the
+    # ceiling, normals as a third PASCAL task, sized (bench/transfer_probe.py) so that 3 seeds take
+    # about an hour on 2 CPU cores.
+    "transfer": Preset("transfer", (64, 96), (64, 64), 12, 20, 8, 1e-3, 2, "none", 12,
+                       models=("mti-net", "medusa") + ABLATIONS + CONTROLS,
+                       ufl_tasks=("human_parts", "saliency", "normals"), ufl_only=True,
+                       synthetic="--size 64 --train 96 --val 32"),
 }
 
 @dataclass(frozen=True)
@@ -91,6 +130,8 @@ class System:
     model: str
     mtl: tuple[bool | None, ...]
     ufl_source: str | None
+    #: ``"random"`` / ``"oracle"`` for the controls (no NYUD run; see the module docstring).
+    control: str | None = None
 
     def runs(self) -> list[tuple[str, str, list[str], list[str]]]:
         """The NYUD pretraining runs: ``(run key, step name, tasks, aux)`` each."""
@@ -116,8 +157,13 @@ SYSTEMS: dict[str, System] = {s.key: s for s in (
     System("pad-net", "PAD-Net", "Bottleneck (ref. code)", "pad-net", (False, True), None),
     System("mti-net", "MTI-Net", "HRNet head", "mti-net", (False, True), "mti-net+ne"),
     System("medusa", "Medusa", "MSA", "medusa", (False, True), "medusa+ne"),
+    System("medusa-no-sfa", "Medusa w/o SFA", "MSA", "medusa-no-sfa", (True,), "medusa-no-sfa+ne"),
+    System("medusa-no-msa", "Medusa w/o MSA", "HRNet head", "medusa-no-msa", (True,), "medusa-no-msa+ne"),
+    System("medusa-no-ip", "Medusa w/o IP", "MSA", "medusa-no-ip", (True,), "medusa-no-ip+ne"),
+    System("random", "Random init (floor)", "-", "medusa", (), None, control="random"),
+    System("oracle", "PASCAL oracle (ceiling)", "-", "medusa", (), None, control="oracle"),
 )}
-DEFAULT_MODELS = tuple(SYSTEMS)
+DEFAULT_MODELS = PRESETS["quick"].models
 
 #: Display name and head description per model key (kept for callers of earlier versions).
 MODEL_INFO: dict[str, tuple[str, str]] = {k: (s.name, s.head) for k, s in SYSTEMS.items()}
@@ -158,7 +204,8 @@ def _mtl_key(model: str, ne: bool | None) -> str:
 class ReproduceConfig:
     data_root: str = "data"
     out: str = "reproduce"
-    models: Sequence[str] = DEFAULT_MODELS
+    #: Systems to run (``SYSTEMS`` keys); ``None``: the preset's.
+    models: Sequence[str] | None = None
     preset: str = "quick"
     seeds: Sequence[int] = (0,)
     backbone: str = "hrnet_w18_small_v2"
@@ -170,13 +217,14 @@ class ReproduceConfig:
     backbones: Sequence[str] = ()
 
     def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise UflError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        self.models = tuple(PRESETS[self.preset].models if self.models is None else self.models)
         unknown = [m for m in self.models if m not in SYSTEMS]
         if unknown:
             raise UflError(f"unknown model(s) {unknown}; choose from {', '.join(SYSTEMS)}")
         if len(set(self.models)) != len(self.models):
             raise UflError(f"a model is named twice in {list(self.models)}")
-        if self.preset not in PRESETS:
-            raise UflError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         if not self.seeds:
             raise UflError("give at least one seed")
         import timm
@@ -243,14 +291,21 @@ def _ufl_step(config: ReproduceConfig, preset: Preset, seed: int, checkpoint: st
         path = folder / "workspace"
         ws = Workspace(path) if (path / "workspace.json").is_file() else \
             Workspace.from_checkpoint(path, checkpoint, register=False)
-        ws.cache_features("pascal", ["train", "val"], data_root=config.data_root, size=preset.pascal_size,
-                          views=preset.views, device=config.device, seed=seed, progress=config.progress)
-        heads = HeadTrainingConfig(epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed)
-        for task in ("human_parts", "saliency"):
-            if task not in ws.tasks:
-                ws.add_task(task, config=heads, device=config.device, progress=config.progress)
-        return {"metrics": {task: ws.tasks[task]["registered"] for task in ("human_parts", "saliency")},
-                "workspace": str(path)}
+        return {"metrics": train_ufl_heads(ws, config, preset, seed, preset.ufl_tasks), "workspace": str(path)}
+    return run
+
+
+def _oracle_step(config: ReproduceConfig, preset: Preset, seed: int, task: str) -> Callable[[Path], dict]:
+    """The ceiling of one PASCAL task: a single-task Medusa trained on PASCAL, backbone unfrozen,
+    from the preset's initial weights, for the preset's head epochs, evaluated like the heads."""
+    def run(folder: Path) -> dict[str, Any]:
+        out = folder / "run"
+        result = pretrain(PretrainConfig(
+            out=str(out), dataset="pascal", tasks=[task], aux=[], model="medusa", backbone=config.backbone,
+            pretrained=_pretrained(preset, config.backbone), data_root=config.data_root, size=preset.pascal_size,
+            epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, val_every=preset.head_epochs,
+            device=config.device, seed=seed, resume=has_checkpoint(out), progress=config.progress))
+        return {"metrics": {task: result.metrics[task]}, "checkpoint": str(out)}
     return run
 
 
@@ -259,13 +314,23 @@ def _run_seed(config: ReproduceConfig, preset: Preset, seed: int, steps: StepRun
     for key in config.models:
         system = SYSTEMS[key]
         for run, step, tasks, aux in system.runs():
+            if preset.ufl_only and run != system.ufl_source:
+                continue
             nyud[run] = steps(f"seed{seed}/pretrain/{step}",
                               _pretrain_step(config, preset, seed, system.model, tasks, aux))
     pascal = {}
     for key in config.models:
-        source = SYSTEMS[key].ufl_source
-        if source is not None:
-            pascal[key] = steps(f"seed{seed}/ufl/{key}", _ufl_step(config, preset, seed, nyud[source]["checkpoint"]))
+        system = SYSTEMS[key]
+        if system.control == "random":
+            pascal[key] = steps(f"seed{seed}/ufl/random",
+                                frozen_backbone_step(config, preset, seed, config.backbone, random_init=True))
+        elif system.control == "oracle":
+            pascal[key] = {"metrics": {task: steps(f"seed{seed}/oracle/{task}",
+                                                   _oracle_step(config, preset, seed, task))["metrics"][task]
+                                       for task in preset.ufl_tasks}}
+        elif system.ufl_source is not None:
+            pascal[key] = steps(f"seed{seed}/ufl/{key}",
+                                _ufl_step(config, preset, seed, nyud[system.ufl_source]["checkpoint"]))
     return {"nyud": {k: v["metrics"] for k, v in nyud.items()}, "pascal": {k: v["metrics"] for k, v in pascal.items()}}
 
 
@@ -274,12 +339,19 @@ def _headline(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     return {"seg": metrics["semseg"]["mIoU"], "depth": metrics["depth"]["rmse"]}
 
 
+#: Each PASCAL task of the UFL rows: its row key, headline metric and whether higher is better.
+UFL_COLUMNS: dict[str, tuple[str, str, bool]] = {"human_parts": ("parts", "mIoU", True),
+                                                 "saliency": ("sal", "maxF", True),
+                                                 "normals": ("normals", "mean", False)}
+
+
 def mtl_rows(nyud: Mapping[str, Mapping[str, Mapping[str, float]]], models: Sequence[str]) -> list[dict[str, Any]]:
     """MTL table rows of one seed, in the order of ``models``: ``{"model", "ne", "seg", "depth",
     "delta_m", "poster"}`` with Delta_m against the single-task models (None without ``st``) and
-    the poster's figures of the row (None where the poster has none)."""
+    the poster's figures of the row (None where the poster has none). Runs not in ``nyud`` (the
+    ``transfer`` preset pretrains only what the UFL rows freeze) have no row."""
     reference = None
-    if "st" in models:
+    if "st" in models and "st-semseg" in nyud and "st-depth" in nyud:
         reference = {"semseg": nyud["st-semseg"]["semseg"]["mIoU"], "depth": nyud["st-depth"]["depth"]["rmse"]}
     rows = []
     for model in models:
@@ -288,37 +360,58 @@ def mtl_rows(nyud: Mapping[str, Mapping[str, Mapping[str, float]]], models: Sequ
                 if reference is None:
                     continue
                 values = {"seg": reference["semseg"], "depth": reference["depth"]}
-            else:
+            elif _mtl_key(model, ne) in nyud:
                 values = _headline(nyud[_mtl_key(model, ne)])
+            else:
+                continue
             score = delta_m({"semseg": values["seg"], "depth": values["depth"]}, reference) if reference else None
             rows.append({"model": model, "ne": ne, "seg": values["seg"], "depth": values["depth"], "delta_m": score,
                          "poster": POSTER["mtl"].get(_mtl_key(model, ne))})
     return rows
 
 
-def ufl_rows(nyud, pascal, models: Sequence[str]) -> list[dict[str, Any]]:
+def _pascal_values(metrics: Mapping[str, Mapping[str, float]], tasks: Sequence[str]) -> dict[str, float | None]:
+    """``{"parts", "sal", "normals"}`` of one UFL row (None for a task not run)."""
+    values: dict[str, float | None] = {key: None for key, _, _ in UFL_COLUMNS.values()}
+    for task in tasks:
+        key, metric, _ = UFL_COLUMNS[task]
+        values[key] = metrics[task][metric]
+    return values
+
+
+def pascal_delta_m(row: Mapping[str, Any], reference: Mapping[str, Any], tasks: Sequence[str]) -> float:
+    """Delta_m (%) of a UFL row's PASCAL values against ``reference``'s over ``tasks``."""
+    results, references = {}, {}
+    for task in tasks:
+        key, metric, _ = UFL_COLUMNS[task]
+        results[task] = {metric: row[key]}
+        references[task] = {metric: reference[key]}
+    return delta_m(results, references)
+
+
+def ufl_rows(nyud, pascal, models: Sequence[str], tasks: Sequence[str] = ("human_parts", "saliency")
+             ) -> list[dict[str, Any]]:
     """UFL table rows of one seed: the frozen NYUD backbone's own results (``backbone`` names its
-    run) and the PASCAL heads on it, each with Delta_m against the single-task row, and the
-    poster's figures of the row."""
+    run; ``random init`` / ``PASCAL, unfrozen`` for the controls) and the PASCAL heads on it (one
+    value per task of ``tasks``: ``parts``, ``sal``, ``normals``; None for a task not run), each
+    with Delta_m against the single-task row, and the poster's figures of the row."""
     mtl = {_mtl_key(r["model"], r["ne"]): r for r in mtl_rows(nyud, models)}
-    st_pascal = pascal["st"] if "st" in models else None
     rows = []
     for model in models:
-        run = SYSTEMS[model].ufl_source
-        if run is None:
+        system = SYSTEMS[model]
+        if system.control is None and system.ufl_source is None:
             continue
-        source = mtl.get("st" if run.startswith("st-") else run)
-        parts = pascal[model]["human_parts"]["mIoU"]
-        sal = pascal[model]["saliency"]["maxF"]
+        run = {"random": "random init", "oracle": "PASCAL, unfrozen"}.get(system.control, system.ufl_source)
+        source = None if system.control else mtl.get("st" if run.startswith("st-") else run)
         row = {"model": model, "backbone": run, "seg": source["seg"] if source else None,
                "depth": source["depth"] if source else None,
-               "delta_m_nyud": source["delta_m"] if source else None, "parts": parts, "sal": sal,
+               "delta_m_nyud": source["delta_m"] if source else None, **_pascal_values(pascal[model], tasks),
                "delta_m_pascal": None, "poster": POSTER["ufl"].get(model)}
-        if st_pascal is not None:
-            row["delta_m_pascal"] = delta_m({"human_parts": parts, "saliency": sal},
-                                            {"human_parts": st_pascal["human_parts"]["mIoU"],
-                                             "saliency": st_pascal["saliency"]["maxF"]})
         rows.append(row)
+    st = next((r for r in rows if r["model"] == "st"), None)
+    if st is not None:
+        for row in rows:
+            row["delta_m_pascal"] = pascal_delta_m(row, st, tasks)
     return rows
 
 
@@ -364,12 +457,16 @@ def mtl_markdown(rows, backbone: str) -> str:
 
 
 def ufl_markdown(rows) -> str:
-    """The UFL table, each PASCAL value beside the poster's figure for the row."""
+    """The UFL table, each PASCAL value beside the poster's figure for the row (a normals column
+    when the rows have normals; the poster has none)."""
+    normals = any(r.get("normals") is not None for r in rows)
     body = [[SYSTEMS[r["model"]].name, r["backbone"], _cell(r["seg"]), _cell(r["depth"], 3), _cell(r["delta_m_nyud"]),
-             _cell(r["parts"]), _poster(r, "parts"), _cell(r["sal"]), _poster(r, "sal"), _cell(r["delta_m_pascal"]),
+             _cell(r["parts"]), _poster(r, "parts"), _cell(r["sal"]), _poster(r, "sal"),
+             *([_cell(r.get("normals"))] if normals else []), _cell(r["delta_m_pascal"]),
              _poster(r, "delta_m_pascal")] for r in rows]
     return markdown_table(["model", "frozen backbone", "NYUD seg ↑", "NYUD depth ↓", "Δm NYUD % ↑", "PASCAL parts ↑",
-                           "poster", "PASCAL sal ↑", "poster", "Δm PASCAL % ↑", "poster"], body)
+                           "poster", "PASCAL sal ↑", "poster", *(["PASCAL normals (mean °) ↓"] if normals else []),
+                           "Δm PASCAL % ↑", "poster"], body)
 
 
 def _profile(config: ReproduceConfig, preset: Preset) -> list[dict[str, Any]]:
@@ -382,37 +479,64 @@ def _profile(config: ReproduceConfig, preset: Preset) -> list[dict[str, Any]]:
                    for c in (40, 1)]
         rows.append({"model": "st", "tasks": 2, "params": sum(r["params"] for r in singles),
                      "gflops": sum(r["gflops"] for r in singles)})
-    multi = [SYSTEMS[m].model for m in config.models if m != "st"]
+    multi = [SYSTEMS[m].model for m in config.models if m != "st" and SYSTEMS[m].control is None]
     if multi:
         rows += profile_models((4,), config.backbone, preset.nyud_size, multi, aux=AUX_TASKS)["rows"]
     return rows
 
 
-def _claims(mtl, ufl, profile) -> list[dict[str, Any]]:
-    """The poster's claims, checked on these results (means over seeds)."""
-    by_model = {r["model"]: r for r in ufl}
+def _claims(mtl: Mapping[int, Mapping[str, Mapping[str, Any]]], ufl: Mapping[int, Mapping[str, Mapping[str, Any]]],
+            profile: Sequence[Mapping[str, Any]], tasks: Sequence[str], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """The poster's claims and the controls', each decided on per-seed paired differences
+    (:func:`ufl.evidence.decide`). ``mtl[seed]`` / ``ufl[seed]``: that seed's rows by NYUD run key /
+    by model. A claim whose models did not run is left out."""
+    claims: list[Claim] = []
+    ran = set(ufl[seeds[0]]) if seeds else set()
+    label = {"human_parts": "parts mIoU", "saliency": "saliency maxF", "normals": "normals mean angle"}
+
+    def task_gain(a: str, b: str, task: str) -> Callable[[int], float]:
+        key, _, higher = UFL_COLUMNS[task]
+        return lambda s: (1 if higher else -1) * (ufl[s][a][key] - ufl[s][b][key])
+
+    def gain(a: str, b: str) -> Callable[[int], float]:  # Delta_m of a against b over the PASCAL tasks
+        return lambda s: pascal_delta_m(ufl[s][a], ufl[s][b], tasks)
+
+    unit = {"human_parts": "points", "saliency": "points", "normals": "degrees"}
+    if {"medusa", "random"} <= ran:
+        claims += [Claim(f"Transfer (positive control): the NYUD-pretrained Medusa backbone beats the random-init "
+                         f"floor on PASCAL {label[t]}", task_gain("medusa", "random", t), unit=unit[t]) for t in tasks]
+    if {"medusa", "mti-net"} <= ran:
+        claims += [Claim(f"UFL: Medusa's frozen features serve PASCAL {label[t]} better than MTI-Net's",
+                         task_gain("medusa", "mti-net", t), unit=unit[t]) for t in tasks]
+        claims.append(Claim("UFL: Medusa's frozen features serve PASCAL better than MTI-Net's (Delta_m of Medusa "
+                            "against MTI-Net over the PASCAL tasks)", gain("medusa", "mti-net"), unit="%"))
+    if {"medusa", "st"} <= ran:
+        claims.append(Claim("UFL: Medusa's Delta_m on PASCAL against the single-task backbone is positive",
+                            lambda s: ufl[s]["medusa"]["delta_m_pascal"], unit="%"))
+    for ablation, part in (("medusa-no-sfa", "shared feature attention"), ("medusa-no-msa", "the multi-scale "
+                           "attention head"), ("medusa-no-ip", "the initial predictions")):
+        if {"medusa", ablation} <= ran:
+            claims.append(Claim(f"Ablation: pretraining with {part} makes features that transfer better (Delta_m of "
+                                f"Medusa against {ablation} on PASCAL)", gain("medusa", ablation), unit="%"))
+    if {"medusa", "oracle"} <= ran:
+        claims.append(Claim("Ceiling (control): PASCAL-trained single-task models beat the frozen Medusa features "
+                            "(Delta_m of the oracle against Medusa on PASCAL)", gain("oracle", "medusa"), unit="%"))
+    if seeds and {"medusa+ne", "mti-net+ne"} <= set(mtl[seeds[0]]):
+        claims.append(Claim("MTL: Medusa +N,E matches MTI-Net +N,E on NYUD seg (Medusa - MTI-Net mIoU above -1 point)",
+                            lambda s: mtl[s]["medusa+ne"]["seg"] - mtl[s]["mti-net+ne"]["seg"], threshold=-1.0,
+                            unit="points"))
+        claims.append(Claim("MTL: Medusa +N,E matches MTI-Net +N,E on NYUD depth (RMSE at most 5 % higher)",
+                            lambda s: 100 * (mtl[s]["mti-net+ne"]["depth"] - mtl[s]["medusa+ne"]["depth"])
+                            / mtl[s]["mti-net+ne"]["depth"], threshold=-5.0, unit="%"))
+    decided = [decide(c, seeds) for c in claims]
     params = {r["model"]: r["params"] for r in profile}
-    claims = []
-
-    def mean(value):
-        return None if value is None else value[0]
-
-    if "medusa" in by_model and "mti-net" in by_model:
-        m, t = by_model["medusa"], by_model["mti-net"]
-        claims.append({"claim": "UFL: Medusa's frozen features serve PASCAL parts and saliency better than MTI-Net's",
-                       "held": mean(m["parts"]) > mean(t["parts"]) and mean(m["sal"]) > mean(t["sal"])})
-    if "medusa" in by_model and "st" in by_model:
-        claims.append({"claim": "UFL: Medusa's Delta_m on PASCAL against the single-task backbone is positive",
-                       "held": (mean(by_model["medusa"]["delta_m_pascal"]) or -1) > 0})
-    ne_rows = {r["model"]: r for r in mtl if r["ne"]}
-    if "medusa" in ne_rows and "mti-net" in ne_rows:
-        m, t = ne_rows["medusa"], ne_rows["mti-net"]
-        claims.append({"claim": "MTL: Medusa +N,E matches MTI-Net +N,E on NYUD (seg within 1 point, depth within 5%)",
-                       "held": mean(m["seg"]) >= mean(t["seg"]) - 1 and mean(m["depth"]) <= 1.05 * mean(t["depth"])})
-    if "medusa" in params and "mti-net" in params:
-        claims.append({"claim": "Cost: a 4-task Medusa is at least 25% smaller than a 4-task MTI-Net",
-                       "held": params["medusa"] <= 0.75 * params["mti-net"]})
-    return claims
+    if "medusa" in params and "mti-net" in params:  # a fact of the architectures: no seed, no interval
+        smaller = 100 * (1 - params["medusa"] / params["mti-net"])
+        verdict = "held" if smaller >= 25 else "not held"
+        decided.append({"claim": "Cost: a 4-task Medusa is at least 25% smaller than a 4-task MTI-Net",
+                        "verdict": verdict, "mean": smaller, "ci95": [smaller, smaller], "seeds": [],
+                        "differences": [], "threshold": 25.0, "unit": "% fewer parameters", "held": verdict == "held"})
+    return decided
 
 
 def _frozen_markdown(rows, preset: Preset) -> list[str]:
@@ -431,9 +555,11 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
     steps = StepRunner(out)
     seeds = [int(s) for s in config.seeds]
     runs = {seed: _run_seed(config, preset, seed, steps) for seed in seeds}
-    mtl = summarise([mtl_rows(runs[s]["nyud"], config.models) for s in seeds], ("seg", "depth", "delta_m"))
-    ufl = summarise([ufl_rows(runs[s]["nyud"], runs[s]["pascal"], config.models) for s in seeds],
-                    ("seg", "depth", "delta_m_nyud", "parts", "sal", "delta_m_pascal"))
+    mtl_seed = {s: mtl_rows(runs[s]["nyud"], config.models) for s in seeds}
+    ufl_seed = {s: ufl_rows(runs[s]["nyud"], runs[s]["pascal"], config.models, preset.ufl_tasks) for s in seeds}
+    mtl = summarise([mtl_seed[s] for s in seeds], ("seg", "depth", "delta_m"))
+    ufl = summarise([ufl_seed[s] for s in seeds],
+                    ("seg", "depth", "delta_m_nyud", "parts", "sal", "normals", "delta_m_pascal"))
     frozen = []
     if config.backbones:
         from .foundation import frozen_rows, run_frozen_backbones
@@ -442,7 +568,8 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
                                        {s: runs[s]["pascal"].get("st") for s in seeds}),
                            ("parts", "sal", "delta_m_pascal"))
     profile = _profile(config, preset)
-    claims = _claims(mtl, ufl, profile)
+    claims = _claims({s: {_mtl_key(r["model"], r["ne"]): r for r in mtl_seed[s]} for s in seeds},
+                     {s: {r["model"]: r for r in ufl_seed[s]} for s in seeds}, profile, preset.ufl_tasks, seeds)
 
     markdown = "\n\n".join([
         f"### MTL on NYUD ({preset.name} preset, seeds {', '.join(map(str, seeds))}; mean ± std)",
@@ -453,27 +580,26 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
         "### Cost (+N,E: semseg, depth and auxiliary normals, edges; single-task: two models)",
         markdown_table(["model", "tasks", "params (M)", "GFLOPs"],
                        [[SYSTEMS[r["model"]].name, r["tasks"], r["params"] / 1e6, r["gflops"]] for r in profile]),
-        "### The poster's claims on these results",
-        "\n".join(f"- {'held' if c['held'] else 'did not hold'}: {c['claim']}" for c in claims),
+        "### Claims on these results (per-seed paired differences, 95 % t-interval; figure: claims.png)",
+        claims_markdown(claims),
     ])
     (out / "tables.md").write_text(markdown + "\n")
-    figure = {"NYUD seg mIoU": {}, "NYUD depth RMSE": {}, "PASCAL parts mIoU": {}, "PASCAL sal maxF": {}}
-    for r in ufl:
-        name = SYSTEMS[r["model"]].name
-        for task, key in (("NYUD seg mIoU", "seg"), ("NYUD depth RMSE", "depth"), ("PASCAL parts mIoU", "parts"),
-                          ("PASCAL sal maxF", "sal")):
-            if r[key] is not None:
-                figure[task][name] = tuple(r[key])
+    panels = {"NYUD seg mIoU": ("seg", True), "NYUD depth RMSE": ("depth", False), "PASCAL parts mIoU": ("parts", True),
+              "PASCAL sal maxF": ("sal", True), "PASCAL normals mean angle": ("normals", False)}
+    figure = {title: {SYSTEMS[r["model"]].name: tuple(r[key]) for r in ufl if r[key] is not None}
+              for title, (key, _) in panels.items()}
+    figure = {title: bars for title, bars in figure.items() if bars}
     grouped_bars(figure, out / "figure.png", title=f"ufl reproduce ({preset.name} preset)",
-                 higher_is_better={"NYUD seg mIoU": True, "NYUD depth RMSE": False, "PASCAL parts mIoU": True,
-                                   "PASCAL sal maxF": True})
+                 higher_is_better={title: panels[title][1] for title in figure})
+    claims_png = claims_figure(claims, out / "claims.png", title=f"ufl reproduce ({preset.name} preset): paired "
+                               f"differences")
     result = {"preset": dataclasses.asdict(preset), "seeds": seeds, "models": list(config.models),
               "backbone": config.backbone, "mtl": mtl, "ufl": ufl, "frozen": frozen, "profile": profile,
               "claims": claims,
               "poster": POSTER, "per_seed": {str(s): runs[s] for s in seeds},
               "steps": {"ran": steps.ran, "skipped": steps.skipped}, "markdown": markdown,
               "files": {"tables": str(out / "tables.md"), "figure": str(out / "figure.png"),
-                        "json": str(out / "results.json")}}
+                        "claims": str(claims_png) if claims_png else None, "json": str(out / "results.json")}}
     write_json(out / "results.json", json_safe(result))
     return result
 

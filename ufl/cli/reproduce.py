@@ -8,9 +8,12 @@ import click
 
 from .base import device_option, main, parse_names, threads_option
 
-#: The poster's systems in its order (the same as ``ufl.reproduce.DEFAULT_MODELS``; kept here so
-#: that the CLI does not import torch to show its help).
-DEFAULT_MODELS = ("st", "mt-baseline", "mtan", "pad-net", "mti-net", "medusa")
+#: The poster's systems in its order and the two controls (the same as
+#: ``ufl.reproduce.DEFAULT_MODELS``; kept here so that the CLI does not import torch to show its help).
+DEFAULT_MODELS = ("st", "mt-baseline", "mtan", "pad-net", "mti-net", "medusa", "random", "oracle")
+#: Every ``--models`` name (``ufl.reproduce.SYSTEMS``) and every ``--preset``.
+SYSTEM_NAMES = DEFAULT_MODELS[:6] + ("medusa-no-sfa", "medusa-no-msa", "medusa-no-ip") + DEFAULT_MODELS[6:]
+PRESET_NAMES = ("paper", "quick", "transfer")
 
 
 def _seeds(ctx, param, value):
@@ -26,15 +29,22 @@ def _seeds(ctx, param, value):
 @main.command("reproduce")
 @click.option("--data-root", type=click.Path(file_okay=False), envvar="UFL_DATA_ROOT", default="data",
               show_default=True, show_envvar=True, help="Folder holding NYUD_MT/ and PASCAL_MT/.")
-@click.option("--models", default=",".join(DEFAULT_MODELS), show_default=True, callback=parse_names,
-              help="Comma-separated systems of the poster: st (single-task), mt-baseline, mtan, pad-net, mti-net, "
-                   "medusa.")
-@click.option("--preset", type=click.Choice(["paper", "quick"]), default="quick", show_default=True,
-              help="paper: the reference protocol (GPU); quick: sized for a 2-core CPU on synthetic data.")
+@click.option("--models", default=None, callback=parse_names,
+              help="Comma-separated systems: the poster's st (single-task), mt-baseline, mtan, pad-net, mti-net, "
+                   "medusa; the Medusa ablations medusa-no-sfa, medusa-no-msa, medusa-no-ip; the controls random "
+                   "(frozen random-init backbone: the floor) and oracle (PASCAL single-task models, backbone "
+                   f"trained: the ceiling).  [default: the preset's; paper, quick: {','.join(DEFAULT_MODELS)}; "
+                   "transfer: mti-net,medusa, the ablations and the controls]")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="quick", show_default=True,
+              help="paper: the reference protocol (GPU); quick: the poster's tables sized for a 2-core CPU on "
+                   "`ufl make-synthetic --size 96 --train 64 --val 24` data; transfer: does pretraining transfer? "
+                   "(Medusa, MTI-Net, ablations, floor and ceiling, normals as a third PASCAL task; about an hour "
+                   "for 3 seeds on 2 CPU cores, on the data its README section names).")
 @click.option("--seeds", default="0", show_default=True, callback=_seeds,
-              help="Comma-separated seeds; several give mean and standard deviation.")
+              help="Comma-separated seeds; several give mean and standard deviation, and each claim a paired "
+                   "95 % interval.")
 @click.option("--out", type=click.Path(file_okay=False), default="reproduce", show_default=True,
-              help="Folder of the steps, tables.md, results.json and figure.png (re-run to resume).")
+              help="Folder of the steps, tables.md, results.json, figure.png and claims.png (re-run to resume).")
 @click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone of every model.")
 @click.option("--backbones", default=None, callback=parse_names,
               help="Comma-separated timm backbones (e.g. vit_small_patch14_dinov2) frozen as they come, without NYUD "
@@ -50,17 +60,20 @@ def reproduce_cmd(data_root, models, preset, seeds, out, backbone, backbones, pr
 
     MTL on NYUD (each model with and without normals+edges as auxiliary tasks, as the poster's 10
     rows; single-task references for Delta_m) and UFL on PASCAL (parts and saliency heads on each
-    model's frozen NYUD backbone, the poster's 5 rows), every value beside the poster's figure.
-    Finished steps are not redone: run it again to resume.
+    model's frozen NYUD backbone, the poster's 5 rows, and the random-init floor and PASCAL-trained
+    ceiling), every value beside the poster's figure. Each claim is decided on the per-seed paired
+    differences with a 95 % t-interval (held / not held / undecided). Finished steps are not
+    redone: run it again to resume.
     """
     from ..io import json_safe
     from ..reproduce import ReproduceConfig, reproduce
 
-    result = reproduce(ReproduceConfig(data_root=data_root, out=out, models=models, preset=preset, seeds=seeds,
+    result = reproduce(ReproduceConfig(data_root=data_root, out=out, models=models or None, preset=preset, seeds=seeds,
                                        backbone=backbone, device=device, pretrain_epochs=pretrain_epochs,
                                        head_epochs=head_epochs, backbones=backbones))
     if as_json:
         click.echo(json.dumps(json_safe({k: v for k, v in result.items() if k != "markdown"})))
     else:
         click.echo(result["markdown"])
-        click.echo(f"\nsaved: {result['files']['tables']}, {result['files']['json']}, {result['files']['figure']}")
+        saved = [result["files"][k] for k in ("tables", "json", "figure", "claims") if result["files"].get(k)]
+        click.echo(f"\nsaved: {', '.join(saved)}")
