@@ -22,10 +22,17 @@ On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON key
   one task, stored dtypes, checksums verified) against raw NumPy reads of the SAME bytes (each
   row's bytes contiguous in a plain file, one ``readinto`` per row into a batch buffer whose parts
   are NumPy views: the cheapest plain reader), both
-  in the same shuffled batches of ``--batch-size`` rows from a warm page cache; > 1 means the cache
-  is faster. On the bench's own cache [``read_ratio``, ``read_rows_per_s``, ``raw_rows_per_s``] and
-  on a ``--read-size`` px cache of the same backbone's feature shapes and PASCAL's semseg target
-  [``read_ratio_512``, ``reader_rows_per_s_512``, ``raw_rows_per_s_512``, ``read_bytes_per_row_512``],
+  in the same shuffled batches of ``--batch-size`` rows from a warm page cache, each reader opened
+  once and kept for every pass as a training process keeps its reader over the epochs (the
+  warm-up pass also builds the reader's mapping of the file); > 1 means the cache is faster.
+  Beside it, interleaved in the same repeats: [``read_ratio_unverified``] the same reader opened
+  with ``verify=False`` (what the per-row checksums cost; never the default), and
+  [``read_ratio_fresh``] a reader opened anew for each pass (its first touch of every mapped page
+  is counted: what a process that reads the cache once gets). On the bench's own cache
+  [``read_ratio``, ``read_rows_per_s``, ``raw_rows_per_s``, ``read_ratio_unverified``,
+  ``read_ratio_fresh``] and on a ``--read-size`` px cache of the same backbone's feature shapes and
+  PASCAL's semseg target [``read_ratio_512``, ``reader_rows_per_s_512``, ``raw_rows_per_s_512``,
+  ``read_bytes_per_row_512``, ``read_ratio_512_unverified``, ``read_ratio_512_fresh``],
   and [``read_rows_per_s_512``]: what a head's training loop gets, ``FeatureCacheDataset(dtype=None)``
   through its batch loader (one process, shuffled batches of ``--batch-size``, float16 kept, targets
   decoded to int64) [``read_rows_per_s_512_collate``: the same through a plain DataLoader, whose
@@ -97,8 +104,8 @@ def _raw_copy(reader: FeatureCacheReader, task: str, raw: Path) -> list[tuple[tu
 
 
 def read_same_bytes(path: Path, task: str, tmp: Path, batch_size: int, repeats: int) -> dict[str, float]:
-    """Rows/s of the cache reader and of raw NumPy reads of the same bytes (best of ``repeats``,
-    interleaved), shuffled batches, warm page cache."""
+    """Rows/s of the cache reader (kept open; unverified; opened per pass) and of raw NumPy reads
+    of the same bytes (best of ``repeats``, interleaved), shuffled batches, warm page cache."""
     raw = tmp / f"{path.stem}.raw"
     with FeatureCacheReader(path) as reader:
         parts = _raw_copy(reader, task, raw)
@@ -108,37 +115,45 @@ def read_same_bytes(path: Path, task: str, tmp: Path, batch_size: int, repeats: 
     order = np.random.default_rng(0).permutation(n)
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
-    def cache_pass() -> float:
-        with FeatureCacheReader(path) as reader:
+    def cache_pass(reader: FeatureCacheReader | None) -> float:
+        with contextlib.nullcontext(reader) if reader is not None else FeatureCacheReader(path) as reader:
             start = time.perf_counter()
             for rows in batches:
                 reader.features_batch(rows)
                 reader.targets_batch(rows, [task], decode=False)
             return time.perf_counter() - start
 
-    def raw_pass() -> float:
+    bounds = np.cumsum([0, *sizes])
+
+    def raw_pass(f) -> float:
         # the strongest plain reader: one read per row (its bytes are contiguous in the raw file)
         # into a (B, row_bytes) batch buffer; each part is a view of it, no copy
-        bounds = np.cumsum([0, *sizes])
-        with open(raw, "rb", buffering=0) as f:
-            start = time.perf_counter()
-            for rows in batches:
-                buffer = np.empty((len(rows), row_bytes), np.uint8)
-                for j, row in enumerate(rows.tolist()):
-                    f.seek(row * row_bytes)
-                    f.readinto(buffer[j])
-                [buffer[:, a:b].view(dtype).reshape(len(rows), *shape)
-                 for (shape, dtype), a, b in zip(parts, bounds[:-1], bounds[1:])]
-            return time.perf_counter() - start
+        start = time.perf_counter()
+        for rows in batches:
+            buffer = np.empty((len(rows), row_bytes), np.uint8)
+            for j, row in enumerate(rows.tolist()):
+                f.seek(row * row_bytes)
+                f.readinto(buffer[j])
+            [buffer[:, a:b].view(dtype).reshape(len(rows), *shape)
+             for (shape, dtype), a, b in zip(parts, bounds[:-1], bounds[1:])]
+        return time.perf_counter() - start
 
-    cache_pass(), raw_pass()  # warm the page cache and the code paths
-    cache_s, raw_s = [], []
-    for _ in range(repeats):
-        cache_s.append(cache_pass())
-        raw_s.append(raw_pass())
+    times: dict[str, list[float]] = {"cache": [], "unverified": [], "fresh": [], "raw": []}
+    with FeatureCacheReader(path) as kept, FeatureCacheReader(path, verify=False) as unverified, \
+            open(raw, "rb", buffering=0) as f:
+        passes = {"cache": lambda: cache_pass(kept), "unverified": lambda: cache_pass(unverified),
+                  "fresh": lambda: cache_pass(None), "raw": lambda: raw_pass(f)}
+        for run in passes.values():  # warm the page cache, the mappings and the code paths
+            run()
+        for _ in range(repeats):
+            for key, run in passes.items():
+                times[key].append(run())
     raw.unlink()
-    return {"cache_rows_per_s": n / min(cache_s), "raw_rows_per_s": n / min(raw_s),
-            "read_ratio": min(raw_s) / min(cache_s), "row_bytes": row_bytes}
+    best = {key: min(seconds) for key, seconds in times.items()}
+    return {"cache_rows_per_s": n / best["cache"], "raw_rows_per_s": n / best["raw"],
+            "read_ratio": best["raw"] / best["cache"], "row_bytes": row_bytes,
+            "read_ratio_unverified": best["raw"] / best["unverified"],
+            "read_ratio_fresh": best["raw"] / best["fresh"]}
 
 
 def dataset_rows_per_s(path: Path, task: str, batch_size: int, repeats: int) -> dict[str, float]:
@@ -305,10 +320,13 @@ def main() -> None:
         "gpu_busy_fraction": max(busy) if busy else None,
         "read_ratio": reads["read_ratio"], "read_rows_per_s": reads["cache_rows_per_s"],
         "raw_rows_per_s": reads["raw_rows_per_s"], "read_bytes_per_row": reads["row_bytes"],
+        "read_ratio_unverified": reads["read_ratio_unverified"], "read_ratio_fresh": reads["read_ratio_fresh"],
         "read_size": args.read_size, "read_ratio_512": reads_512["read_ratio"],
         "read_rows_per_s_512": loader_512["batched"], "read_rows_per_s_512_collate": loader_512["collate"],
         "reader_rows_per_s_512": reads_512["cache_rows_per_s"],
         "raw_rows_per_s_512": reads_512["raw_rows_per_s"], "read_bytes_per_row_512": reads_512["row_bytes"],
+        "read_ratio_512_unverified": reads_512["read_ratio_unverified"],
+        "read_ratio_512_fresh": reads_512["read_ratio_fresh"],
         "main_size": list(main_size), **main,
     }
     emit(report, args.json)

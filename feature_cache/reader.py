@@ -12,18 +12,28 @@ is False, and a warning is logged once per file).
 
 Direct chunk reads. In an uncompressed single-file cache every row of a dataset is one unfiltered
 chunk at a fixed file offset (allocated at creation, see :mod:`feature_cache.writer`). The reader
-reads those offsets once (``chunk_iter``: one walk of HDF5's chunk index) and then reads each row
-with one ``os.preadv`` straight into the output array, without HDF5 (about 10 h5py calls and their
-selection machinery per row otherwise). Compressed, virtual (joined shards) or otherwise unusual
-datasets fall back to h5py; both paths return identical arrays. NOTE: positional reads rather than
-``mmap``: the same single copy from the page cache, but a file truncated or replaced while mapped
-would kill the process with SIGBUS, where a short read is a clear :class:`CacheCorruptError`; and
-a positional read shares no file offset, so the descriptor is safe in forked DataLoader workers.
+reads those offsets once (``chunk_iter``: one walk of HDF5's chunk index), maps the file read-only
+(``mmap``) and copies a batch's rows of one dataset with one NumPy gather (a strided view of the
+mapping, one row per offset), without HDF5 (about 10 h5py calls and their selection machinery per
+row otherwise) and without a system call per row: a row is one chunk *per dataset*, so positional
+reads (``direct="pread"``, one ``os.preadv`` per row and dataset) pay five system calls per row of
+features + one target, where a plain file of whole rows pays one. The checksums are computed over
+the returned copy, never over the mapping (what is checked is what the caller gets). Compressed,
+virtual (joined shards) or otherwise unusual datasets fall back to h5py; every path returns
+identical arrays. NOTE: a mapped file that another process truncates *in place* while a batch is
+being copied would kill this process with SIGBUS; before each copy the reader compares the rows'
+end with the file's current size (one ``fstat``) and reports rows beyond it as truncated
+(:class:`CacheCorruptError`), which leaves only a truncation during the copy itself (microseconds
+to milliseconds) uncovered. ``cache-features`` never truncates a cache in place (``--overwrite``
+writes a new file and renames it; the mapping keeps the old one). Where that window matters,
+``direct="pread"`` turns a short read into the same error. A forked DataLoader worker inherits the
+mapping and descriptor safely (no shared file offset).
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -79,11 +89,17 @@ def virtual_source_files(f: h5py.File, path: Path) -> list[Path]:
 
 
 class _DirectRows:
-    """File offsets of every row of one unfiltered, non-virtual dataset (read once)."""
+    """File offsets of every row of one unfiltered, non-virtual dataset (read once); its row shape
+    and dtype (h5py's properties cost microseconds per access); ``view``: (file bytes, row_bytes)
+    uint8 rows of the mapped file starting at every byte (a strided view, no copy), set while the
+    file is mapped."""
 
     def __init__(self, offsets: np.ndarray, row_bytes: int) -> None:
         self.offsets = offsets
         self.row_bytes = row_bytes
+        self.shape: tuple[int, ...] = ()
+        self.dtype = np.dtype(np.uint8)
+        self.view: np.ndarray | None = None
 
     @classmethod
     def of(cls, dset: h5py.Dataset) -> "_DirectRows | None":
@@ -93,6 +109,13 @@ class _DirectRows:
         dcpl = dset.id.get_create_plist()
         if dcpl.get_nfilters() or dcpl.get_external_count():
             return None
+        rows = cls._offsets(dset, dcpl)
+        if rows is not None:
+            rows.shape, rows.dtype = tuple(dset.shape[1:]), np.dtype(dset.dtype)
+        return rows
+
+    @classmethod
+    def _offsets(cls, dset: h5py.Dataset, dcpl: Any) -> "_DirectRows | None":
         n = dset.shape[0]
         row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
         if row_bytes == 0:
@@ -128,8 +151,14 @@ class FeatureCacheReader:
             skips the check.
         require_complete: refuse a cache with unwritten rows (default). ``False`` is for tools
             that inspect an interrupted run.
-        direct: read uncompressed single-file datasets with direct chunk reads (default); False
-            reads everything through h5py (same arrays; for comparison and tests).
+        direct: read uncompressed single-file datasets with direct chunk reads: ``True`` or
+            ``"mmap"`` (default) from a read-only mapping of the file, ``"pread"`` with one
+            positional read per row and dataset (slower; no SIGBUS window, see the module
+            docstring); ``False`` reads everything through h5py. The same arrays every way.
+        verify: check every row read against its checksum (default). ``False`` skips the row
+            checks (the file's structure and the feature scales are still checked at opening):
+            only to measure what the checks cost (``bench/cache_features.py``), never to train
+            or evaluate on a cache nothing else has verified.
 
     Indices are row numbers ``0..N-1`` of this file (negative ones count from the end).
     Features come back in the stored dtype (float16 by default) unless the cache holds rows that
@@ -139,12 +168,16 @@ class FeatureCacheReader:
     """
 
     def __init__(self, path: str | os.PathLike, fingerprint: str | None = None, *,
-                 require_complete: bool = True, direct: bool = True) -> None:
+                 require_complete: bool = True, direct: bool | str = True, verify: bool = True) -> None:
         self.path = Path(path)
+        if direct not in (True, False, "mmap", "pread"):
+            raise ValueError(f"direct must be True, False, 'mmap' or 'pread', not {direct!r}")
         if not self.path.is_file():
             raise CacheMissingError(f"feature cache not found: {self.path}; run cache-features to create it")
-        self._file = open_h5(self.path, "r")
         self._fd: int | None = None
+        self._map: mmap.mmap | None = None
+        self._direct: dict[str, _DirectRows] = {}
+        self._file = open_h5(self.path, "r")
         try:
             self.layout: CacheLayout = read_layout(self._file, self.path)
             fmt.ensure_filters_readable(self.layout.compression, self.path)
@@ -167,6 +200,7 @@ class FeatureCacheReader:
             self._targets = {t: self._file[fmt.target_key(t)] for t in self.layout.targets}
             self._view_params = self._file[fmt.VIEW_PARAMS]
             #: True when the rows carry checksums (format version 2) and are checked on every read
+            #: (False for a reader opened with ``verify=False``)
             self.verified = fmt.CHECKSUMS in self._file
             if self.verified:
                 sums = self._file[fmt.CHECKSUMS]
@@ -190,9 +224,9 @@ class FeatureCacheReader:
             #: per scale: the dtype features come back in (float32 where rows were scaled)
             self.feature_dtypes = [np.dtype(self.layout.dtype) if (self.feature_scale[:, s] == 1).all()
                                    else np.dtype(np.float32) for s in range(len(self.layout.scales))]
-            self._direct: dict[str, _DirectRows] = {}
+            self.verified = self.verified and verify
             if direct and not self.is_virtual:
-                self._setup_direct()
+                self._setup_direct(mapped=direct != "pread")
         except (OSError, RuntimeError, KeyError) as e:  # HDF5 could not walk the file's structure
             self.close()
             raise fmt.damaged_error(self.path, e) from None
@@ -208,7 +242,7 @@ class FeatureCacheReader:
                 f"cache {self.path}: {name} cannot be read ({fmt._hdf5_reason(str(e))}); the file is "
                 "damaged: rewrite it (cache-features --overwrite)") from None
 
-    def _setup_direct(self) -> None:
+    def _setup_direct(self, mapped: bool) -> None:
         size = os.path.getsize(self.path)
         names = [fmt.feature_key(s) for s in range(len(self.layout.scales))]
         names += [fmt.target_key(t) for t in self.layout.targets] + [fmt.VIEW_PARAMS]
@@ -223,6 +257,20 @@ class FeatureCacheReader:
             self._direct[name] = rows
         if self._direct:
             self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            if mapped and size:
+                try:
+                    self._map = mmap.mmap(self._fd, size, access=mmap.ACCESS_READ)
+                except (OSError, OverflowError, ValueError) as e:  # e.g. no address space for it
+                    log.info("cache %s cannot be mapped (%s); reading it with positional reads", self.path, e)
+                    return
+                data = np.frombuffer(self._map, np.uint8)
+                for rows in self._direct.values():
+                    if rows.row_bytes:
+                        # row i of the view: the row_bytes bytes from file byte i on
+                        rows.view = np.lib.stride_tricks.as_strided(
+                            data, shape=(size - rows.row_bytes + 1, rows.row_bytes), strides=(1, 1),
+                            writeable=False)
+                del data
 
     def _check_sources(self) -> bool:
         sources = virtual_source_files(self._file, self.path)
@@ -342,8 +390,11 @@ class FeatureCacheReader:
         """Rows ``rows`` (in range, any order, repeats ok) of one dataset, stored dtype, verified."""
         direct = self._direct.get(name)
         if direct is not None:
-            out = np.empty((len(rows), *dset.shape[1:]), dtype=dset.dtype)
-            self._read_direct(name, direct, rows, out)
+            if direct.view is not None:
+                out = self._read_mapped(name, direct, rows).view(direct.dtype).reshape(len(rows), *direct.shape)
+            else:
+                out = np.empty((len(rows), *direct.shape), dtype=direct.dtype)
+                self._read_direct(name, direct, rows, out)
             self._verify(name, rows, out)
             return out
         unique, inverse = np.unique(rows, return_inverse=True)
@@ -367,9 +418,26 @@ class FeatureCacheReader:
         self._verify(name, unique, buffer)
         return buffer[inverse.reshape(-1)]
 
+    def _read_mapped(self, name: str, direct: _DirectRows, rows: np.ndarray) -> np.ndarray:
+        """(B, row_bytes) uint8: the rows' bytes copied from the mapping with one gather (a fresh
+        C-contiguous array). Rows now beyond the file's end are refused before anything is touched."""
+        offsets = direct.offsets[rows]
+        nbytes = direct.row_bytes
+        if len(offsets):
+            size = os.fstat(self._fd).st_size  # a mapped page beyond the end of the file is SIGBUS
+            if int(offsets.max()) + nbytes > size:
+                j = int(np.flatnonzero(offsets + nbytes > size)[0])
+                raise self._truncated(name, int(rows[j]), max(0, size - int(offsets[j])), nbytes)
+        return direct.view[offsets]
+
+    def _truncated(self, name: str, row: int, got: int, nbytes: int) -> CacheCorruptError:
+        return CacheCorruptError(
+            f"cache {self.path} (split {self.split}) is truncated: row {row} of {name} has {got} of "
+            f"{nbytes} bytes; rewrite this cache (cache-features --overwrite --split {self.split})")
+
     def _read_direct(self, name: str, direct: _DirectRows, rows: np.ndarray, out: np.ndarray) -> None:
         nbytes = direct.row_bytes
-        if nbytes == 0:
+        if nbytes == 0 or not len(rows):
             return
         flat = out.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), nbytes)
         fd = self._fd
@@ -379,22 +447,18 @@ class FeatureCacheReader:
             if got != nbytes:
                 got = _pread_into(fd, flat[j], offset)
             if got != nbytes:
-                row = int(rows[j])
-                raise CacheCorruptError(
-                    f"cache {self.path} (split {self.split}) is truncated: row {row} of {name} has {got} of "
-                    f"{nbytes} bytes; rewrite this cache (cache-features --overwrite --split {self.split})")
+                raise self._truncated(name, int(rows[j]), got, nbytes)
 
     def _verify(self, name: str, rows: np.ndarray, data: np.ndarray) -> None:
         """Compare each row's checksum with the stored one (no-op for unverified version 1 files)."""
-        if self._sums is None or not len(rows):
+        if not self.verified or not len(rows):
             return
         flat = data.reshape(len(rows), -1)
         if not flat.flags.c_contiguous:
             flat = np.ascontiguousarray(flat)
-        first = self.first_index
-        digest = xxhash.xxh3_64_intdigest
-        got = np.fromiter((digest(flat[j], seed=first + row) for j, row in enumerate(rows.tolist())),
-                          dtype=np.uint64, count=len(rows))
+        # one C-level iteration over the rows (numpy row views, no Python frame per row)
+        got = np.array(list(map(xxhash.xxh3_64_intdigest, flat, (rows + self.first_index).tolist())),
+                       dtype=np.uint64)
         bad = np.flatnonzero(got != self._sums[rows, self._column[name]])
         if len(bad):
             raise CacheCorruptError(self.corrupt_message(int(rows[bad[0]]), name))
@@ -436,6 +500,14 @@ class FeatureCacheReader:
         return feats + sum(int(np.prod(d.shape)) * d.dtype.itemsize for d in dsets)
 
     def close(self) -> None:
+        for rows in self._direct.values():
+            rows.view = None
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view of the mapping is still alive: unmapped when it is collected
+                pass
+            self._map = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -35,7 +35,9 @@ def verify_file(path: str | os.PathLike, *, require_checksums: bool = False,
     """
     path = Path(path)
     try:
-        reader = FeatureCacheReader(path, require_complete=False)
+        # one pass over every row: positional reads (a mapping's page tables would be built for
+        # one use, and a file cut short meanwhile is a clear error, never SIGBUS)
+        reader = FeatureCacheReader(path, require_complete=False, direct="pread")
     except FeatureCacheError as e:
         return [str(e)]
     except (OSError, RuntimeError) as e:  # e.g. a permission problem outside HDF5

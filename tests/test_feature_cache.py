@@ -721,9 +721,9 @@ def test_flipped_bytes_are_refused_on_every_read_path_naming_the_row(tmp_path, r
     _flip(path, _row_offset(path, "targets/semseg", 3) + 100, count=2)
     expected = (rf"cache {path} \(split val\) is corrupt: row 7 \(sample 'img_003'\) of features/1 does not "
                 r"match its checksum; rewrite this cache \(cache-features --overwrite --split val\)")
-    for direct in (True, False):
+    for direct in (True, "pread", False):
         with fc.FeatureCacheReader(path, direct=direct) as r:
-            assert ("features/1" in r.direct_datasets) == direct
+            assert ("features/1" in r.direct_datasets) == bool(direct)
             with pytest.raises(fc.CacheCorruptError, match=expected):
                 r.features(7)
             with pytest.raises(fc.CacheCorruptError, match=expected):
@@ -741,6 +741,24 @@ def test_flipped_bytes_are_refused_on_every_read_path_naming_the_row(tmp_path, r
     assert len(problems) == 2 and "row 7 (sample 'img_003') of features/1" in problems[0] \
         and "row 3 (sample 'img_001') of targets/semseg" in problems[1]
     assert fc.verify_file(reference) == []
+
+
+def test_verify_false_skips_only_the_row_checks_and_is_never_the_default(tmp_path, reference):
+    path = tmp_path / "flipped.h5"
+    shutil.copy(reference, path)
+    _flip(path, _row_offset(path, "features/1", 7) + 5)
+    with fc.FeatureCacheReader(reference) as good:
+        expected = bytearray(good.features(7)[1].tobytes())
+    expected[5] ^= 0xFF
+    for direct in (True, "pread", False):
+        with fc.FeatureCacheReader(path, direct=direct, verify=False) as r:
+            assert not r.verified
+            assert r.features_batch([7])[1].tobytes() == bytes(expected)  # the damaged bytes, unchecked
+        with fc.FeatureCacheReader(path, direct=direct) as r, \
+                pytest.raises(fc.CacheCorruptError, match=r"row 7 \(sample 'img_003'\) of features/1"):
+            assert r.verified
+            r.features_batch([7])
+    assert fc.FeatureCacheDataset(path).verified
 
 
 @pytest.mark.parametrize("compression", ["lzf", "gzip"])
@@ -786,11 +804,13 @@ def test_a_truncated_file_is_reported_truncated_not_locked(tmp_path, reference):
     assert "is truncated" in fc.verify_file(path)[0]
 
 
-def test_rows_beyond_the_end_of_a_file_are_reported_truncated(tmp_path, reference):
-    # a file shortened after HDF5 checked it (its header says nothing of the last chunk's end)
+@pytest.mark.parametrize("direct", ["mmap", "pread"])
+def test_rows_beyond_the_end_of_a_file_are_reported_truncated(tmp_path, reference, direct):
+    # a file shortened after HDF5 checked it (its header says nothing of the last chunk's end);
+    # mapped: refused before the copy touches a page beyond the end (SIGBUS would end pytest)
     path = tmp_path / "short.h5"
     shutil.copy(reference, path)
-    with fc.FeatureCacheReader(path) as r:
+    with fc.FeatureCacheReader(path, direct=direct) as r:
         os.truncate(path, _row_offset(path, "targets/depth", 9) + 10)  # rows are allocated in order
         r.features_batch(range(N)), r.targets_batch(range(N), ["semseg"])  # the rows before still read
         with pytest.raises(fc.CacheCorruptError, match=rf"cache {path} \(split val\) is truncated: row 9 of "
@@ -903,18 +923,31 @@ def test_features_beyond_float16_range_round_trip(tmp_path):
 
 
 # -- direct chunk reads and batched Dataset reads (issue 14) ------------------------------------
-def test_direct_reads_equal_h5py_reads_and_fall_back_where_they_must(tmp_path, reference):
+@pytest.mark.parametrize("direct", [True, "mmap", "pread"])
+def test_direct_reads_equal_h5py_reads_and_fall_back_where_they_must(tmp_path, reference, direct):
     order = [9, 0, 3, 3, -2, 5, 1]
-    with fc.FeatureCacheReader(reference) as fast, fc.FeatureCacheReader(reference, direct=False) as slow:
+    with fc.FeatureCacheReader(reference, direct=direct) as fast, \
+            fc.FeatureCacheReader(reference, direct=False) as slow:
         assert set(fast.direct_datasets) == {"features/0", "features/1", "targets/semseg", "targets/depth",
                                              "view_params"}
         assert slow.direct_datasets == []
+        assert (fast._map is None) == (direct == "pread")
         for a, b in zip(fast.features_batch(order), slow.features_batch(order)):
             assert a.dtype == b.dtype == np.float16 and np.array_equal(a, b)
+            assert a.flags.c_contiguous and a.flags.writeable  # a copy: a view of the mapping is read-only
+        expected = sample_batch([i % N for i in order])[0][0].astype(np.float16)
+        assert np.array_equal(fast.features_batch(order)[0], expected)
         for decode in (True, False):
             ta, tb = fast.targets_batch(order, decode=decode), slow.targets_batch(order, decode=decode)
             assert all(ta[t].dtype == tb[t].dtype and np.array_equal(ta[t], tb[t]) for t in ta)
         assert np.array_equal(fast.view_params_batch(order), slow.view_params_batch(order))
+        assert [f.shape for f in fast.features_batch([])] == [f.shape for f in slow.features_batch([])]
+        writable = fast.features_batch([2])[1]
+        writable += 1  # the caller owns what it gets: the file is untouched
+        assert np.array_equal(fast.features(2)[1], slow.features(2)[1])
+    assert fast._map is None and fast._fd is None  # close() unmapped the file
+    with pytest.raises(ValueError, match="direct must be True, False, 'mmap' or 'pread', not 'fast'"):
+        fc.FeatureCacheReader(reference, direct="fast")
     compressed = make_cache(tmp_path / "lzf.h5", compression="lzf")
     with fc.FeatureCacheReader(compressed) as r:
         assert r.direct_datasets == ["view_params"]  # filtered chunks go through h5py
@@ -925,6 +958,16 @@ def test_direct_reads_equal_h5py_reads_and_fall_back_where_they_must(tmp_path, r
     with fc.FeatureCacheReader(tmp_path / "joined.h5") as r:
         assert r.is_virtual and r.direct_datasets == []
         assert fc.verify_file(tmp_path / "joined.h5") == []  # checksums are joined with the rows
+
+
+def test_a_file_that_cannot_be_mapped_is_read_with_positional_reads(reference, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(fc.reader.mmap, "mmap", refuse)
+    with fc.FeatureCacheReader(reference) as r, fc.FeatureCacheReader(reference, direct=False) as slow:
+        assert r._map is None and "features/0" in r.direct_datasets
+        assert all(np.array_equal(a, b) for a, b in zip(r.features_batch([3, 1]), slow.features_batch([3, 1])))
 
 
 def test_dataset_batched_items_equal_single_items(reference):
