@@ -100,6 +100,7 @@ class _DirectRows:
         self.shape: tuple[int, ...] = ()
         self.dtype = np.dtype(np.uint8)
         self.view: np.ndarray | None = None
+        self.last_end = self.end()
 
     @classmethod
     def of(cls, dset: h5py.Dataset) -> "_DirectRows | None":
@@ -209,7 +210,7 @@ class FeatureCacheReader:
                     raise CacheCorruptError(
                         f"cache {self.path} has checksum columns {names} that do not match its layout; "
                         "rewrite it (cache-features --overwrite)")
-                self._sums = self._read_small(fmt.CHECKSUMS)
+                self._sums = self._read_small(fmt.CHECKSUMS).astype(np.uint64, copy=False)
                 self._column = {name: c for c, name in enumerate(names)}
                 self.feature_scale = self._read_small(fmt.FEATURE_SCALE)
                 self._verify(fmt.FEATURE_SCALE, np.flatnonzero(self.complete), self.feature_scale[self.complete])
@@ -375,10 +376,14 @@ class FeatureCacheReader:
         if idx.dtype.kind not in "iu":
             idx = np.asarray([int(i) for i in idx], dtype=np.int64)
         n = len(self)
-        if len(idx) and (idx.min() < -n or idx.max() >= n):
+        if not len(idx):
+            return idx.astype(np.int64)
+        low = idx.min()
+        if low < -n or idx.max() >= n:
             bad = idx[(idx < -n) | (idx >= n)][0]
             raise IndexError(f"index {int(bad)} out of range for cache {self.path} with {n} samples")
-        return idx.astype(np.int64) % n if n else idx.astype(np.int64)
+        idx = idx.astype(np.int64, copy=False)  # NOTE: may be the caller's array; never written to
+        return idx % n if low < 0 else idx
 
     def _unscale(self, s: int, arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if self.feature_dtypes[s] == arr.dtype:
@@ -423,11 +428,10 @@ class FeatureCacheReader:
         C-contiguous array). Rows now beyond the file's end are refused before anything is touched."""
         offsets = direct.offsets[rows]
         nbytes = direct.row_bytes
-        if len(offsets):
-            size = os.fstat(self._fd).st_size  # a mapped page beyond the end of the file is SIGBUS
-            if int(offsets.max()) + nbytes > size:
-                j = int(np.flatnonzero(offsets + nbytes > size)[0])
-                raise self._truncated(name, int(rows[j]), max(0, size - int(offsets[j])), nbytes)
+        size = os.fstat(self._fd).st_size  # a mapped page beyond the end of the file is SIGBUS
+        if size < direct.last_end and len(offsets) and int(offsets.max()) + nbytes > size:
+            j = int(np.flatnonzero(offsets + nbytes > size)[0])
+            raise self._truncated(name, int(rows[j]), max(0, size - int(offsets[j])), nbytes)
         return direct.view[offsets]
 
     def _truncated(self, name: str, row: int, got: int, nbytes: int) -> CacheCorruptError:
@@ -456,12 +460,13 @@ class FeatureCacheReader:
         flat = data.reshape(len(rows), -1)
         if not flat.flags.c_contiguous:
             flat = np.ascontiguousarray(flat)
-        # one C-level iteration over the rows (numpy row views, no Python frame per row)
-        got = np.array(list(map(xxhash.xxh3_64_intdigest, flat, (rows + self.first_index).tolist())),
-                       dtype=np.uint64)
-        bad = np.flatnonzero(got != self._sums[rows, self._column[name]])
-        if len(bad):
-            raise CacheCorruptError(self.corrupt_message(int(rows[bad[0]]), name))
+        # one C-level iteration over the rows (numpy row views, no Python frame per row); the
+        # comparison of two lists of ints costs less than building arrays for it
+        got = list(map(xxhash.xxh3_64_intdigest, flat, (rows + self.first_index).tolist()))
+        stored = self._sums[rows, self._column[name]].tolist()
+        if got != stored:
+            bad = next(j for j, (a, b) in enumerate(zip(got, stored)) if a != b)
+            raise CacheCorruptError(self.corrupt_message(int(rows[bad]), name))
 
     def corrupt_message(self, row: int, name: str) -> str:
         """The one-line report of a row whose bytes do not match its checksum."""
