@@ -110,7 +110,7 @@ def test_default_models_are_every_system_of_the_poster_and_the_controls():
                                  "oracle") == CLI_DEFAULT
     assert tuple(rp.SYSTEMS) == SYSTEM_NAMES and tuple(rp.PRESETS) == PRESET_NAMES
     assert rp.ReproduceConfig().models == rp.DEFAULT_MODELS
-    assert rp.ReproduceConfig(preset="transfer").models == ("mti-net", "medusa", "medusa-no-sfa", "medusa-no-msa",
+    assert rp.ReproduceConfig(preset="transfer").models == ("medusa", "medusa-no-sfa", "medusa-no-msa",
                                                             "medusa-no-ip", "random", "oracle")
     poster = [rp.SYSTEMS[k] for k in rp.POSTER_MODELS]
     assert [(s.key, ne) for s in poster for ne in s.mtl] == POSTER_MTL_ROWS

@@ -363,6 +363,58 @@ def test_cli_make_synthetic(tmp_path):
     assert "ufl: error:" in again.output and "already exists" in again.output and "Traceback" not in again.output
 
 
+# -- the relatedness knob (--nyud-persons) --------------------------------------------------------
+# sha256 (first 16 hex digits) of segmentation + instance ids of NYUD-like sample i (48 x 64,
+# SeedSequence([0, 0, i])) as rendered by the generator before the knob existed.
+_ROOMS_BEFORE_THE_KNOB = ["300e15f5fcdc9171", "c1d24cbfa5d6a1ec", "6e2c1ab75c749ba2", "5cb82364b2336ef6"]
+
+
+def _nyud_sample(i: int, persons=None, size=(48, 64)) -> dict:
+    rng = np.random.default_rng(np.random.SeedSequence([0, 0, i]))
+    return render_nyud_sample(rng, *size, persons=persons)
+
+
+def test_nyud_persons_default_renders_the_rooms_of_before_and_writes_the_same_files(tmp_path):
+    for i, expected in enumerate(_ROOMS_BEFORE_THE_KNOB):
+        s = _nyud_sample(i)
+        digest = hashlib.sha256(s["segmentation"].tobytes() + s["instances"].astype(np.int64).tobytes()).hexdigest()
+        assert digest[:16] == expected, i
+    kwargs = dict(size=32, n_train=2, n_val=1, seed=5, progress=False)
+    plain = make_synthetic(tmp_path / "plain", **kwargs)
+    explicit = make_synthetic(tmp_path / "explicit", nyud_persons=None, **kwargs)
+    many = make_synthetic(tmp_path / "many", nyud_persons=3, **kwargs)
+    for name in ("NYUD_MT", "PASCAL_MT"):
+        assert _tree_hashes(plain[name]) == _tree_hashes(explicit[name])
+    assert _tree_hashes(many["PASCAL_MT"]) == _tree_hashes(plain["PASCAL_MT"])  # PASCAL is not affected
+    assert _tree_hashes(many["NYUD_MT"]) != _tree_hashes(plain["NYUD_MT"])
+    marker = json.loads((plain["NYUD_MT"] / synthetic.SYNTHETIC_MARKER).read_text())
+    assert "nyud_persons" not in marker  # the default marker is the one of before
+    assert json.loads((many["NYUD_MT"] / synthetic.SYNTHETIC_MARKER).read_text())["nyud_persons"] == 3.0
+    assert "nyud_persons" not in json.loads((many["PASCAL_MT"] / synthetic.SYNTHETIC_MARKER).read_text())
+
+
+def test_more_nyud_persons_give_more_person_pixels():
+    person = NYUD_CLASSES.index("person") + 1
+    fraction = {p: np.mean([(_nyud_sample(i, p, (32, 48))["segmentation"] == person).mean() for i in range(16)])
+                for p in (0, None, 2.5)}
+    assert fraction[0] == 0.0  # no persons at all
+    assert fraction[2.5] > 2 * fraction[None] > 0
+
+
+@pytest.mark.parametrize("value", [-0.5, 7, float("nan")])
+def test_nyud_persons_out_of_range_is_one_clear_line(tmp_path, value):
+    from ufl.cli import main
+
+    with pytest.raises(UflError, match="nyud-persons"):
+        make_synthetic(tmp_path / "api", size=32, n_train=1, n_val=1, progress=False, nyud_persons=value)
+    result = CliRunner().invoke(main, ["make-synthetic", "--out", str(tmp_path / "cli"), "--size", "32",
+                                       "--nyud-persons", str(value)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--nyud-persons" in lines[0] and "0 to 6" in lines[0], result.output
+    assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()  # nothing written
+
+
 # -- the loaders read what the generator writes -------------------------------------------------------
 def test_loaders_read_every_task_of_the_generated_data(synthetic_root):
     from torch.utils.data import DataLoader

@@ -17,8 +17,14 @@ from .base import echo_json, json_option, main
 @click.option("--val", "n_val", type=click.IntRange(1), default=32, show_default=True,
               help="Validation images per dataset.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--nyud-persons", type=float, default=None,
+              help="Relatedness knob: mean standing persons per NYUD-like room (0..6, in every room type). "
+                   "Persons carry PASCAL's 24 body parts, so more of them make NYUD pretraining share more "
+                   "with the PASCAL tasks; 0 removes them. Default: the rooms' own (0..1 in living rooms "
+                   "and offices), the same files as without this option.")
 @json_option
-def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int, as_json: bool) -> None:
+def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int, nyud_persons: float | None,
+                       as_json: bool) -> None:
     """Write synthetic NYUD_MT/ and PASCAL_MT/ in exactly the public on-disk formats.
 
     Scenes are rendered by ray casting simple 3D primitives, so RGB, depth, normals, semantic
@@ -27,7 +33,7 @@ def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int,
     """
     from ..datasets.synthetic import make_synthetic
 
-    paths = make_synthetic(out, size=size, n_train=n_train, n_val=n_val, seed=seed)
+    paths = make_synthetic(out, size=size, n_train=n_train, n_val=n_val, seed=seed, nyud_persons=nyud_persons)
     if as_json:
         echo_json({name: str(path) for name, path in paths.items()})
         return

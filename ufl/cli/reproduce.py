@@ -34,12 +34,12 @@ def _seeds(ctx, param, value):
                    "medusa; the Medusa ablations medusa-no-sfa, medusa-no-msa, medusa-no-ip; the controls random "
                    "(frozen random-init backbone: the floor) and oracle (PASCAL single-task models, backbone "
                    f"trained: the ceiling).  [default: the preset's; paper, quick: {','.join(DEFAULT_MODELS)}; "
-                   "transfer: mti-net,medusa, the ablations and the controls]")
+                   "transfer: medusa, the ablations and the controls]")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default="quick", show_default=True,
               help="paper: the reference protocol (GPU); quick: the poster's tables sized for a 2-core CPU on "
                    "`ufl make-synthetic --size 96 --train 64 --val 24` data; transfer: does pretraining transfer? "
-                   "(Medusa, MTI-Net, ablations, floor and ceiling, normals as a third PASCAL task; about an hour "
-                   "for 3 seeds on 2 CPU cores, on the data its README section names).")
+                   "(Medusa, its ablations, floor and ceiling, normals as a third PASCAL task, on "
+                   "`ufl make-synthetic --size 64 --train 48 --val 32 --nyud-persons 2` data).")
 @click.option("--seeds", default="0", show_default=True, callback=_seeds,
               help="Comma-separated seeds; several give mean and standard deviation, and each claim a paired "
                    "95 % interval.")

@@ -72,7 +72,7 @@ from .render import (Box, Camera, Capsule, Cylinder, Ellipsoid, Material, Plane,
 
 __all__ = [
     "make_synthetic", "is_synthetic", "SYNTHETIC_MARKER", "nyud_intrinsics", "render_nyud_sample", "render_pascal_sample",
-    "VOC_TO_CONTEXT", "CONTEXT_IDS", "PERSON_PARTS",
+    "VOC_TO_CONTEXT", "CONTEXT_IDS", "PERSON_PARTS", "MAX_NYUD_PERSONS",
 ]
 
 # -- class tables ---------------------------------------------------------------------------------
@@ -795,8 +795,13 @@ def _decor_thing(rng, kind: str, center: np.ndarray, normal: np.ndarray, along: 
     return [Thing(0, [Piece(rect(0.01, w / 2, h / 2), grille)])]
 
 
-def _nyud_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
-    """A random furnished room seen by a Kinect-like camera near its front wall."""
+def _nyud_scene(rng: np.random.Generator, height: int, width: int, persons: float | None = None) -> Scene:
+    """A random furnished room seen by a Kinect-like camera near its front wall.
+
+    ``persons``: None keeps the room types' own persons (0..1 standing in living rooms and offices,
+    none elsewhere); a number makes every room draw Poisson(``persons``) standing persons, placed
+    in the middle of the room before the other free-standing furniture (so they usually fit).
+    """
     room = _pick(rng, list(_ROOMS))
     W = rng.uniform(3.0, 6.0) if room != "bathroom" else rng.uniform(2.2, 3.5)
     D = rng.uniform(3.5, 8.0) if room != "bathroom" else rng.uniform(3.0, 4.5)
@@ -828,6 +833,9 @@ def _nyud_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
 
     layout = _Layout(W, D, (cam_x, cam_z))
     walls, middle = _ROOMS[room]
+    if persons is not None:  # the relatedness knob: persons carry the PASCAL-Part parts
+        n_persons = int(rng.poisson(persons))
+        middle = [(_standing_person, n_persons, n_persons)] + [m for m in middle if m[0] is not _standing_person]
     for builders, place in ((walls, layout.against_wall), (middle, layout.in_middle)):
         for builder, lo, hi in builders:
             for _ in range(int(rng.integers(lo, hi + 1))):
@@ -884,15 +892,17 @@ def _instance_edges(instances: np.ndarray, shapes: np.ndarray, depth: np.ndarray
     return thin(boundary)
 
 
-def render_nyud_sample(rng: np.random.Generator, height: int, width: int) -> dict[str, np.ndarray]:
+def render_nyud_sample(rng: np.random.Generator, height: int, width: int,
+                       persons: float | None = None) -> dict[str, np.ndarray]:
     """One NYUD-like sample as arrays, in the conventions of the NYUD_MT files.
 
     Returns ``image`` (H, W, 3) uint8, ``segmentation`` (H, W) uint8 (0 unlabeled, 1..40),
     ``depth`` (H, W) float32 metres (0 missing), ``normals`` (H, W, 3) float32 unit camera-frame
     (0 where depth is missing), ``edge`` (H, W) float32 {0, 1}, and ``instances`` (H, W) int64
-    (an id per object; not written to disk).
+    (an id per object; not written to disk). ``persons``: mean standing persons per room (see
+    :func:`_nyud_scene`; None = the room types' own).
     """
-    scene = _nyud_scene(rng, height, width)
+    scene = _nyud_scene(rng, height, width, persons)
     r = _render(scene, rng)
     labels = np.array([t.label for t in scene.things] + [0], dtype=np.uint8)
     depth = _kinect_depth(rng, r.depth, r.thing, scene.things, scene.camera.fx)
@@ -1394,9 +1404,9 @@ _PASCAL_DIRS = ("ImageSets/Context", "ImageSets/Parts", "JPEGImages", "semseg/VO
                 "human_parts", "sal_distill", "normals_distill")
 
 
-def _write_nyud(root: Path, image_id: str, seed: int, index: int, size: int) -> None:
+def _write_nyud(root: Path, image_id: str, seed: int, index: int, size: int, persons: float | None = None) -> None:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0, index]))
-    s = render_nyud_sample(rng, size, int(round(size * 4 / 3)))
+    s = render_nyud_sample(rng, size, int(round(size * 4 / 3)), persons)
     _save_jpeg(root / "images" / f"{image_id}.jpg", s["image"])
     _save_png(root / "segmentation" / f"{image_id}.png", s["segmentation"])
     np.save(root / "depth" / f"{image_id}.npy", s["depth"])
@@ -1425,9 +1435,9 @@ def _parts_json(ids: Sequence[str], classes: dict[str, list[int]]) -> str:
 
 def _job(args: tuple) -> list[int] | None:
     """Render and write one image (a top-level function so that worker processes can run it)."""
-    dataset, root, image_id, seed, index, size = args
+    dataset, root, image_id, seed, index, size, persons = args
     if dataset == "NYUD_MT":
-        _write_nyud(root, image_id, seed, index, size)
+        _write_nyud(root, image_id, seed, index, size, persons)
         return None
     return _write_pascal(root, image_id, seed, index, size)
 
@@ -1451,7 +1461,7 @@ def _image_ids(dataset: str, n: int) -> list[str]:
 
 
 def _write_dataset(out: Path, dataset: str, size: int, n_train: int, n_val: int, seed: int, workers: int,
-                   progress: bool) -> Path:
+                   progress: bool, nyud_persons: float | None = None) -> Path:
     """Write one dataset into a hidden temporary sibling folder and rename it into place when complete."""
     final = out / dataset
     tmp = out / f".{dataset}.{secrets.token_hex(4)}.partial"  # hidden; mkdir (unlike mkdtemp) honours the umask
@@ -1461,7 +1471,7 @@ def _write_dataset(out: Path, dataset: str, size: int, n_train: int, n_val: int,
             (tmp / sub).mkdir(parents=True, exist_ok=True)
         ids = _image_ids(dataset, n_train + n_val)
         splits = {"train": ids[:n_train], "val": ids[n_train:]}
-        jobs = [(dataset, tmp, image_id, seed, i, size) for i, image_id in enumerate(ids)]
+        jobs = [(dataset, tmp, image_id, seed, i, size, nyud_persons) for i, image_id in enumerate(ids)]
         results = list(tqdm(_run(jobs, workers), total=len(jobs), desc=dataset, unit="img",
                             disable=None if progress else True))  # None: only on a terminal
         if dataset == "NYUD_MT":
@@ -1473,9 +1483,11 @@ def _write_dataset(out: Path, dataset: str, size: int, n_train: int, n_val: int,
                 (tmp / "ImageSets" / "Context" / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids))
                 (tmp / "ImageSets" / "Parts" / f"{split}.txt").write_text(_parts_json(split_ids, classes))
         # The marker that tells ufl (pretrain's provenance record, `ufl list-tasks`) the data is generated.
-        (tmp / SYNTHETIC_MARKER).write_text(json.dumps(
-            {"generator": "ufl make-synthetic", "dataset": dataset, "size": size, "train": n_train, "val": n_val,
-             "seed": seed}, sort_keys=True) + "\n")
+        marker = {"generator": "ufl make-synthetic", "dataset": dataset, "size": size, "train": n_train,
+                  "val": n_val, "seed": seed}
+        if dataset == "NYUD_MT" and nyud_persons is not None:  # absent = the default rooms (files as before)
+            marker["nyud_persons"] = nyud_persons
+        (tmp / SYNTHETIC_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n")
         try:
             os.rename(tmp, final)
         except OSError:
@@ -1490,7 +1502,8 @@ def _write_dataset(out: Path, dataset: str, size: int, n_train: int, n_val: int,
 
 
 SYNTHETIC_MARKER = "UFL_SYNTHETIC.json"
-"""File ``make_synthetic`` writes into each dataset folder it generates (JSON: generator, size, counts, seed)."""
+"""File ``make_synthetic`` writes into each dataset folder it generates (JSON: generator, size, counts, seed;
+``nyud_persons`` in NYUD_MT's when that option was given)."""
 
 
 def is_synthetic(root: str | os.PathLike | None) -> bool:
@@ -1498,8 +1511,12 @@ def is_synthetic(root: str | os.PathLike | None) -> bool:
     return root is not None and (Path(root) / SYNTHETIC_MARKER).is_file()
 
 
+#: Upper bound of ``nyud_persons`` (more would not fit in the generated rooms anyway).
+MAX_NYUD_PERSONS = 6.0
+
+
 def make_synthetic(out: str | os.PathLike, size: int = 96, n_train: int = 64, n_val: int = 32, seed: int = 0,
-                   *, workers: int = 1, progress: bool = True) -> dict[str, Path]:
+                   *, workers: int = 1, progress: bool = True, nyud_persons: float | None = None) -> dict[str, Path]:
     """Write synthetic ``out/NYUD_MT/`` and ``out/PASCAL_MT/`` in the public MTI-Net formats.
 
     Args:
@@ -1511,6 +1528,13 @@ def make_synthetic(out: str | os.PathLike, size: int = 96, n_train: int = 64, n_
             ``SeedSequence([seed, j, i])``, so files do not depend on ``workers``.
         workers: processes rendering in parallel (1 = in this process).
         progress: show a tqdm progress bar per dataset.
+        nyud_persons: the relatedness knob between the two datasets: the mean number of standing
+            persons per NYUD-like room (Poisson, in every room type, 0..6). Persons are the same
+            articulated models that carry the 24 PASCAL-Part parts in the PASCAL-like scenes (NYUD
+            label ``person``), so more of them make NYUD pretraining share more with PASCAL's
+            human parts (and its salient foreground, mostly persons); 0 removes them. None (the
+            default) keeps the room types' own persons (0..1 in living rooms and offices) and
+            gives the same files as before this option existed. PASCAL_MT is not affected.
 
     Returns:
         ``{"NYUD_MT": path, "PASCAL_MT": path}``.
@@ -1524,6 +1548,11 @@ def make_synthetic(out: str | os.PathLike, size: int = 96, n_train: int = 64, n_
         raise UflError(f"need at least one training and one validation image (got {n_train} and {n_val})")
     if seed < 0:
         raise UflError(f"seed {seed} is negative; use a seed >= 0")
+    if nyud_persons is not None:
+        nyud_persons = float(nyud_persons)
+        if not 0.0 <= nyud_persons <= MAX_NYUD_PERSONS:  # also rejects NaN
+            raise UflError(f"--nyud-persons {nyud_persons:g} is out of range; use a mean number of persons per "
+                           f"room from 0 to {MAX_NYUD_PERSONS:g} (or leave it out for the default rooms)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"output folder {out} is a file; choose another --out")
@@ -1531,5 +1560,6 @@ def make_synthetic(out: str | os.PathLike, size: int = 96, n_train: int = 64, n_
         if (out / dataset).exists():
             raise DataError(f"{out / dataset} already exists; remove it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    return {dataset: _write_dataset(out, dataset, size, n_train, n_val, seed, max(1, int(workers)), progress)
+    return {dataset: _write_dataset(out, dataset, size, n_train, n_val, seed, max(1, int(workers)), progress,
+                                    nyud_persons)
             for dataset in ("NYUD_MT", "PASCAL_MT")}
