@@ -3,10 +3,14 @@
     python bench/evaluate_cache.py [--json] [--workspace WS] [--size 96] [--val 32] [--repeats 2]
 
 ``ufl evaluate`` keeps each image's edge counts in ``WORKSPACE/eval-cache/edges`` (a hash of the
-prediction, the ground truth and the protocol settings, see ``ufl.evalcache``): an unchanged head is
-evaluated again without matching. Per repeat, interleaved: the cache folder is removed, then
-``evaluate --all-tasks`` runs twice (``first``: matching every image at 99 thresholds; ``second``:
-reading the counts). Timed two ways: through the Python API in this process
+prediction, the ground truth and the protocol settings, see ``ufl.evalcache``) and each task's
+metrics in ``WORKSPACE/eval-cache/metrics`` (a hash of the head file, the val cache's content id,
+the protocol and the code, see ``ufl.workspace.evaluate.metrics_key``): an unchanged task is
+evaluated again without running its head. Per repeat, interleaved: the ``eval-cache`` folder is
+removed, then ``evaluate --all-tasks`` runs twice (``first``: every head's forward pass and metric,
+matching every image at 99 thresholds; ``second``: reading the metrics). ``edges_ratio`` times a
+third run with only the metrics removed (heads run again, edge counts read), as before the metrics
+were cached. Timed two ways: through the Python API in this process
 (``Workspace.evaluate``), and as the command a user types (``python -m ufl evaluate --all-tasks
 --json``, a fresh interpreter each time, so its start-up is included). Best of the repeats; the
 metrics of the two runs must be equal. Target: ``ratio`` (second / first, API) <= 0.2.
@@ -34,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from _common import emit, machine  # noqa: E402
 from ufl.models import Backbone  # noqa: E402
 from ufl.workspace import HeadTrainingConfig, Workspace  # noqa: E402
-from ufl.workspace.evaluate import EDGE_CACHE  # noqa: E402
+from ufl.workspace.evaluate import METRICS_CACHE  # noqa: E402
 
 
 def build(root: Path, size: int, val: int) -> Path:
@@ -60,15 +64,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workspace) if args.workspace else build(Path(tmp), args.size, args.val)
-        cache = root / EDGE_CACHE
-        times: dict[str, list[float]] = {k: [] for k in ("api_first", "api_second", "cli_first", "cli_second")}
+        cache = root / "eval-cache"
+        times: dict[str, list[float]] = {k: [] for k in ("api_first", "api_second", "api_edges_only", "cli_first",
+                                                         "cli_second")}
         results = []
+        cached = []
         for _ in range(args.repeats):
             shutil.rmtree(cache, ignore_errors=True)
-            for key in ("api_first", "api_second"):
+            for key in ("api_first", "api_second", "api_edges_only"):
+                if key == "api_edges_only":
+                    shutil.rmtree(root / METRICS_CACHE, ignore_errors=True)
                 start = time.perf_counter()
-                results.append(Workspace(root).evaluate(device="cpu", progress=False).to_dict())
+                evaluation = Workspace(root).evaluate(device="cpu", progress=False)
                 times[key].append(time.perf_counter() - start)
+                results.append(evaluation.to_dict())
+                cached.append(evaluation.cached)
             shutil.rmtree(cache, ignore_errors=True)
             for key in ("cli_first", "cli_second"):
                 start = time.perf_counter()
@@ -80,9 +90,12 @@ def main() -> None:
         edges = [n for n in tasks if Workspace(root).spec(n).kind == "edges"]
     if any(r["tasks"] != results[0]["tasks"] for r in results):
         raise SystemExit("the metrics differ between runs")
+    if any(any(c.values()) for c in cached[0::3]) or not all(all(c.values()) for c in cached[1::3]):
+        raise SystemExit("a first run read the metrics cache, or a second run did not")
     best = {k: min(v) for k, v in times.items()}
     report = {"machine": machine(), "tasks": tasks, "edge_tasks": edges, "repeats": args.repeats,
               "ratio": best["api_second"] / best["api_first"], "cli_ratio": best["cli_second"] / best["cli_first"],
+              "edges_ratio": best["api_edges_only"] / best["api_first"],
               **{f"{k}_seconds": v for k, v in best.items()}, "runs": times}
     emit(report, args.json)
 

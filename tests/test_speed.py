@@ -19,12 +19,13 @@ from click.testing import CliRunner
 from feature_cache import FeatureCacheReader
 from ufl.cli import main
 from ufl.errors import UflError
-from ufl.evalcache import CountCache, image_key
+from ufl.evalcache import CountCache, MetricsCache, cache_content_id, image_key
 from ufl.metrics import EdgeMetric
 from ufl.runtime import Precision, named_precision
 from ufl.workspace import HeadTrainingConfig, Workspace
 from ufl.workspace.cache import RowBatch, dataset_specs, open_split, resolve_data, target_layout
-from ufl.workspace.evaluate import EDGE_CACHE, head_precision, recorded_protocol, task_metrics
+from ufl.workspace.evaluate import (EDGE_CACHE, METRICS_CACHE, head_precision, metrics_key, recorded_protocol,
+                                    task_metrics)
 from ufl.workspace.views import ImageRows, ViewDataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -379,6 +380,149 @@ def test_a_second_evaluate_reuses_the_edge_counts(ws, monkeypatch):
     assert CountCache(ws.root / EDGE_CACHE).entries()  # filled when the head was registered
     shutil.rmtree(ws.root / EDGE_CACHE)
     first = ws.evaluate(["edges"], device="cpu", progress=False).to_dict()["tasks"]["edges"]
+    shutil.rmtree(ws.root / METRICS_CACHE)  # the head runs again: its counts come from the edge cache
     monkeypatch.setattr(ufl.metrics, "_edge_image_counts", lambda *a, **k: pytest.fail("matched again"))
     second = ws.evaluate(["edges"], device="cpu", progress=False).to_dict()["tasks"]["edges"]
     assert second == first and second["drift"] == 0.0
+
+
+# -- 5b. per-task metrics cache --------------------------------------------------------------------
+@pytest.fixture
+def forwards(monkeypatch):
+    """Counts the heads' forward passes and the images whose edges were matched (not read from the
+    edge cache; in this process or the pool): ``{"head": n, "match": n}``."""
+    from ufl.models import MedusaHead
+
+    calls = {"head": 0, "match": 0}
+    forward, finish = MedusaHead.forward, EdgeMetric._finish
+
+    def counted_forward(self, *args, **kwargs):
+        calls["head"] += 1
+        return forward(self, *args, **kwargs)
+
+    def counted_finish(self, *args, **kwargs):
+        calls["match"] += 1
+        return finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(MedusaHead, "forward", counted_forward)
+    monkeypatch.setattr(EdgeMetric, "_finish", counted_finish)
+    return calls
+
+
+def _evaluate(ws, **options):
+    result = ws.evaluate(device="cpu", progress=False, **options)
+    return result.to_dict(), result.cached
+
+
+def test_a_second_evaluate_reads_the_metrics_without_running_a_head(ws, forwards):
+    first, cached = _evaluate(ws)
+    assert cached == {"saliency": False, "edges": False} and forwards["head"] > 0
+    assert len(MetricsCache(ws.root / METRICS_CACHE).entries()) == 2
+    forwards["head"] = 0
+    second, cached = _evaluate(ws)
+    assert forwards["head"] == 0 and cached == {"saliency": True, "edges": True}
+    assert second == first  # the JSON contract: same shape, same numbers
+    assert all(t["drift"] == 0.0 for t in second["tasks"].values())
+    assert {n: t["metrics"] for n, t in second["tasks"].items()} == {n: r["registered"] for n, r in ws.tasks.items()}
+    # per-class figures come from the same entry, and equal a full recomputation
+    detailed, cached = _evaluate(ws, all_metrics=True)
+    assert forwards["head"] == 0 and all(cached.values())
+    assert detailed == _evaluate(ws, all_metrics=True, cache=False)[0] and forwards["head"] > 0
+
+
+def test_a_changed_head_protocol_or_precision_recomputes(ws, forwards):
+    first, _ = _evaluate(ws)
+    ws.add_task("edges", config=HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-2, seed=1), device="cpu",
+                progress=False, replace=True)  # another head file
+    forwards["head"] = 0
+    after, cached = _evaluate(ws)
+    assert cached == {"saliency": True, "edges": False} and forwards["head"] > 0
+    assert after["tasks"]["edges"]["drift"] == 0.0 and after["tasks"]["saliency"] == first["tasks"]["saliency"]
+    keys = {n: metrics_key(ws, n, r, "cpu") for n, r in ws.tasks.items()}
+    with ws.manifest.update() as manifest:  # another matching distance: another protocol
+        manifest["tasks"]["edges"]["eval"]["metric_options"]["max_dist"] = 0.02
+        manifest["tasks"]["saliency"]["precision"] = "fp32"
+    assert all(metrics_key(ws, n, r, "cpu") != keys[n] for n, r in ws.tasks.items())
+    forwards["head"] = 0
+    _, cached = _evaluate(ws)
+    assert cached == {"saliency": False, "edges": False} and forwards["head"] > 0
+
+
+def test_no_cache_recomputes_everything_and_writes_nothing(ws, forwards):
+    first, _ = _evaluate(ws)
+    shutil.rmtree(ws.root / "eval-cache")
+    forwards.update(head=0, match=0)
+    again, cached = _evaluate(ws, cache=False)
+    assert again == first and not any(cached.values())
+    assert forwards["head"] > 0 and forwards["match"] > 0 and not (ws.root / "eval-cache").exists()
+    _evaluate(ws)  # fills the caches
+    forwards.update(head=0, match=0)
+    result = CliRunner().invoke(main, ["evaluate", "--workspace", str(ws.root), "--all-tasks", "--json", "--no-cache",
+                                       "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == first and forwards["head"] > 0 and forwards["match"] > 0
+    forwards["head"] = 0
+    result = CliRunner().invoke(main, ["evaluate", "--workspace", str(ws.root), "--all-tasks", "--device", "cpu"])
+    assert result.exit_code == 0 and forwards["head"] == 0, result.output
+    assert "read from the eval cache" in result.stdout and "--no-cache" in result.stdout
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "wrong_key", "bad_value"])
+def test_a_corrupt_entry_is_recomputed_with_a_warning(ws, forwards, caplog, damage):
+    first, _ = _evaluate(ws)
+    entries = MetricsCache(ws.root / METRICS_CACHE).entries()
+    for path in entries:
+        entry = json.loads(path.read_text())
+        if damage == "garbage":
+            path.write_bytes(b"\x00{not json")
+        elif damage == "empty":
+            path.write_bytes(b"")
+        elif damage == "wrong_key":
+            path.write_text(json.dumps({**entry, "key": "0" * 64}))
+        else:
+            path.write_text(json.dumps({**entry, "metrics": {"maxF": "high"}}))
+    forwards["head"] = 0
+    with caplog.at_level("WARNING", logger="ufl.evalcache"):
+        again, cached = _evaluate(ws)
+    assert again == first and not any(cached.values()) and forwards["head"] > 0
+    assert sum("eval cache entry" in r.getMessage() and "recomputed" in r.getMessage() for r in caplog.records) == 2
+    assert sorted(MetricsCache(ws.root / METRICS_CACHE).entries()) == sorted(entries)  # rewritten whole
+    assert _evaluate(ws)[1] == {"saliency": True, "edges": True}
+    for path in entries:  # through the command: no traceback, the same numbers
+        path.write_bytes(b"{")
+    result = CliRunner().invoke(main, ["evaluate", "--workspace", str(ws.root), "--all-tasks", "--json",
+                                       "--device", "cpu"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == first, result.output
+
+
+def test_the_val_cache_content_id_follows_its_stored_checksums(ws, tmp_path):
+    import h5py
+
+    path = ws.cache_path(ws.find_cache("pascal", "val", 1))
+    ident = cache_content_id(path)
+    copy = tmp_path / "copy.h5"
+    shutil.copyfile(path, copy)
+    os.utime(copy, (0, 0))
+    assert cache_content_id(copy) == ident  # the content, not the file's name or time
+    with h5py.File(copy, "r+") as f:
+        sums = f["checksums"][...]
+        sums[0, 0] ^= 1  # what a rewritten row would change
+        f["checksums"][...] = sums
+    assert cache_content_id(copy) != ident
+    shutil.copyfile(path, copy)
+    with h5py.File(copy, "r+") as f:
+        f.attrs["finished"] = "2030-01-01T00:00:00Z"
+    assert cache_content_id(copy) != ident
+    with h5py.File(copy, "r+") as f:
+        del f["checksums"]  # a format version 1 file: no id, so its metrics are not cached
+    assert cache_content_id(copy) is None
+    assert cache_content_id(tmp_path / "missing.h5") is None
+
+
+def test_doctor_passes_on_a_workspace_with_the_eval_cache(ws):
+    _evaluate(ws)
+    assert MetricsCache(ws.root / METRICS_CACHE).entries() and CountCache(ws.root / EDGE_CACHE).entries()
+    report = ws.doctor()
+    assert report.ok, report.findings
+    result = CliRunner().invoke(main, ["doctor", "--workspace", str(ws.root)])
+    assert result.exit_code == 0, result.output

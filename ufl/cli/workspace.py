@@ -220,9 +220,14 @@ def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batc
 @click.option("--references", type=click.Path(dir_okay=False), default=None,
               help="JSON {task: value or {metric: value}} of single-task references, for Delta_m.")
 @click.option("--online", is_flag=True, help="Compute features through the backbone even when a cache exists.")
+@click.option("--no-cache", "no_cache", is_flag=True,
+              help="Recompute every task's metrics and edge counts, neither reading nor writing WORKSPACE/eval-cache "
+                   "(by default an unchanged task's metrics are read from it: same head file, val cache, protocol "
+                   "and code).")
 @device_option
 @threads_option
-def evaluate_cmd(workspace, all_tasks, tasks, as_json, all_metrics, plot, references, online, device) -> None:
+def evaluate_cmd(workspace, all_tasks, tasks, as_json, all_metrics, plot, references, online, no_cache,
+                 device) -> None:
     """Evaluate registered tasks on their own dataset's val split (NYUD tasks on NYUD, PASCAL tasks
     on PASCAL), from the cache when present, else online.
 
@@ -230,6 +235,10 @@ def evaluate_cmd(workspace, all_tasks, tasks, as_json, all_metrics, plot, refere
     and every other head are frozen and each task is evaluated as it was registered (on the CPU
     with the registration's thread count). A task registered on a GPU and evaluated on the CPU
     differs by float rounding.
+
+    Results are kept in WORKSPACE/eval-cache/: a task whose head file, val cache, evaluation
+    protocol and evaluation code are unchanged gets its stored metrics without running its head
+    (`--no-cache` recomputes everything).
     """
     from ..io import read_json
     from ..tables import text_table
@@ -241,7 +250,7 @@ def evaluate_cmd(workspace, all_tasks, tasks, as_json, all_metrics, plot, refere
     _note(ws)
     refs = read_json(references, what="references file") if references else None
     result = ws.evaluate(None if all_tasks else list(tasks), device=device, references=refs,
-                         online=True if online else None, all_metrics=all_metrics)
+                         online=True if online else None, all_metrics=all_metrics, cache=not no_cache)
     data = result.to_dict()
     if plot:
         from ..workspace.evaluate import plot_evaluation
@@ -262,6 +271,10 @@ def evaluate_cmd(workspace, all_tasks, tasks, as_json, all_metrics, plot, refere
         click.echo("\n" + format_all_metrics(data))
     if data["delta_m"] is not None:
         click.echo(f"Delta_m vs references: {data['delta_m']:+.2f} %")
+    reused = [name for name, hit in result.cached.items() if hit]
+    if reused:
+        click.echo(f"read from the eval cache (unchanged since last evaluated): {', '.join(reused)}; "
+                   f"--no-cache recomputes")
     if plot:
         click.echo(f"plot: {plot}")
 

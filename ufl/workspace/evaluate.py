@@ -11,14 +11,24 @@ metrics stay comparable: ``resolution`` (``"original"``: each val image's own si
 ``"working"``: the cache's input size; records without it were made at the working size) and
 ``metric_options`` (the metric's settings fixed per dataset, e.g. the edge matching distance;
 records without it use the metric's defaults). See :func:`eval_protocol`.
+
+Evaluation results are kept in ``WORKSPACE/eval-cache/`` (safe to delete at any time):
+``edges/`` holds per-image edge counts (:class:`ufl.evalcache.CountCache`), ``metrics/`` each
+task's metrics (:class:`ufl.evalcache.MetricsCache`) under :func:`metrics_key`, so a second
+evaluation of an unchanged task runs neither its head nor its metric. ``cache=False`` (``ufl
+evaluate --no-cache``) reads and writes neither.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
+import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -41,12 +51,18 @@ from .views import ViewDataset, backbone_features  # light: the transforms load 
 
 __all__ = ["evaluate_tasks", "task_metrics", "trivial_metrics", "Evaluation", "drift", "eval_threads",
            "eval_protocol", "recorded_protocol", "evaluation_table", "plot_evaluation", "format_all_metrics",
-           "check_val_cache", "head_precision"]
+           "check_val_cache", "head_precision", "metrics_key", "EDGE_CACHE", "METRICS_CACHE",
+           "METRICS_CODE_VERSION"]
 
 log = logging.getLogger(__name__)
 
 #: Per-image edge counts of this workspace's evaluations (ufl.evalcache), relative to its root.
 EDGE_CACHE = "eval-cache/edges"
+#: Per-task metrics of this workspace's evaluations (ufl.evalcache.MetricsCache), relative to its root.
+METRICS_CACHE = "eval-cache/metrics"
+#: Part of every :func:`metrics_key`: bump it when a change of the evaluation or metric code changes
+#: metrics in a way the source digest of :func:`_evaluation_code` cannot see (e.g. a data file).
+METRICS_CODE_VERSION = 1
 
 
 @dataclass
@@ -56,6 +72,8 @@ class Evaluation:
 
     tasks: dict[str, dict[str, Any]]
     delta_m: float | None
+    #: per task: True when its metrics were read from the eval cache (not part of the JSON contract)
+    cached: dict[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of DESIGN.md section 2 (NaN -> null)."""
@@ -213,9 +231,16 @@ def task_metrics(ws, name: str, spec: TaskSpec, dataset: str, head, *, device: s
 
 def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "auto",
                    references: Mapping[str, Any] | None = None, online: bool | None = None,
-                   progress: bool = True, all_metrics: bool = False) -> Evaluation:
+                   progress: bool = True, all_metrics: bool = False, cache: bool = True) -> Evaluation:
     """Evaluate ``tasks`` (default: every registered task); ``references`` ({task: value or
     {metric: value}}, e.g. single-task results) give Delta_m over the tasks they cover.
+
+    ``cache``: a task evaluated on its val cache whose :func:`metrics_key` has an entry in
+    ``WORKSPACE/eval-cache/metrics`` (:data:`METRICS_CACHE`) gets the stored metrics (its head file
+    still checked against its hash) without running the head; otherwise it is evaluated (edge
+    counts reused from :data:`EDGE_CACHE`) and the entry written. ``cache=False`` recomputes
+    everything (edge counts too) and writes nothing to either cache. Online evaluation
+    (``online=True``) is never cached. :attr:`Evaluation.cached` says which tasks were read.
 
     With ``all_metrics`` each task's result also holds ``"per_class"``: ``{figure: {class name:
     value}}`` (segmentation: ``{"IoU": {class: IoU %}}``, names from
@@ -229,16 +254,31 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
     for name in names:
         if not online:
             check_val_cache(ws, name, registered[name])
+    from ..evalcache import MetricsCache
+
+    memo = MetricsCache(ws.root / METRICS_CACHE) if cache and not online else None
+    cached: dict[str, bool] = {}
     for name in names:
         record = registered[name]
         spec = ws.spec(name)
         evaluation = record.get("eval", {})
-        metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
-                               batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
-                               threads=evaluation.get("threads"), with_details=all_metrics,
-                               size=evaluation.get("size"), precision=record.get("precision"),
-                               activation=recorded_activation(record), **recorded_protocol(record))
-        details = metrics.pop("details", None)
+        key = metrics_key(ws, name, record, device) if memo is not None else None
+        entry = memo.get(key) if key is not None else None
+        if entry is not None:
+            ws.checked_head_file(name, record)  # the key trusts the recorded hash: the file must match it
+            metrics, details = dict(entry["metrics"]), entry["details"]
+            log.info("%s: metrics read from the eval cache (%s)", name, memo.root)
+        else:
+            metrics = task_metrics(ws, name, spec, record["dataset"], ws.head(name, "cpu"), device=device,
+                                   batch_size=evaluation.get("batch_size", 16), progress=progress, online=online,
+                                   threads=evaluation.get("threads"), with_details=all_metrics or key is not None,
+                                   size=evaluation.get("size"), precision=record.get("precision"),
+                                   activation=recorded_activation(record), reuse_edges=cache,
+                                   **recorded_protocol(record))
+            details = metrics.pop("details", None)
+            if key is not None:
+                memo.put(key, metrics, details)
+        cached[name] = entry is not None
         results[name] = {"dataset": record["dataset"], "metrics": metrics, "registered": record["registered"],
                          "drift": drift(metrics, record["registered"])}
         if all_metrics:
@@ -249,7 +289,78 @@ def evaluate_tasks(ws, tasks: Sequence[str] | None = None, *, device: str = "aut
         if covered:
             score = delta_m(covered, {n: references[n] for n in covered},
                             higher_is_better={n: ws.spec(n).higher_is_better for n in covered})
-    return Evaluation(results, score)
+    if memo is not None:
+        memo.prune()
+    return Evaluation(results, score, cached)
+
+
+@functools.lru_cache(maxsize=None)
+def _evaluation_code() -> str:
+    """Digest of what turns a head and a val cache into metrics besides the data: :data:`METRICS_CODE_VERSION`,
+    ``ufl.__version__``, the versions of the numeric libraries (torch, numpy, scipy, scikit-image,
+    pyEdgeEval, h5py) and the source of the evaluation, metric, output and model code."""
+    from importlib import metadata
+
+    import ufl
+
+    h = hashlib.sha256(f"{METRICS_CODE_VERSION}|{ufl.__version__}|".encode())
+    for package in ("torch", "numpy", "scipy", "scikit-image", "pyEdgeEval", "h5py"):
+        try:
+            h.update(f"{package}={metadata.version(package)}|".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{package}=?|".encode())
+    here = Path(ufl.__file__).parent
+    sources = [here / "metrics.py", here / "evaluation.py", here / "outputs.py", here / "runtime.py",
+               Path(__file__), *sorted((here / "models").glob("*.py"))]
+    for path in sources:
+        h.update(f"{path.relative_to(here)}|".encode())
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            h.update(b"?")
+    return h.hexdigest()
+
+
+def metrics_key(ws, name: str, record: Mapping[str, Any], device: str | torch.device = "auto") -> str | None:
+    """The key of task ``name``'s metrics in the eval cache (:data:`METRICS_CACHE`), a SHA-256 hex
+    digest of everything they depend on: the head file's recorded sha256 (the file is checked against
+    it before an entry is used), the task's spec and dataset, its whole ``eval`` record (size, batch
+    size, threads, ``resolution``, ``metric_options``), its precision and output activation, the
+    device kind (and the GPU's name), the CPU threads used when none are recorded, the backbone
+    fingerprint, the content id of each val-cache file it reads (:func:`ufl.evalcache.cache_content_id`)
+    and the code (:func:`_evaluation_code`). None (not cached) when the task has no val cache or a
+    file of it has no checksums (format version 1).
+
+    NOTE: what the key trusts: the recorded head hash (checked against the file on every use), and
+    the val cache's stored per-row checksums and attributes rather than its bytes (hashing gigabytes
+    on every call would cost what the cache saves); every row read checks its checksum, ``ufl
+    doctor`` checks them all.
+    """
+    from ..evalcache import cache_content_id
+    from .targets import target_path
+
+    cache = ws.find_cache(record["dataset"], "val", 1)
+    if cache is None:
+        return None
+    target = record["spec"]["name"]
+    files = [ws.cache_path(cache)]
+    if target not in cache["tasks"] and target in cache.get("targets", {}):
+        files.append(target_path(ws, cache, target))  # as open_cache reads it
+    contents = [cache_content_id(path) for path in files]
+    if any(c is None for c in contents):
+        return None
+    device = resolve_device(device)
+    evaluation = dict(record.get("eval", {}))
+    threads = evaluation.get("threads")
+    parts = {
+        "code": _evaluation_code(), "head_sha256": record["head_sha256"], "spec": record["spec"],
+        "dataset": record["dataset"], "eval": evaluation, "protocol": recorded_protocol(record),
+        "precision": record.get("precision"), "activation": recorded_activation(record),
+        "device": device.type, "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": (threads if threads is not None else torch.get_num_threads()) if device.type == "cpu" else None,
+        "fingerprint": ws.fingerprint, "val_cache": contents,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def check_val_cache(ws, name: str, record: Mapping[str, Any]) -> None:
