@@ -47,8 +47,11 @@ def test_decide_pairs_by_seed_and_skips_missing_seeds(tmp_path):
     assert {"claim", "verdict", "mean", "ci95", "seeds"} <= set(result)
     one = decide(claim, [0])
     assert one["verdict"] == "undecided" and one["ci95"] is None and one["mean"] == 2.0
-    text = claims_markdown([result, one])
+    fact = {"claim": "Cost", "verdict": "held", "mean": 56.6, "ci95": [56.6, 56.6], "seeds": [], "differences": [],
+            "threshold": 25.0, "unit": "% fewer parameters", "held": True}
+    text = claims_markdown([result, one, fact])
     assert "**held**: A beats B" in text and "no interval with one seed" in text
+    assert text.splitlines()[-1] == "- **held**: Cost — +56.60 % fewer parameters, threshold +25"
     png = claims_figure([result, one], tmp_path / "claims.png", title="t")
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     assert claims_figure([decide(Claim("none", lambda s: None), [0])], tmp_path / "empty.png") is None

@@ -94,6 +94,9 @@ def claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
             lines.append(f"- **{c['verdict']}**: {c['claim']} (no seed has both results)")
             continue
         unit = f" {c['unit']}" if c["unit"] else ""
+        if not c["seeds"]:  # a fact of the models (e.g. parameter counts): no seed, no interval
+            lines.append(f"- **{c['verdict']}**: {c['claim']} — {c['mean']:+.2f}{unit}, threshold {c['threshold']:+g}")
+            continue
         interval = ("no interval with one seed" if c["ci95"] is None else
                     f"95 % CI [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]")
         lines.append(f"- **{c['verdict']}**: {c['claim']} — paired difference {c['mean']:+.2f}{unit}, {interval}, "
