@@ -17,6 +17,7 @@ point", ...): **held** when the whole interval lies above it, **not held** when 
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -119,7 +120,7 @@ def claims_figure(claims: Sequence[Mapping[str, Any]], path: str | Path, title: 
     if not shown:
         return None
     colours = {"held": "tab:green", "not held": "tab:red", "undecided": "tab:gray"}
-    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 0.9 * len(shown) + 0.8), squeeze=False)
+    fig, axes = plt.subplots(len(shown), 1, figsize=(9, 1.25 * len(shown) + 0.8), squeeze=False)
     for ax, c in zip(axes[:, 0], shown):
         ax.axvline(c["threshold"], color="black", linestyle="--", linewidth=0.8)
         ax.scatter(c["differences"], np.zeros(len(c["differences"])), s=14, color="black", zorder=3)
@@ -128,8 +129,8 @@ def claims_figure(claims: Sequence[Mapping[str, Any]], path: str | Path, title: 
             ax.errorbar([c["mean"]], [0.0], xerr=[[c["mean"] - lo], [hi - c["mean"]]], fmt="o",
                         color=colours[c["verdict"]], capsize=4, zorder=2)
         ax.set_yticks([])
-        text = c["claim"] if len(c["claim"]) <= 90 else c["claim"][:87] + "..."
-        ax.set_title(f"{c['verdict']}: {text}", fontsize=7, loc="left")
+        ax.set_title(textwrap.fill(f"{c['verdict']}: {c['claim']}", 130), fontsize=7, loc="left")
+        ax.set_xlabel(c["unit"], fontsize=7, labelpad=1)
         ax.tick_params(axis="x", labelsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
