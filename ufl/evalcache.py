@@ -24,6 +24,7 @@ entry is ignored with a warning, removed and recomputed.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import logging
@@ -66,15 +67,15 @@ def image_key(settings: Iterable[Any], *arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-class CountCache:
-    """Per-image count dicts (``{name: ndarray}``) on disk, keyed by :func:`image_key`.
+class _EntryCache(abc.ABC):
+    """What the evaluation caches share: a folder of entry files (``entries()``, made by the
+    subclass), bounded to ``max_entries`` (default :attr:`default_max_entries`) by :meth:`prune`,
+    with hit / miss / write counters."""
 
-    Args:
-        root: the folder (created on the first write).
-        max_entries: bound on the number of entries kept (see :meth:`prune`).
-    """
+    default_max_entries = DEFAULT_MAX_ENTRIES
 
-    def __init__(self, root: str | os.PathLike, max_entries: int = DEFAULT_MAX_ENTRIES):
+    def __init__(self, root: str | os.PathLike, max_entries: int | None = None):
+        max_entries = self.default_max_entries if max_entries is None else max_entries
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.root = Path(root)
@@ -82,6 +83,34 @@ class CountCache:
         self.hits = 0
         self.misses = 0
         self.written = 0
+
+    @abc.abstractmethod
+    def entries(self) -> list[Path]:
+        """The stored entry files."""
+
+    def _hit(self, path: Path) -> None:
+        """Count a hit and mark ``path`` as just used (its modification time, for :meth:`prune`)."""
+        self.hits += 1
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+
+    def prune(self) -> int:
+        """Remove the least recently used entries (oldest modification time: ``get`` touches an
+        entry it reads) beyond ``max_entries``; return how many."""
+        return _prune(self.entries(), self.max_entries)
+
+
+class CountCache(_EntryCache):
+    """Per-image count dicts (``{name: ndarray}``) on disk, keyed by :func:`image_key`.
+
+    Args:
+        root: the folder (created on the first write).
+        max_entries: bound on the number of entries kept (see :meth:`prune`).
+    """
+
+    default_max_entries = DEFAULT_MAX_ENTRIES
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
@@ -106,11 +135,7 @@ class CountCache:
             path.unlink(missing_ok=True)
             self.misses += 1
             return None
-        self.hits += 1
-        try:
-            os.utime(path)  # last use, for prune()
-        except OSError:
-            pass
+        self._hit(path)
         return counts
 
     def put(self, key: str, counts: Mapping[str, np.ndarray]) -> None:
@@ -131,10 +156,6 @@ class CountCache:
             return []
         return [p for sub in self.root.iterdir() if sub.is_dir() for p in sub.glob("*.npz")]
 
-    def prune(self) -> int:
-        """Remove the least recently used entries (oldest modification time: :meth:`get` touches
-        an entry it reads) beyond ``max_entries``; return how many."""
-        return _prune(self.entries(), self.max_entries)
 
 
 def _prune(files: list[Path], max_entries: int) -> int:
@@ -165,7 +186,7 @@ def _number(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-class MetricsCache:
+class MetricsCache(_EntryCache):
     """A task's evaluation result (``{"metrics": {name: float}, "details": {figure: [float]} | None}``)
     on disk, one JSON file per key (a hex digest).
 
@@ -176,14 +197,7 @@ class MetricsCache:
         max_entries: bound on the number of entries kept (see :meth:`prune`).
     """
 
-    def __init__(self, root: str | os.PathLike, max_entries: int = DEFAULT_MAX_METRIC_ENTRIES):
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
-        self.root = Path(root)
-        self.max_entries = int(max_entries)
-        self.hits = 0
-        self.misses = 0
-        self.written = 0
+    default_max_entries = DEFAULT_MAX_METRIC_ENTRIES
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.json"
@@ -210,11 +224,7 @@ class MetricsCache:
                 pass
             self.misses += 1
             return None
-        self.hits += 1
-        try:
-            os.utime(path)  # last use, for prune()
-        except OSError:
-            pass
+        self._hit(path)
         return {"metrics": entry["metrics"], "details": entry.get("details")}
 
     @staticmethod
@@ -260,10 +270,6 @@ class MetricsCache:
         if not self.root.is_dir():
             return []
         return [p for p in self.root.glob("*.json") if not p.name.startswith(".")]
-
-    def prune(self) -> int:
-        """Remove the least recently used entries beyond ``max_entries``; return how many."""
-        return _prune(self.entries(), self.max_entries)
 
 
 def cache_content_id(path: str | os.PathLike) -> str | None:
