@@ -35,27 +35,18 @@ import time
 from pathlib import Path
 
 import torch
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import emit, machine  # noqa: E402
 from ufl.checkpoint import has_checkpoint  # noqa: E402
 from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.evidence import paired_interval, verdict  # noqa: E402
 from ufl.taskspec import get_spec  # noqa: E402
 from ufl.training.pretrain import PretrainConfig, pretrain  # noqa: E402
 from ufl.workspace import HeadTrainingConfig, Workspace  # noqa: E402
 
 BACKBONE = "hrnet_w18_small_v2"
-
-
-def interval(values: list[float]) -> tuple[float, list[float] | None]:
-    """Mean and 95 % Student-t interval of ``values`` (None with fewer than two)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    return mean, [mean - half, mean + half]
 
 
 def gap_table(reports: list[dict]) -> str:
@@ -197,12 +188,10 @@ def main() -> None:
             sign = 1.0 if get_spec(task).higher_is_better else -1.0
             diffs = [sign * (r[f"pretrained:{epochs}"][task] - r[f"random:{epochs}"][task])
                      for r in runs if r["knob"] == knob_text]
-            mean, ci = interval(diffs)
+            mean, ci = paired_interval(diffs)
             gaps.append({"knob": knob_text, "head_epochs": epochs, "task": task, "metric": get_spec(task).metric,
-                         "per_seed": diffs,
-                         "mean": mean, "ci95": ci,
-                         "verdict": None if ci is None else ("held" if ci[0] > 0 else "not held" if ci[1] < 0
-                                                             else "undecided")})
+                         "per_seed": diffs, "mean": mean, "ci95": None if ci is None else list(ci),
+                         "verdict": None if ci is None else verdict(ci)})
     steps = {key: statistics.median(values) for key, values in timings.items()}
     # One seed of the planned transfer preset: 5 NYUD pretrainings (Medusa, MTI-Net, 3 Medusa
     # ablations, each costing about a Medusa run), the oracle runs, 7 workspaces (init, cache, heads).

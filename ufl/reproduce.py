@@ -268,15 +268,21 @@ class StepRunner:
 
 # -- the steps ------------------------------------------------------------------------------------
 def _pretrain_step(config: ReproduceConfig, preset: Preset, seed: int, model: str, tasks: list[str],
-                   aux: list[str]) -> Callable[[Path], dict[str, Any]]:
+                   aux: list[str], dataset: str = "nyud") -> Callable[[Path], dict[str, Any]]:
+    """A pretraining run from the preset's initial weights: on NYUD (the MTL rows and the frozen
+    backbones) for the preset's pretraining epochs, or on PASCAL (the oracle) for its head epochs,
+    validated once at the end."""
+    nyud = dataset == "nyud"
+    epochs = preset.pretrain_epochs if nyud else preset.head_epochs
+
     def run(folder: Path) -> dict[str, Any]:
         out = folder / "run"
         result = pretrain(PretrainConfig(
-            out=str(out), dataset="nyud", tasks=tasks, aux=aux, model=model, backbone=config.backbone,
-            pretrained=_pretrained(preset, config.backbone), data_root=config.data_root, size=preset.nyud_size,
-            epochs=preset.pretrain_epochs, batch_size=preset.batch_size, lr=preset.lr,
-            val_every=preset.val_every, device=config.device, seed=seed, resume=has_checkpoint(out),
-            progress=config.progress))
+            out=str(out), dataset=dataset, tasks=tasks, aux=aux, model=model, backbone=config.backbone,
+            pretrained=_pretrained(preset, config.backbone), data_root=config.data_root,
+            size=preset.nyud_size if nyud else preset.pascal_size, epochs=epochs, batch_size=preset.batch_size,
+            lr=preset.lr, val_every=preset.val_every if nyud else epochs, device=config.device, seed=seed,
+            resume=has_checkpoint(out), progress=config.progress))
         return {"metrics": result.metrics, "checkpoint": str(out)}
     return run
 
@@ -296,20 +302,6 @@ def _ufl_step(config: ReproduceConfig, preset: Preset, seed: int, checkpoint: st
     return run
 
 
-def _oracle_step(config: ReproduceConfig, preset: Preset, seed: int, task: str) -> Callable[[Path], dict]:
-    """The ceiling of one PASCAL task: a single-task Medusa trained on PASCAL, backbone unfrozen,
-    from the preset's initial weights, for the preset's head epochs, evaluated like the heads."""
-    def run(folder: Path) -> dict[str, Any]:
-        out = folder / "run"
-        result = pretrain(PretrainConfig(
-            out=str(out), dataset="pascal", tasks=[task], aux=[], model="medusa", backbone=config.backbone,
-            pretrained=_pretrained(preset, config.backbone), data_root=config.data_root, size=preset.pascal_size,
-            epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, val_every=preset.head_epochs,
-            device=config.device, seed=seed, resume=has_checkpoint(out), progress=config.progress))
-        return {"metrics": {task: result.metrics[task]}, "checkpoint": str(out)}
-    return run
-
-
 def _run_seed(config: ReproduceConfig, preset: Preset, seed: int, steps: StepRunner) -> dict[str, Any]:
     nyud: dict[str, dict[str, Any]] = {}
     for key in config.models:
@@ -326,8 +318,9 @@ def _run_seed(config: ReproduceConfig, preset: Preset, seed: int, steps: StepRun
             pascal[key] = steps(f"seed{seed}/ufl/random",
                                 frozen_backbone_step(config, preset, seed, config.backbone, random_init=True))
         elif system.control == "oracle":
-            pascal[key] = {"metrics": {task: steps(f"seed{seed}/oracle/{task}",
-                                                   _oracle_step(config, preset, seed, task))["metrics"][task]
+            # the ceiling: a single-task Medusa per PASCAL task, trained on PASCAL, backbone unfrozen
+            pascal[key] = {"metrics": {task: steps(f"seed{seed}/oracle/{task}", _pretrain_step(
+                config, preset, seed, "medusa", [task], [], dataset="pascal"))["metrics"][task]
                                        for task in preset.ufl_tasks}}
         elif system.ufl_source is not None:
             pascal[key] = steps(f"seed{seed}/ufl/{key}",
