@@ -239,3 +239,25 @@ def test_transfer_preset_end_to_end_with_normals_and_two_seeds(synthetic_root, t
                 for s in (0, 1)]
     assert normals["differences"] == pytest.approx(expected)
     assert "PASCAL normals" in result["markdown"] and (tmp_path / "t" / "claims.png").stat().st_size > 1000
+
+
+def test_oracle_trains_for_its_own_epochs_and_the_cli_overrides_them(tmp_path, monkeypatch):
+    # The oracle trains its backbone, so a preset whose cheap cached-feature heads need many epochs
+    # gives it its own count; without one it keeps the head epochs. The pretraining is recorded, not run.
+    seen = []
+
+    def fake_pretrain(config):
+        seen.append((config.dataset, tuple(config.tasks), config.epochs))
+        return type("R", (), {"metrics": {t: {"mIoU": 1.0} for t in config.tasks}})()
+
+    monkeypatch.setattr(rp, "pretrain", fake_pretrain)
+    preset = dataclasses.replace(rp.PRESETS["transfer"], pretrain_epochs=5, head_epochs=7, oracle_epochs=3)
+    config = rp.ReproduceConfig(out=str(tmp_path), preset="transfer", models=["oracle"], device="cpu")
+    rp._pretrain_step(config, preset, 0, "medusa", ["semseg", "depth"], [])(tmp_path / "n")
+    rp._pretrain_step(config, preset, 0, "medusa", ["human_parts"], [], dataset="pascal")(tmp_path / "o")
+    rp._pretrain_step(config, dataclasses.replace(preset, oracle_epochs=None), 0, "medusa", ["saliency"], [],
+                      dataset="pascal")(tmp_path / "s")
+    assert seen == [("nyud", ("semseg", "depth"), 5), ("pascal", ("human_parts",), 3), ("pascal", ("saliency",), 7)]
+    assert rp.ReproduceConfig(preset="transfer", oracle_epochs=11, head_epochs=2).schedule.oracle_epochs == 11
+    assert rp.ReproduceConfig(preset="quick").schedule.oracle_epochs is None
+    assert "--oracle-epochs" in CliRunner().invoke(main, ["reproduce", "--help"]).output

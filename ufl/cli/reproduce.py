@@ -39,7 +39,7 @@ def _seeds(ctx, param, value):
               help="paper: the reference protocol (GPU); quick: the poster's tables sized for a 2-core CPU on "
                    "`ufl make-synthetic --size 96 --train 64 --val 24` data; transfer: does pretraining transfer? "
                    "(Medusa, its ablations, floor and ceiling, normals as a third PASCAL task, on "
-                   "`ufl make-synthetic --size 64 --train 48 --val 32 --nyud-persons 2` data).")
+                   "`ufl make-synthetic --size 64 --train 96 --val 48 --nyud-persons 2` data).")
 @click.option("--seeds", default="0", show_default=True, callback=_seeds,
               help="Comma-separated seeds; several give mean and standard deviation, and each claim a paired "
                    "95 % interval.")
@@ -51,11 +51,14 @@ def _seeds(ctx, param, value):
                    "training: one more UFL row each (parts and saliency heads on PASCAL).")
 @click.option("--pretrain-epochs", type=click.IntRange(1), default=None, help="Override the preset's pretraining epochs.")
 @click.option("--head-epochs", type=click.IntRange(1), default=None, help="Override the preset's head epochs.")
+@click.option("--oracle-epochs", type=click.IntRange(1), default=None,
+              help="Override the preset's epochs of the oracle's PASCAL trainings (backbone unfrozen; presets without "
+                   "their own train the oracle for the head epochs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @device_option
 @threads_option
-def reproduce_cmd(data_root, models, preset, seeds, out, backbone, backbones, pretrain_epochs, head_epochs, as_json,
-                  device) -> None:
+def reproduce_cmd(data_root, models, preset, seeds, out, backbone, backbones, pretrain_epochs, head_epochs,
+                  oracle_epochs, as_json, device) -> None:
     """Run the poster's two experiments end to end and print both tables.
 
     MTL on NYUD (each model with and without normals+edges as auxiliary tasks, as the poster's 10
@@ -70,7 +73,7 @@ def reproduce_cmd(data_root, models, preset, seeds, out, backbone, backbones, pr
 
     result = reproduce(ReproduceConfig(data_root=data_root, out=out, models=models or None, preset=preset, seeds=seeds,
                                        backbone=backbone, device=device, pretrain_epochs=pretrain_epochs,
-                                       head_epochs=head_epochs, backbones=backbones))
+                                       head_epochs=head_epochs, oracle_epochs=oracle_epochs, backbones=backbones))
     if as_json:
         click.echo(json.dumps(json_safe({k: v for k, v in result.items() if k != "markdown"})))
     else:
