@@ -361,7 +361,9 @@ class FeatureCacheWriter:
                 divided, per row and scale, by the power of two that float16 needs (see
                 :mod:`feature_cache.format`), so features beyond float16's range are kept.
             targets: task -> (B, *shape) for every task of the cache (in the stored dtype: no cast,
-                no check; else cast and checked to fit).
+                no check; else cast and checked to fit), or a list of B per-row (*shape) arrays
+                or tensors (the same rows, written without stacking them into one batch first:
+                an uncompressed cache writes each row on its own anyway).
             view_params: (B, K) view parameters; required when the cache has K > 0 names.
 
         Everything is validated and converted before the file is touched. Rows already complete
@@ -397,10 +399,10 @@ class FeatureCacheWriter:
             per_row = [*zip(self._features, feats), *((self._targets[task], arr) for task, arr in tgts.items())]
             sliced = []
             for dset, arr in per_row:
-                if self._raw_chunks[id(dset)] and arr.dtype == dset.dtype:
+                if self._raw_chunks[id(dset)] and arr[0].dtype == dset.dtype:
                     _write_raw_chunks(dset, rows, arr)
                 else:
-                    sliced.append((dset, arr))
+                    sliced.append((dset, np.stack(arr) if isinstance(arr, list) else arr))
             for start, stop, pos in runs:
                 take = (lambda a: a) if len(runs) == 1 and np.array_equal(pos, np.arange(batch)) \
                     else (lambda a: a[pos])  # one ordered run: no copy
@@ -478,16 +480,29 @@ class FeatureCacheWriter:
                 out.append(stored)
         return out, scales
 
-    def _convert_targets(self, targets: Mapping[str, ArrayLike], batch: int) -> dict[str, np.ndarray]:
+    def _convert_targets(self, targets: Mapping[str, ArrayLike], batch: int
+                         ) -> dict[str, np.ndarray | list[np.ndarray]]:
         missing = set(self.layout.targets) - set(targets)
         unknown = set(targets) - set(self.layout.targets)
         if missing or unknown:
             raise LayoutMismatchError(
                 f"targets for cache {self.path} must be exactly {sorted(self.layout.targets)}; "
                 f"missing {sorted(missing)}, unknown {sorted(unknown)}")
-        out = {}
+        out: dict[str, np.ndarray | list[np.ndarray]] = {}
         for task, spec in self.layout.targets.items():
-            arr = as_numpy(targets[task])
+            value = targets[task]
+            if isinstance(value, (list, tuple)):  # B rows, kept apart
+                if len(value) != batch:
+                    raise LayoutMismatchError(
+                        f"targets of {task!r} have {len(value)} rows, cache {self.path} expects {batch}")
+                rows = [as_numpy(v) for v in value]
+                bad = next((r.shape for r in rows if r.shape != tuple(spec.shape)), None)
+                if bad is not None:
+                    raise LayoutMismatchError(
+                        f"a row of the targets of {task!r} has shape {bad}, cache {self.path} expects {spec.shape}")
+                out[task] = [_cast_checked(r, np.dtype(spec.dtype), f"targets of {task!r}") for r in rows]
+                continue
+            arr = as_numpy(value)
             if arr.shape != (batch, *spec.shape):
                 raise LayoutMismatchError(
                     f"targets of {task!r} have shape {arr.shape}, cache {self.path} expects {(batch, *spec.shape)}")
@@ -550,8 +565,9 @@ def _raw_chunk_rows(dset: h5py.Dataset) -> bool:
     return dcpl.get_nfilters() == 0 and dcpl.get_external_count() == 0
 
 
-def _write_raw_chunks(dset: h5py.Dataset, rows: np.ndarray, arr: np.ndarray) -> None:
-    """Write ``arr[j]`` (in ``dset``'s dtype) as the chunk of row ``rows[j]``, one call per row."""
+def _write_raw_chunks(dset: h5py.Dataset, rows: np.ndarray, arr: np.ndarray | Sequence[np.ndarray]) -> None:
+    """Write ``arr[j]`` (in ``dset``'s dtype; a batch or a list of rows) as the chunk of row
+    ``rows[j]``, one call per row."""
     zeros = (0,) * (dset.ndim - 1)
     write = dset.id.write_direct_chunk
     for j, row in enumerate(rows.tolist()):
@@ -715,7 +731,8 @@ class BackgroundWriter:
         if self._closed:
             raise FeatureCacheError(f"background writer of {self.writer.path} is closed")
         item = (_to_host(indices), [_to_host(x) for x in features],
-                {k: _to_host(v) for k, v in (targets or {}).items()},
+                {k: [_to_host(x) for x in v] if isinstance(v, (list, tuple)) else _to_host(v)
+                 for k, v in (targets or {}).items()},
                 None if view_params is None else _to_host(view_params))
         self._queue.put(item)
 
@@ -739,7 +756,8 @@ class BackgroundWriter:
             try:
                 indices = _from_host(item[0])
                 features = [_from_host(x) for x in item[1]]
-                targets = {k: _from_host(v) for k, v in item[2].items()}
+                targets = {k: [_from_host(x) for x in v] if isinstance(v, list) else _from_host(v)
+                           for k, v in item[2].items()}
                 view_params = None if item[3] is None else _from_host(item[3])
                 self.writer.write(indices, features, targets, view_params)
             except BaseException as e:  # noqa: BLE001 - handed to the caller's thread

@@ -1041,3 +1041,35 @@ def test_compressed_or_foreign_rows_fall_back_to_slice_writes(tmp_path, monkeypa
         assert not fc_writer._raw_chunk_rows(f.create_dataset("two_rows", (4, 3), "f4", chunks=(2, 3)))
         assert not fc_writer._raw_chunk_rows(f.create_dataset("contiguous", (4, 3), "f4"))
         assert fc_writer._raw_chunk_rows(f.create_dataset("one_row", (4, 3), "f4", chunks=(1, 3)))
+
+
+@pytest.mark.parametrize("compression", [None, "lzf"])
+def test_targets_given_as_lists_of_rows_store_the_same_bytes(tmp_path, monkeypatch, compression):
+    """write() and BackgroundWriter.put() take each target as a list of per-row tensors (the caching
+    loop's batches, not stacked): the file is byte for byte the one written from stacked batches."""
+    monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
+    stacked = _write_in_order(tmp_path / "stacked.h5", range(N), compression=compression)
+    path = tmp_path / "rows.h5"
+    w = fc.FeatureCacheWriter.create(path, **dict(CREATE_KW, compression=compression))
+    with fc.BackgroundWriter(w, max_pending=2) as bg:
+        for k in range(0, N, 3):
+            idx = list(range(k, min(k + 3, N)))[::-1]  # out of order as well
+            feats, tgts, params = sample_batch(idx)
+            rows = {t: [torch.from_numpy(row) for row in v] for t, v in tgts.items()}  # int64 labels: cast per row
+            bg.put(torch.tensor(idx), [torch.from_numpy(f) for f in feats], rows, torch.from_numpy(params))
+    w.finalize()
+    assert path.read_bytes() == stacked.read_bytes()
+
+
+def test_a_list_of_rows_of_the_wrong_length_or_shape_is_refused(tmp_path):
+    w = fc.FeatureCacheWriter.create(tmp_path / "c.h5", **CREATE_KW)
+    feats, tgts, params = sample_batch([0, 1])
+    with pytest.raises(fc.LayoutMismatchError, match="targets of 'semseg' have 1 rows, .* expects 2"):
+        w.write([0, 1], feats, {**tgts, "semseg": [tgts["semseg"][0]]}, params)
+    with pytest.raises(fc.LayoutMismatchError, match=r"a row of the targets of 'depth' has shape \(16, 16\)"):
+        w.write([0, 1], feats, {**tgts, "depth": [row[0] for row in tgts["depth"]]}, params)
+    bad = [tgts["semseg"][0], np.full(LABEL_SHAPE, 300)]
+    with pytest.raises(fc.LayoutMismatchError, match="do not fit the stored dtype uint8"):
+        w.write([0, 1], feats, {**tgts, "semseg": bad}, params)
+    assert w.num_complete() == 0
+    w.close()

@@ -185,6 +185,23 @@ def test_a_row_batch_pins_only_the_image(ws, monkeypatch):
     assert out["semseg"] is batch["semseg"] and torch.equal(out["image"], batch["image"])
 
 
+def test_the_caching_process_collates_images_channels_last_and_keeps_target_rows_apart(ws, monkeypatch):
+    rows = ViewDataset(_pascal(ws), 1, SIZE, storage={"semseg": "uint8"})
+    samples = [rows[0], rows[1], rows[2]]
+    stacked = RowBatch.collate(samples)  # no targets named: default_collate
+    batch = RowBatch.collate(samples, targets=["semseg", "normals"])
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(batch["image"], stacked["image"]) and torch.equal(batch["row"], stacked["row"])
+    assert torch.equal(batch["view_params"], stacked["view_params"]) and batch["id"] == stacked["id"]
+    assert all(a is s["semseg"] for a, s in zip(batch["semseg"], samples))  # the rows themselves, not copies
+    assert torch.equal(torch.stack(batch["normals"]), stacked["normals"])
+    assert torch.equal(batch["edges"], stacked["edges"])  # a key not named is stacked
+    # in a DataLoader worker the stacked batch is what goes to shared memory: default_collate
+    monkeypatch.setattr("ufl.workspace.cache.get_worker_info", lambda: object())
+    in_worker = RowBatch.collate(samples, targets=["semseg"])
+    assert torch.equal(in_worker["semseg"], stacked["semseg"]) and in_worker["image"].is_contiguous()
+
+
 # -- 3. precision ----------------------------------------------------------------------------------
 def test_a_bf16_head_records_its_precision_and_evaluates_with_zero_drift(ws):
     record = ws.tasks["saliency"]
