@@ -309,6 +309,36 @@ def test_labelmap_boundaries_mirror_borders_and_thinning():
     assert (thin.sum(axis=1) <= 1).all() and thin.sum() >= 4
 
 
+def test_thin_points_is_skimages_thin_bit_for_bit():
+    """The edge targets' thinning visits only the set pixels; it is skimage's ``thin`` exactly."""
+    from skimage.morphology import thin
+
+    from ufl.datasets.pascal import thin_points
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = rng.integers(1, 40, 2)
+        masks = [rng.random((h, w)) < rng.random(),  # any density, the borders included
+                 labelmap_boundaries(rng.integers(0, rng.integers(1, 6), (h, w)))]
+        for mask in masks:
+            got = thin_points(mask)
+            assert got.dtype == bool and np.array_equal(got, thin(mask))
+    assert thin_points(np.ones((3, 3), bool)).tolist() == [[False] * 3, [False, True, False], [False] * 3]
+    with pytest.raises(ValueError, match="2-D"):
+        thin_points(np.zeros((2, 2, 2), bool))
+
+
+def test_pascal_reads_each_label_map_once_per_sample(pascal, monkeypatch):
+    """Normals (valid-class mask) and edges both use the Context label map: one read per sample."""
+    reads = []
+    real = PASCALContext._read_labelmap
+    monkeypatch.setattr(PASCALContext, "_read_labelmap", lambda self, i: reads.append(i) or real(self, i))
+    ds = PASCALContext(pascal.root, "train", tasks=["normals", "edges"])
+    first, again = ds[0], ds[0]
+    assert reads == [ds.ids[0], ds.ids[0]]  # once per sample, not kept between samples
+    assert torch.equal(first["edges"], again["edges"]) and torch.equal(first["normals"], again["normals"])
+
+
 def test_pascal_saliency_threshold_and_normals_decoding(pascal):
     s = PASCALContext(pascal.root, "train", tasks=["saliency", "normals"], normals_valid_classes=None)[0]
     # grey 0, 127, 128, 255 -> /255 > 0.5 -> 0, 0, 1, 1
