@@ -81,6 +81,15 @@ def test_nyud_sample_contract(nyud):
     assert (s["image"] - expected).abs().max() <= 2 / 255
 
 
+def test_the_image_is_every_byte_over_255_in_float32(nyud, monkeypatch):
+    """(H, W, 3) uint8 -> contiguous (3, H, W) float32 ``x / 255``, exactly, for all 256 values."""
+    pixels = np.arange(H * W * 3, dtype=np.int64).reshape(H, W, 3) % 256
+    monkeypatch.setattr("ufl.datasets.base.read_image", lambda path: pixels.astype(np.uint8))
+    image = NYUD(nyud.root, "train", tasks=["semseg"])[0]["image"]
+    expected = torch.from_numpy(pixels).permute(2, 0, 1).to(torch.float32) / 255.0
+    assert image.is_contiguous() and image.dtype == torch.float32 and torch.equal(image, expected)
+
+
 def test_nyud_semseg_unlabeled_is_ignored_and_classes_shift_down(nyud):
     s = NYUD(nyud.root, "val", tasks=["semseg"])[0]
     # stored 0, 1, 2, 40 -> 255 (ignore), 0, 1, 39
