@@ -202,6 +202,24 @@ def test_the_caching_process_collates_images_channels_last_and_keeps_target_rows
     assert torch.equal(in_worker["semseg"], stacked["semseg"]) and in_worker["image"].is_contiguous()
 
 
+def test_the_caching_process_decodes_on_one_thread_and_a_worker_keeps_its_own(ws, monkeypatch):
+    from ufl.runtime import torch_threads
+
+    rows = ViewDataset(_pascal(ws), 1, SIZE)
+    seen = []
+    real = rows.decode
+    monkeypatch.setattr(rows, "decode", lambda image: seen.append(torch.get_num_threads()) or real(image))
+    with torch_threads(2):
+        samples = ImageRows(rows, [0, 1], 2)[0]
+        assert torch.get_num_threads() == 2  # restored
+        assert seen == [1, 1]
+        monkeypatch.setattr("ufl.workspace.views.get_worker_info", lambda: object())  # as in a DataLoader worker
+        again = ImageRows(rows, [0, 1], 2)[0]
+        assert seen == [1, 1, 2, 2]
+    assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["normals"], b["normals"])
+               for a, b in zip(samples, again))
+
+
 # -- 3. precision ----------------------------------------------------------------------------------
 def test_a_bf16_head_records_its_precision_and_evaluates_with_zero_drift(ws):
     record = ws.tasks["saliency"]

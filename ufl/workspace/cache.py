@@ -48,7 +48,7 @@ from feature_cache.errors import CacheBusyError, FeatureCacheError
 from .. import distributed
 from ..datasets import DATASETS, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
-from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device
+from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from .doctor import remove_stale
 from .folders import dataset_kind, is_folder, merge_specs, resolve_dataset
@@ -149,8 +149,9 @@ class RowBatch(dict):
                                 for sample in samples])
         first = samples[0]["image"]
         images = torch.empty((len(samples), *first.shape), dtype=first.dtype, memory_format=torch.channels_last)
-        for j, sample in enumerate(samples):
-            images[j].copy_(sample["image"])
+        with torch_threads(1):  # as in a worker (see ImageRows): a copy per image, no second thread to wait for
+            for j, sample in enumerate(samples):
+                images[j].copy_(sample["image"])
         return cls(image=images, **rest, **kept)
 
     def pin_memory(self, device: str | None = None) -> "RowBatch":
