@@ -17,7 +17,11 @@ On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON key
   creation, fsync and registration are not counted; the forward timed around ``backbone_features``,
   the decoding around the DataLoader's dataset access), plus [``write_ms_per_row``], the writer
   thread's ``write()`` time (it overlaps the loop, so this counts it twice at worst: an upper
-  bound) [``main_loop_ms_per_row`` is the part without it];
+  bound) [``main_loop_ms_per_row`` is the part without it]; the same three in CPU time of the
+  thread that does the work (``time.thread_time``: the caching thread's CPU outside the forward
+  and the decoding, the writer thread's CPU in ``write()``), which other processes' load on the
+  cores does not inflate [``main_cpu_ms_per_row``, ``main_loop_cpu_ms_per_row``,
+  ``write_cpu_ms_per_row``];
 * [``read_ratio``]: the cache reader (``FeatureCacheReader.features_batch`` + ``targets_batch`` of
   one task, stored dtypes, checksums verified) against raw NumPy reads of the SAME bytes (each
   row's bytes contiguous in a plain file, one ``readinto`` per row into a batch buffer whose parts
@@ -199,37 +203,41 @@ def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], ima
                       batch_size: int, tmp: Path) -> dict[str, float]:
     """Per-row time of the caching process besides forward and decoding (see the module docstring)."""
     spans = {"forward": 0.0, "decode": 0.0, "write": 0.0, "loop_start": 0.0, "loop_end": 0.0}
+    cpu = {"forward": 0.0, "decode": 0.0, "write": 0.0, "loop_start": 0.0, "loop_end": 0.0}  # thread CPU
     real_features, real_fetch = _cache.backbone_features, _fetch._MapDatasetFetcher.fetch
     real_write, real_iter, real_close = FeatureCacheWriter.write, DataLoader.__iter__, BackgroundWriter.close
 
     def loader_iter(self):  # the caching loop starts (setup, file creation done)
-        spans["loop_start"] = time.perf_counter()
+        spans["loop_start"], cpu["loop_start"] = time.perf_counter(), time.thread_time()
         return real_iter(self)
 
     def close(self, *args, **kwargs):  # the caching loop ends (finalising, renaming, registering follow)
-        spans["loop_end"] = spans["loop_end"] or time.perf_counter()
+        if not spans["loop_end"]:
+            spans["loop_end"], cpu["loop_end"] = time.perf_counter(), time.thread_time()
         return real_close(self, *args, **kwargs)
 
     def timed(key, fn):
         def wrapper(*args, **kwargs):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 spans[key] += time.perf_counter() - start
+                cpu[key] += time.thread_time() - start_cpu
         return wrapper
 
     def fetch(self, index):  # the dataset access (decoding) only; the collate stays main work
         collate = self.collate_fn
-        decode_start = time.perf_counter()
-        collate_time = [0.0]
+        decode_start, decode_cpu = time.perf_counter(), time.thread_time()
+        collate_time = [0.0, 0.0]
 
         def timed_collate(batch):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             try:
                 return collate(batch)
             finally:
                 collate_time[0] += time.perf_counter() - start
+                collate_time[1] += time.thread_time() - start_cpu
 
         self.collate_fn = timed_collate
         try:
@@ -237,6 +245,7 @@ def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], ima
         finally:
             self.collate_fn = collate
             spans["decode"] += time.perf_counter() - decode_start - collate_time[0]
+            cpu["decode"] += time.thread_time() - decode_cpu - collate_time[1]
 
     with mock.patch.object(_cache, "backbone_features", timed("forward", real_features)), \
             mock.patch.object(_fetch._MapDatasetFetcher, "fetch", fetch), \
@@ -247,8 +256,11 @@ def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], ima
                                    workers=0, overwrite=True, progress=False)[0]
     rows = result.written
     loop = (spans["loop_end"] - spans["loop_start"] - spans["forward"] - spans["decode"]) / rows
+    loop_cpu = (cpu["loop_end"] - cpu["loop_start"] - cpu["forward"] - cpu["decode"]) / rows
     return {"main_ms_per_row": 1000 * (loop + spans["write"] / rows), "main_loop_ms_per_row": 1000 * loop,
             "write_ms_per_row": 1000 * spans["write"] / rows, "main_rows": rows,
+            "main_cpu_ms_per_row": 1000 * (loop_cpu + cpu["write"] / rows), "main_loop_cpu_ms_per_row": 1000 * loop_cpu,
+            "write_cpu_ms_per_row": 1000 * cpu["write"] / rows,
             "main_forward_ms_per_row": 1000 * spans["forward"] / rows,
             "main_decode_ms_per_row": 1000 * spans["decode"] / rows}
 

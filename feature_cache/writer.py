@@ -143,6 +143,8 @@ class FeatureCacheWriter:
         self._complete = file[fmt.COMPLETE]
         self._feature_scale = file[fmt.FEATURE_SCALE]
         self._checksums = file[fmt.CHECKSUMS]
+        #: per-row datasets whose rows are written as raw chunks (see :func:`_raw_chunk_rows`)
+        self._raw_chunks = {id(d): _raw_chunk_rows(d) for d in (*self._features, *self._targets.values())}
 
     # -- creation / resumption ----------------------------------------------------------------
     @classmethod
@@ -359,7 +361,9 @@ class FeatureCacheWriter:
                 divided, per row and scale, by the power of two that float16 needs (see
                 :mod:`feature_cache.format`), so features beyond float16's range are kept.
             targets: task -> (B, *shape) for every task of the cache (in the stored dtype: no cast,
-                no check; else cast and checked to fit).
+                no check; else cast and checked to fit), or a list of B per-row (*shape) arrays
+                or tensors (the same rows, written without stacking them into one batch first:
+                an uncompressed cache writes each row on its own anyway).
             view_params: (B, K) view parameters; required when the cache has K > 0 names.
 
         Everything is validated and converted before the file is touched. Rows already complete
@@ -392,13 +396,18 @@ class FeatureCacheWriter:
                 for start, stop, _ in runs:
                     self._complete[start:stop] = 0
                 self._file.flush()
+            per_row = [*zip(self._features, feats), *((self._targets[task], arr) for task, arr in tgts.items())]
+            sliced = []
+            for dset, arr in per_row:
+                if self._raw_chunks[id(dset)] and arr[0].dtype == dset.dtype:
+                    _write_raw_chunks(dset, rows, arr)
+                else:
+                    sliced.append((dset, np.stack(arr) if isinstance(arr, list) else arr))
             for start, stop, pos in runs:
                 take = (lambda a: a) if len(runs) == 1 and np.array_equal(pos, np.arange(batch)) \
                     else (lambda a: a[pos])  # one ordered run: no copy
-                for dset, arr in zip(self._features, feats):
+                for dset, arr in sliced:
                     dset[start:stop] = take(arr)
-                for task, arr in tgts.items():
-                    self._targets[task][start:stop] = take(arr)
                 self._view_params[start:stop] = take(params)
                 self._feature_scale[start:stop] = take(scales)
                 self._checksums[start:stop] = take(sums)
@@ -471,16 +480,29 @@ class FeatureCacheWriter:
                 out.append(stored)
         return out, scales
 
-    def _convert_targets(self, targets: Mapping[str, ArrayLike], batch: int) -> dict[str, np.ndarray]:
+    def _convert_targets(self, targets: Mapping[str, ArrayLike], batch: int
+                         ) -> dict[str, np.ndarray | list[np.ndarray]]:
         missing = set(self.layout.targets) - set(targets)
         unknown = set(targets) - set(self.layout.targets)
         if missing or unknown:
             raise LayoutMismatchError(
                 f"targets for cache {self.path} must be exactly {sorted(self.layout.targets)}; "
                 f"missing {sorted(missing)}, unknown {sorted(unknown)}")
-        out = {}
+        out: dict[str, np.ndarray | list[np.ndarray]] = {}
         for task, spec in self.layout.targets.items():
-            arr = as_numpy(targets[task])
+            value = targets[task]
+            if isinstance(value, (list, tuple)):  # B rows, kept apart
+                if len(value) != batch:
+                    raise LayoutMismatchError(
+                        f"targets of {task!r} have {len(value)} rows, cache {self.path} expects {batch}")
+                rows = [as_numpy(v) for v in value]
+                bad = next((r.shape for r in rows if r.shape != tuple(spec.shape)), None)
+                if bad is not None:
+                    raise LayoutMismatchError(
+                        f"a row of the targets of {task!r} has shape {bad}, cache {self.path} expects {spec.shape}")
+                out[task] = [_cast_checked(r, np.dtype(spec.dtype), f"targets of {task!r}") for r in rows]
+                continue
+            arr = as_numpy(value)
             if arr.shape != (batch, *spec.shape):
                 raise LayoutMismatchError(
                     f"targets of {task!r} have shape {arr.shape}, cache {self.path} expects {(batch, *spec.shape)}")
@@ -522,6 +544,34 @@ class FeatureCacheWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _raw_chunk_rows(dset: h5py.Dataset) -> bool:
+    """Whether each row of ``dset`` can be written as one raw chunk (``H5Dwrite_chunk``).
+
+    True for the per-row datasets of an uncompressed cache: chunked one row per chunk, no filter,
+    no external storage, a native numeric dtype. Such a chunk's bytes are the row's bytes in C
+    order, exactly what h5py's slice assignment stores, so the file is byte for byte the same
+    (tested); the write skips h5py's selection, HDF5's chunk cache (a second copy of every chunk
+    smaller than its 1 MiB, written again at the flush) and its type conversion path. With the
+    chunks allocated at creation (uncompressed caches), it writes raw bytes in place and touches
+    no metadata, as the slice assignment does (crash safety: see the module docstring).
+    """
+    if dset.is_virtual or not dset.dtype.isnative or dset.dtype.kind not in "biuf" or dset.ndim < 1:
+        return False
+    if dset.chunks != (1, *dset.shape[1:]):
+        return False
+    dcpl = dset.id.get_create_plist()
+    return dcpl.get_nfilters() == 0 and dcpl.get_external_count() == 0
+
+
+def _write_raw_chunks(dset: h5py.Dataset, rows: np.ndarray, arr: np.ndarray | Sequence[np.ndarray]) -> None:
+    """Write ``arr[j]`` (in ``dset``'s dtype; a batch or a list of rows) as the chunk of row
+    ``rows[j]``, one call per row."""
+    zeros = (0,) * (dset.ndim - 1)
+    write = dset.id.write_direct_chunk
+    for j, row in enumerate(rows.tolist()):
+        write((row, *zeros), np.ascontiguousarray(arr[j]))
 
 
 def _cast_checked(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
@@ -681,7 +731,8 @@ class BackgroundWriter:
         if self._closed:
             raise FeatureCacheError(f"background writer of {self.writer.path} is closed")
         item = (_to_host(indices), [_to_host(x) for x in features],
-                {k: _to_host(v) for k, v in (targets or {}).items()},
+                {k: [_to_host(x) for x in v] if isinstance(v, (list, tuple)) else _to_host(v)
+                 for k, v in (targets or {}).items()},
                 None if view_params is None else _to_host(view_params))
         self._queue.put(item)
 
@@ -705,7 +756,8 @@ class BackgroundWriter:
             try:
                 indices = _from_host(item[0])
                 features = [_from_host(x) for x in item[1]]
-                targets = {k: _from_host(v) for k, v in item[2].items()}
+                targets = {k: [_from_host(x) for x in v] if isinstance(v, list) else _from_host(v)
+                           for k, v in item[2].items()}
                 view_params = None if item[3] is None else _from_host(item[3])
                 self.writer.write(indices, features, targets, view_params)
             except BaseException as e:  # noqa: BLE001 - handed to the caller's thread

@@ -81,6 +81,15 @@ def test_nyud_sample_contract(nyud):
     assert (s["image"] - expected).abs().max() <= 2 / 255
 
 
+def test_the_image_is_every_byte_over_255_in_float32(nyud, monkeypatch):
+    """(H, W, 3) uint8 -> contiguous (3, H, W) float32 ``x / 255``, exactly, for all 256 values."""
+    pixels = np.arange(H * W * 3, dtype=np.int64).reshape(H, W, 3) % 256
+    monkeypatch.setattr("ufl.datasets.base.read_image", lambda path: pixels.astype(np.uint8))
+    image = NYUD(nyud.root, "train", tasks=["semseg"])[0]["image"]
+    expected = torch.from_numpy(pixels).permute(2, 0, 1).to(torch.float32) / 255.0
+    assert image.is_contiguous() and image.dtype == torch.float32 and torch.equal(image, expected)
+
+
 def test_nyud_semseg_unlabeled_is_ignored_and_classes_shift_down(nyud):
     s = NYUD(nyud.root, "val", tasks=["semseg"])[0]
     # stored 0, 1, 2, 40 -> 255 (ignore), 0, 1, 39
@@ -307,6 +316,36 @@ def test_labelmap_boundaries_mirror_borders_and_thinning():
     thin = labelmap_edges(step).astype(bool)
     assert not (thin & ~band).any()
     assert (thin.sum(axis=1) <= 1).all() and thin.sum() >= 4
+
+
+def test_thin_points_is_skimages_thin_bit_for_bit():
+    """The edge targets' thinning visits only the set pixels; it is skimage's ``thin`` exactly."""
+    from skimage.morphology import thin
+
+    from ufl.datasets.pascal import thin_points
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = rng.integers(1, 40, 2)
+        masks = [rng.random((h, w)) < rng.random(),  # any density, the borders included
+                 labelmap_boundaries(rng.integers(0, rng.integers(1, 6), (h, w)))]
+        for mask in masks:
+            got = thin_points(mask)
+            assert got.dtype == bool and np.array_equal(got, thin(mask))
+    assert thin_points(np.ones((3, 3), bool)).tolist() == [[False] * 3, [False, True, False], [False] * 3]
+    with pytest.raises(ValueError, match="2-D"):
+        thin_points(np.zeros((2, 2, 2), bool))
+
+
+def test_pascal_reads_each_label_map_once_per_sample(pascal, monkeypatch):
+    """Normals (valid-class mask) and edges both use the Context label map: one read per sample."""
+    reads = []
+    real = PASCALContext._read_labelmap
+    monkeypatch.setattr(PASCALContext, "_read_labelmap", lambda self, i: reads.append(i) or real(self, i))
+    ds = PASCALContext(pascal.root, "train", tasks=["normals", "edges"])
+    first, again = ds[0], ds[0]
+    assert reads == [ds.ids[0], ds.ids[0]]  # once per sample, not kept between samples
+    assert torch.equal(first["edges"], again["edges"]) and torch.equal(first["normals"], again["normals"])
 
 
 def test_pascal_saliency_threshold_and_normals_decoding(pascal):

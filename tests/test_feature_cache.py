@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 import feature_cache as fc
 from feature_cache import format as fmt
+from feature_cache import writer as fc_writer
 
 REPO = Path(__file__).resolve().parents[1]
 N = 10
@@ -999,3 +1000,76 @@ def test_batch_loader_gives_the_default_collated_batches(reference):
             assert torch.equal(a[key], b[key]) and a[key].dtype == b[key].dtype, key
     assert sorted(i for b in batched for i in b["index"].tolist()) == list(range(N))
     assert [len(b["id"]) for b in ds.loader(4, drop_last=True)] == [4, 4]
+
+
+# -- raw chunk writes (issue 14) -------------------------------------------------------------------
+def _write_in_order(path, order, **overrides):
+    w = fc.FeatureCacheWriter.create(path, **{**CREATE_KW, **overrides})
+    write_all(w, order)
+    w.finalize()
+    return path
+
+
+def test_raw_chunk_writes_give_the_same_file_bytes_as_slice_writes(tmp_path, monkeypatch):
+    """An uncompressed cache's rows go to the file as raw chunks (one H5Dwrite_chunk per row and
+    dataset); the file is byte for byte the one h5py's slice assignment writes, in any row order."""
+    monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
+    raw_calls = []
+    real = fc_writer._write_raw_chunks
+    monkeypatch.setattr(fc_writer, "_write_raw_chunks",
+                        lambda dset, rows, arr: raw_calls.append(dset.name) or real(dset, rows, arr))
+    order = [7, 2, 3, 4, 0, 9, 1, 8, 6, 5]  # batches of 3: out of order, runs and gaps
+    fast = _write_in_order(tmp_path / "raw.h5", order)
+    assert set(raw_calls) == {"/features/0", "/features/1", "/targets/semseg", "/targets/depth"}
+    monkeypatch.setattr(fc_writer, "_raw_chunk_rows", lambda dset: False)  # the h5py slice path
+    raw_calls.clear()
+    slow = _write_in_order(tmp_path / "slice.h5", order)
+    assert raw_calls == []
+    assert fast.read_bytes() == slow.read_bytes()
+    assert_same_rows(fast, make_cache(tmp_path / "reference.h5"))
+    assert fc.verify_file(fast) == []
+
+
+def test_compressed_or_foreign_rows_fall_back_to_slice_writes(tmp_path, monkeypatch):
+    raw_calls = []
+    monkeypatch.setattr(fc_writer, "_write_raw_chunks", lambda *args: raw_calls.append(args))
+    compressed = _write_in_order(tmp_path / "lzf.h5", range(N), compression="lzf")
+    assert raw_calls == []  # filtered chunks: HDF5 compresses them
+    assert_same_rows(compressed, make_cache(tmp_path / "plain.h5", compression="lzf"))
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        assert not fc_writer._raw_chunk_rows(f.create_dataset("big_endian", (4, 3), ">f4", chunks=(1, 3)))
+        assert not fc_writer._raw_chunk_rows(f.create_dataset("two_rows", (4, 3), "f4", chunks=(2, 3)))
+        assert not fc_writer._raw_chunk_rows(f.create_dataset("contiguous", (4, 3), "f4"))
+        assert fc_writer._raw_chunk_rows(f.create_dataset("one_row", (4, 3), "f4", chunks=(1, 3)))
+
+
+@pytest.mark.parametrize("compression", [None, "lzf"])
+def test_targets_given_as_lists_of_rows_store_the_same_bytes(tmp_path, monkeypatch, compression):
+    """write() and BackgroundWriter.put() take each target as a list of per-row tensors (the caching
+    loop's batches, not stacked): the file is byte for byte the one written from stacked batches."""
+    monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
+    stacked = _write_in_order(tmp_path / "stacked.h5", range(N), compression=compression)
+    path = tmp_path / "rows.h5"
+    w = fc.FeatureCacheWriter.create(path, **dict(CREATE_KW, compression=compression))
+    with fc.BackgroundWriter(w, max_pending=2) as bg:
+        for k in range(0, N, 3):
+            idx = list(range(k, min(k + 3, N)))[::-1]  # out of order as well
+            feats, tgts, params = sample_batch(idx)
+            rows = {t: [torch.from_numpy(row) for row in v] for t, v in tgts.items()}  # int64 labels: cast per row
+            bg.put(torch.tensor(idx), [torch.from_numpy(f) for f in feats], rows, torch.from_numpy(params))
+    w.finalize()
+    assert path.read_bytes() == stacked.read_bytes()
+
+
+def test_a_list_of_rows_of_the_wrong_length_or_shape_is_refused(tmp_path):
+    w = fc.FeatureCacheWriter.create(tmp_path / "c.h5", **CREATE_KW)
+    feats, tgts, params = sample_batch([0, 1])
+    with pytest.raises(fc.LayoutMismatchError, match="targets of 'semseg' have 1 rows, .* expects 2"):
+        w.write([0, 1], feats, {**tgts, "semseg": [tgts["semseg"][0]]}, params)
+    with pytest.raises(fc.LayoutMismatchError, match=r"a row of the targets of 'depth' has shape \(16, 16\)"):
+        w.write([0, 1], feats, {**tgts, "depth": [row[0] for row in tgts["depth"]]}, params)
+    bad = [tgts["semseg"][0], np.full(LABEL_SHAPE, 300)]
+    with pytest.raises(fc.LayoutMismatchError, match="do not fit the stored dtype uint8"):
+        w.write([0, 1], feats, {**tgts, "semseg": bad}, params)
+    assert w.num_complete() == 0
+    w.close()

@@ -185,6 +185,41 @@ def test_a_row_batch_pins_only_the_image(ws, monkeypatch):
     assert out["semseg"] is batch["semseg"] and torch.equal(out["image"], batch["image"])
 
 
+def test_the_caching_process_collates_images_channels_last_and_keeps_target_rows_apart(ws, monkeypatch):
+    rows = ViewDataset(_pascal(ws), 1, SIZE, storage={"semseg": "uint8"})
+    samples = [rows[0], rows[1], rows[2]]
+    stacked = RowBatch.collate(samples)  # no targets named: default_collate
+    batch = RowBatch.collate(samples, targets=["semseg", "normals"])
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(batch["image"], stacked["image"]) and torch.equal(batch["row"], stacked["row"])
+    assert torch.equal(batch["view_params"], stacked["view_params"]) and batch["id"] == stacked["id"]
+    assert all(a is s["semseg"] for a, s in zip(batch["semseg"], samples))  # the rows themselves, not copies
+    assert torch.equal(torch.stack(batch["normals"]), stacked["normals"])
+    assert torch.equal(batch["edges"], stacked["edges"])  # a key not named is stacked
+    # in a DataLoader worker the stacked batch is what goes to shared memory: default_collate
+    monkeypatch.setattr("ufl.workspace.cache.get_worker_info", lambda: object())
+    in_worker = RowBatch.collate(samples, targets=["semseg"])
+    assert torch.equal(in_worker["semseg"], stacked["semseg"]) and in_worker["image"].is_contiguous()
+
+
+def test_the_caching_process_decodes_on_one_thread_and_a_worker_keeps_its_own(ws, monkeypatch):
+    from ufl.runtime import torch_threads
+
+    rows = ViewDataset(_pascal(ws), 1, SIZE)
+    seen = []
+    real = rows.decode
+    monkeypatch.setattr(rows, "decode", lambda image: seen.append(torch.get_num_threads()) or real(image))
+    with torch_threads(2):
+        samples = ImageRows(rows, [0, 1], 2)[0]
+        assert torch.get_num_threads() == 2  # restored
+        assert seen == [1, 1]
+        monkeypatch.setattr("ufl.workspace.views.get_worker_info", lambda: object())  # as in a DataLoader worker
+        again = ImageRows(rows, [0, 1], 2)[0]
+        assert seen == [1, 1, 2, 2]
+    assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["normals"], b["normals"])
+               for a, b in zip(samples, again))
+
+
 # -- 3. precision ----------------------------------------------------------------------------------
 def test_a_bf16_head_records_its_precision_and_evaluates_with_zero_drift(ws):
     record = ws.tasks["saliency"]

@@ -28,6 +28,7 @@ it), beside 1.1 MB of features and 2.6 MB of 512 x 512 targets: 12.8 GB more for
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -37,7 +38,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
 from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWriter, atomic_cache,
@@ -47,7 +48,7 @@ from feature_cache.errors import CacheBusyError, FeatureCacheError
 from .. import distributed
 from ..datasets import DATASETS, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
-from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device
+from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device, torch_threads
 from ..taskspec import TaskSpec
 from .doctor import remove_stale
 from .folders import dataset_kind, is_folder, merge_specs, resolve_dataset
@@ -133,8 +134,25 @@ class RowBatch(dict):
     pinned = False
 
     @classmethod
-    def collate(cls, samples: list[dict[str, Any]]) -> "RowBatch":
-        return cls(default_collate(samples))
+    def collate(cls, samples: list[dict[str, Any]], targets: Sequence[str] = ()) -> "RowBatch":
+        """``default_collate`` of ``samples``, except in the caching process itself (no DataLoader
+        worker): there the image batch is made channels_last at once (the layout the backbone
+        runs in: :func:`~ufl.workspace.views.backbone_features` then has no copy to make) and the
+        ``targets`` stay lists of per-row tensors, which the writer writes row by row (stacking
+        them would copy every target byte once more, only for the writer to take them apart).
+        In a worker everything is stacked as usual: the stacked batch is what goes to shared
+        memory, one block per key."""
+        if get_worker_info() is not None or not samples:
+            return cls(default_collate(samples))
+        kept = {key: [sample[key] for sample in samples] for key in targets}
+        rest = default_collate([{key: value for key, value in sample.items() if key not in kept and key != "image"}
+                                for sample in samples])
+        first = samples[0]["image"]
+        images = torch.empty((len(samples), *first.shape), dtype=first.dtype, memory_format=torch.channels_last)
+        with torch_threads(1):  # as in a worker (see ImageRows): a copy per image, no second thread to wait for
+            for j, sample in enumerate(samples):
+                images[j].copy_(sample["image"])
+        return cls(image=images, **rest, **kept)
 
     def pin_memory(self, device: str | None = None) -> "RowBatch":
         out = RowBatch(self)
@@ -287,7 +305,8 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     started = time.perf_counter()
     # one decode per image for all its views; batches of whole images (the plain consecutive batches
     # of rows when batch_size is a multiple of the views)
-    loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False, collate_fn=RowBatch.collate,
+    loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False,
+                        collate_fn=functools.partial(RowBatch.collate, targets=list(layouts)),
                         **loader_kwargs(device, workers))
     bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
                disable=progress_disable(progress and distributed.is_main()))

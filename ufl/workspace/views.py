@@ -16,9 +16,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
-from ..runtime import Precision
+from ..runtime import Precision, torch_threads
 
 # NOTE: ufl.datasets.transforms (torchvision) is imported where a view is made, not here: reading a
 # cache (ufl evaluate) imports this module for its names without needing torchvision.
@@ -153,10 +153,14 @@ class ImageRows(Dataset):
         return len(self.chunks)
 
     def __getitem__(self, index: int) -> list[dict[str, Any]]:
-        out = []
-        for image, views in self.chunks[index]:
-            decoded = self.rows.decode(image)
-            out.extend(self.rows.view(decoded, image, view) for view in views)
+        # in the caching process itself (no DataLoader worker) on one torch thread, as in a worker:
+        # the decoding's tensor ops are small, and a second thread only waits for a core (on a busy
+        # machine 3-10x slower). Their results do not depend on the thread count (no sum is split).
+        with torch_threads(1 if get_worker_info() is None else None):
+            out = []
+            for image, views in self.chunks[index]:
+                decoded = self.rows.decode(image)
+                out.extend(self.rows.view(decoded, image, view) for view in views)
         return out
 
 
