@@ -4,21 +4,39 @@
 
 Copies OUT/seed<SEED>/ufl/{medusa,random}/workspace (a ``ufl reproduce --preset transfer`` run) to
 ./ws-<model>-<SEED> and trains a head per task on their cached PASCAL features with
-``HeadTrainingConfig(epochs, batch_size=8, lr, seed=SEED)`` (1 thread); prints
-``seed epochs lr model task metric seconds`` per head.
+``HeadTrainingConfig(epochs, batch_size=8, lr, seed=SEED)`` (1 thread), for each of the
+comma-separated EPOCHS; prints ``seed epochs lr model task metric seconds`` per head.
 """
-import sys, time, torch, shutil, os
-from ufl.workspace import HeadTrainingConfig, Workspace
+import os
+import shutil
+import sys
+import time
+
+import torch
+
 from ufl.taskspec import get_spec
-torch.set_num_threads(1)
-src, seed = sys.argv[1], int(sys.argv[2]); tasks = sys.argv[3].split(","); epochs=[int(e) for e in sys.argv[4].split(",")]; lr=float(sys.argv[5])
-for m in ["medusa","random"]:
-    d=f"ws-{m}-{seed}"
-    if not os.path.isdir(d): shutil.copytree(f"{src}/seed{seed}/ufl/{m}/workspace", d)
-for ep in epochs:
-  for m in ["medusa","random"]:
-    ws = Workspace(f"ws-{m}-{seed}")
-    for t in tasks:
-        t0=time.time()
-        r = ws.add_task(t, config=HeadTrainingConfig(epochs=ep, batch_size=8, lr=lr, seed=seed), device="cpu", progress=False, workers=0, replace=True)
-        print(seed, ep, lr, m, t, round(r.metrics[get_spec(t).metric],2), round(time.time()-t0,1), flush=True)
+from ufl.workspace import HeadTrainingConfig, Workspace
+
+MODELS = ("medusa", "random")
+
+
+def main(src: str, seed: int, tasks: list[str], epochs: list[int], lr: float) -> None:
+    torch.set_num_threads(1)
+    for model in MODELS:
+        folder = f"ws-{model}-{seed}"
+        if not os.path.isdir(folder):
+            shutil.copytree(f"{src}/seed{seed}/ufl/{model}/workspace", folder)
+    for n_epochs in epochs:
+        for model in MODELS:
+            ws = Workspace(f"ws-{model}-{seed}")
+            for task in tasks:
+                started = time.time()
+                result = ws.add_task(task, config=HeadTrainingConfig(epochs=n_epochs, batch_size=8, lr=lr, seed=seed),
+                                     device="cpu", progress=False, workers=0, replace=True)
+                print(seed, n_epochs, lr, model, task, round(result.metrics[get_spec(task).metric], 2),
+                      round(time.time() - started, 1), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), [int(e) for e in sys.argv[4].split(",")],
+         float(sys.argv[5]))
