@@ -212,6 +212,7 @@ def test_a_head_file_from_before_the_ablation_options_loads_as_the_full_head(hrn
 
 # -- profile, pretrain, init ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_profile_counts_the_ablations_as_built(hrnet):
     result = profile_models(task_counts=(1, 2), size=(64, 64), models=("medusa", *ABLATIONS))
     params = {(r["model"], r["tasks"]): r["params"] for r in result["rows"]}
@@ -224,6 +225,7 @@ def test_profile_counts_the_ablations_as_built(hrnet):
     assert [r["model"] for r in json.loads(cli.output)["rows"]] == list(ABLATIONS)
 
 
+@pytest.mark.slow
 def test_pretrain_cli_no_ip_then_init_from_its_checkpoint(synthetic_root, tmp_path, caplog):
     from ufl.workspace import Workspace
 

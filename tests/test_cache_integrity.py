@@ -28,6 +28,7 @@ def cached(tmp_path_factory):
     return ws
 
 
+@pytest.mark.slow
 def test_a_rerun_with_another_precision_is_reported_not_already_cached(cached):
     path = cached.cache_file("pascal", "val", 1)
     before = path.read_bytes()

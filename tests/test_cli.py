@@ -155,6 +155,7 @@ def test_threads_sets_torch_threads_and_defaults_to_omp_or_the_usable_cores(monk
         torch.set_num_threads(saved)
 
 
+@pytest.mark.slow
 def test_redirected_progress_has_no_carriage_returns_or_escapes(tmp_path):
     """tqdm draws only on a terminal: a log redirected to a file gets plain lines."""
     out = subprocess.run([sys.executable, "-m", "ufl", "make-synthetic", "--out", str(tmp_path / "d"), "--size", "32",
@@ -163,6 +164,7 @@ def test_redirected_progress_has_no_carriage_returns_or_escapes(tmp_path):
     assert out.stdout.count("NYUD_MT:") == 1
 
 
+@pytest.mark.slow
 def test_init_prints_its_result_once(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ufl", "init", "--backbone", "resnet18", "--pretrained", "none",
                           "--workspace", str(tmp_path / "ws")], capture_output=True, text=True, check=True)

@@ -147,6 +147,7 @@ def test_synaptic_intelligence_importance_on_cpu(torch_seed, plugin_class, moves
 
 
 # -- frozen vs naive --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_frozen_forgets_nothing_and_naive_does(synthetic_root):
     config = _config(synthetic_root, strategies=["frozen", "naive"],
                      tasks=["nyud:semseg", "nyud:depth", "pascal:saliency"])
@@ -186,6 +187,7 @@ def test_frozen_forgets_nothing_and_naive_does(synthetic_root):
     assert "strategy frozen" in text and "strategy naive" in text and "nyud:depth" in text
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_run(synthetic_root):
     config = _config(synthetic_root, strategies=["naive"], tasks=["nyud:depth", "pascal:saliency"],
                      backbone="resnet18")
@@ -193,6 +195,7 @@ def test_same_seed_gives_the_same_run(synthetic_root):
     assert first == second
 
 
+@pytest.mark.slow
 def test_ewc_lwf_and_si_run_on_dense_tasks(synthetic_root, tmp_path):
     config = _config(synthetic_root, strategies=["ewc", "lwf", "si"], tasks=["nyud:depth", "pascal:saliency"],
                      backbone="resnet18", log_dir=tmp_path / "logs", tensorboard=True)
@@ -208,6 +211,7 @@ def test_ewc_lwf_and_si_run_on_dense_tasks(synthetic_root, tmp_path):
 
 
 # -- the starting backbone ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_checkpoint_backbone_starts_every_strategy(tmp_path, torch_seed):
     backbone = Backbone("resnet18", warn_random_init=False)
     state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
@@ -230,6 +234,7 @@ def _cli(*args):
     return CliRunner().invoke(main, ["continual", *args])
 
 
+@pytest.mark.slow
 def test_cli_json_contract(synthetic_root, tmp_path):
     result = _cli("--data-root", str(synthetic_root), "--strategies", "frozen,naive", "--tasks",
                   "nyud:depth,pascal:saliency", "--backbone", "resnet18", "--pretrained", "none", "--epochs", "1",

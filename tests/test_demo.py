@@ -15,6 +15,7 @@ from ufl.demo import markdown_table, readme_table, replace_readme_table
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_demo_runs_every_step_and_leaves_a_working_workspace(tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--size", "64", "--train", "6", "--val", "3", "--pretrain-epochs", "1",
@@ -48,6 +49,7 @@ def _results() -> dict:
             "seconds": {"pretrain": 189.2, "total": 293.4}}
 
 
+@pytest.mark.slow
 def test_the_readme_table_is_generated_from_results_and_read_back():
     table = markdown_table(_results())
     assert table.splitlines()[2] == "| semseg | NYUD | mIoU ↑ (40 classes) | 4.83 | 1.07 | 0 |"

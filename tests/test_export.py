@@ -36,6 +36,7 @@ def _reference(ws, tasks, images):
         return [ws.head(t)(features, out_size=images.shape[-2:])["out"].numpy() for t in tasks]
 
 
+@pytest.mark.slow
 def test_dynamic_export_runs_in_onnxruntime_at_other_batches_and_sizes(export_ws, tmp_path):
     out = _invoke("export", "--workspace", export_ws.root, "--out", tmp_path / "model.onnx", "--dynamic", "--json")
     assert out.exit_code == 0, out.output
@@ -54,6 +55,7 @@ def test_dynamic_export_runs_in_onnxruntime_at_other_batches_and_sizes(export_ws
     assert got[1].shape == (3, 21, 96, 128)
 
 
+@pytest.mark.slow
 def test_static_export_of_chosen_tasks_and_its_report(export_ws, tmp_path):
     out = _invoke("export", "--workspace", export_ws.root, "--out", tmp_path / "sal.onnx", "--tasks", "saliency",
                   "--check", "2")
@@ -64,6 +66,7 @@ def test_static_export_of_chosen_tasks_and_its_report(export_ws, tmp_path):
     assert list(session.get_inputs()[0].shape) == [2, 3, 64, 64]
 
 
+@pytest.mark.slow
 def test_export_refusals(export_ws, tmp_path):
     out = _invoke("export", "--workspace", export_ws.root, "--out", tmp_path / "m.onnx", "--tasks", "depth")
     assert out.exit_code == 1 and "task 'depth' is not registered" in out.output

@@ -400,6 +400,7 @@ def _resume_and_check(path, reference, compression):
 
 
 # flush calls per batch: 1 after the rows, 1 after the complete flags; 3rd batch = calls 5, 6
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at,compression,expected_done", [
     (5, None, {4}),      # rows of batch 3 written, not flushed: 2 batches complete
     (6, None, {4, 6}),   # rows flushed, flags set but not flushed: either is fine, never more
@@ -414,6 +415,7 @@ def test_sigkill_mid_write_then_resume_equals_uninterrupted(tmp_path, reference,
     assert _resume_and_check(path, reference, compression) in expected_done
 
 
+@pytest.mark.slow
 def test_sigkill_from_outside_at_a_random_instant(tmp_path, reference):
     path = tmp_path / "killed.h5"
     proc = _run_child(path, kill_at=-1, pause=0.002)
@@ -836,6 +838,7 @@ FULL_DISK_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_compressed_cache_cut_short_by_a_full_disk_is_reported_on_resume(tmp_path):
     path = tmp_path / "full.h5"
     probe = tmp_path / "probe.h5"

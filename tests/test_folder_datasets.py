@@ -66,6 +66,7 @@ def setup(tmp_path, write, rng):
     return ws, mydata, mydata2, specs
 
 
+@pytest.mark.slow
 def test_a_second_folder_dataset_and_a_second_task_leave_the_first_untouched(setup, tmp_path):
     ws, mydata, mydata2, specs = setup
     assert ws.tasks["colour4"]["dataset"] == "mydata"
@@ -121,6 +122,7 @@ def test_a_second_folder_dataset_and_a_second_task_leave_the_first_untouched(set
     assert all(r["drift"] == 0.0 for r in report["tasks"].values()), report
 
 
+@pytest.mark.slow
 def test_added_targets_are_the_targets_of_the_cached_views(setup):
     ws, mydata, _, specs = setup
     _ok("cache-features", "--workspace", ws.root, "--dataset", "folder", "--spec", specs["colour4"], "--spec",
@@ -139,6 +141,7 @@ def test_added_targets_are_the_targets_of_the_cached_views(setup):
     assert report.ok and not report.findings, report.lines()
 
 
+@pytest.mark.slow
 def test_which_folder_dataset_is_meant(setup, tmp_path, write, rng):
     ws, mydata, mydata2, specs = setup
     assert resolve_dataset(ws, "folder") == "mydata"  # the only one

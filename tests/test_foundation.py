@@ -8,6 +8,7 @@ from ufl.foundation import frozen_backbone_step, frozen_markdown, frozen_rows
 from ufl.reproduce import StepRunner, _cell, summarise
 
 
+@pytest.mark.slow
 def test_a_frozen_vit_gets_parts_and_saliency_rows_with_delta_m(synthetic_root, tmp_path):
     config = SimpleNamespace(data_root=str(synthetic_root), device="cpu", progress=False)
     preset = SimpleNamespace(pretrained="none", pascal_size=(64, 64), views=1, head_epochs=1, batch_size=4, lr=1e-3)
@@ -29,6 +30,7 @@ def test_a_frozen_vit_gets_parts_and_saliency_rows_with_delta_m(synthetic_root, 
     assert "| vit_tiny_patch16_224 |" in table and "Δm PASCAL" in table
 
 
+@pytest.mark.slow
 def test_reproduce_backbones_adds_a_frozen_row_beside_the_single_task_one(synthetic_root, tmp_path, monkeypatch):
     import dataclasses
     import json

@@ -60,6 +60,7 @@ def _edit_manifest(ws, change):
 
 
 # -- 1: no file outside the workspace is touched ------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["relative", "absolute", "symlink"])
 def test_a_head_path_leading_outside_is_never_deleted(ws, tmp_path, where):
     victim = tmp_path / "victim.txt"
@@ -80,6 +81,7 @@ def test_a_head_path_leading_outside_is_never_deleted(ws, tmp_path, where):
     assert "saliency" in ws.tasks  # refused: still registered
 
 
+@pytest.mark.slow
 def test_a_head_that_does_not_match_its_hash_is_not_deleted(ws):
     path = ws.root / ws.task("saliency")["head"]
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
@@ -90,6 +92,7 @@ def test_a_head_that_does_not_match_its_hash_is_not_deleted(ws):
     assert path.is_file() and "saliency" not in ws.tasks
 
 
+@pytest.mark.slow
 def test_remove_task_json_names_the_task_and_the_file_deleted_or_kept(ws, small_workspace, tmp_path):
     head = ws.root / ws.task("saliency")["head"]
     result = _invoke("remove-task", "saliency", "--json", "--workspace", ws.root)
@@ -107,6 +110,7 @@ def test_remove_task_json_names_the_task_and_the_file_deleted_or_kept(ws, small_
     assert "not registered" in line
 
 
+@pytest.mark.slow
 def test_replace_keeps_an_old_head_that_does_not_match_its_hash(ws, caplog):
     old = ws.root / ws.task("saliency")["head"]
     old.write_bytes(old.read_bytes()[:-1] + b"\0")
@@ -140,6 +144,7 @@ def _fail_writes_under(monkeypatch, folder, error=errno.ENOSPC):
     monkeypatch.setattr(safetensors.torch, "save_file", save_file)  # ufl.io imports it at the call
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_add_task_keeps_the_trained_head(ws, monkeypatch, tmp_path):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     _fail_writes_under(monkeypatch, ws.root / "heads")
@@ -193,6 +198,7 @@ def test_a_too_long_name_and_a_file_in_the_path_are_one_line(tmp_path):
 
 
 # -- 5: a val cache of another size is refused; overwriting it needs --force ----------------------
+@pytest.mark.slow
 def test_overwriting_the_evaluated_val_cache_needs_force_and_evaluate_refuses_another_size(ws):
     cache = ws.cache_file("pascal", "val", 1)
     before = cache.read_bytes()
@@ -207,6 +213,7 @@ def test_overwriting_the_evaluated_val_cache_needs_force_and_evaluate_refuses_an
 
 
 # -- 6: a stale .partial of a killed --overwrite does not block the next one ----------------------
+@pytest.mark.slow
 def test_a_stale_partial_does_not_block_the_next_overwrite(ws, monkeypatch):
     from feature_cache import BackgroundWriter, FeatureCacheReader, partial_path
 
@@ -227,6 +234,7 @@ def test_a_stale_partial_does_not_block_the_next_overwrite(ws, monkeypatch):
 
 
 # -- 7: predict never writes two images to one folder ---------------------------------------------
+@pytest.mark.slow
 def test_predict_gives_images_with_one_stem_their_own_folders(ws, synthetic_root, tmp_path, write, rng):
     image = next((synthetic_root / "PASCAL_MT" / "JPEGImages").iterdir())
     a = tmp_path / "a" / "x.jpg"
@@ -257,6 +265,7 @@ def test_task_names_are_short_lower_case_identifiers():
             check_task_name(bad)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_invalid_task_names(ws):
     for args in (["add-task", "saliency", "--as", "s" * 65], ["evaluate", "--task", "semseg,Road"],
                  ["predict", __file__, "--task", "Bad", "--out", ws.root / "p"]):
@@ -265,6 +274,7 @@ def test_the_cli_refuses_invalid_task_names(ws):
 
 
 # -- 9: finite floats, manifest records, a remove-task that cannot delete -------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["--lr", "--weight-decay"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_float_options_refuse_nan_and_inf(ws, option, value):
@@ -300,6 +310,7 @@ def test_a_spec_loss_weight_must_be_finite(weight):
         TaskSpec.from_dict({"name": "road", "kind": "segmentation", "channels": 3, "loss": {"weight": weight}})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["head", "head_sha256", "spec", "eval", "registered", "dataset"])
 def test_a_task_record_missing_a_key_is_one_line(ws, key):
     _edit_manifest(ws, lambda d: d["tasks"]["saliency"].pop(key))
@@ -307,11 +318,13 @@ def test_a_task_record_missing_a_key_is_one_line(ws, key):
     assert "workspace.json" in line and "'saliency'" in line and repr(key) in line
 
 
+@pytest.mark.slow
 def test_extra_keys_in_task_records_are_allowed(ws):
     _edit_manifest(ws, lambda d: d["tasks"]["saliency"].update(precision="float16", history=[{"epoch": 1}]))
     assert ws.task("saliency")["precision"] == "float16"
 
 
+@pytest.mark.slow
 def test_remove_task_keeps_the_task_when_its_file_cannot_be_deleted(ws, monkeypatch):
     head = ws.root / ws.task("saliency")["head"]
     real = os.replace
@@ -328,6 +341,7 @@ def test_remove_task_keeps_the_task_when_its_file_cannot_be_deleted(ws, monkeypa
     assert "saliency" in ws.tasks and head.is_file()
 
 
+@pytest.mark.slow
 def test_a_failed_manifest_write_at_remove_task_puts_the_head_back(ws, monkeypatch):
     import ufl.workspace.manifest
 
@@ -342,6 +356,7 @@ def test_a_failed_manifest_write_at_remove_task_puts_the_head_back(ws, monkeypat
 
 
 # -- 11 and `ufl doctor` --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_doctor_reports_a_clean_workspace_after_a_normal_run(ws):
     result = _invoke("doctor", "--workspace", ws.root, "--json")
     assert result.exit_code == 0, result.output
@@ -363,6 +378,7 @@ def _litter(ws):
     return files
 
 
+@pytest.mark.slow
 def test_doctor_finds_and_fixes_the_litter_of_interrupted_runs(ws):
     registered = {p: p.read_bytes() for p in [ws.root / ws.task("saliency")["head"], ws.root / "backbone.safetensors",
                                               *sorted((ws.root / "caches").iterdir())]}
@@ -379,6 +395,7 @@ def test_doctor_finds_and_fixes_the_litter_of_interrupted_runs(ws):
     assert _invoke("doctor", "--workspace", ws.root).exit_code == 0
 
 
+@pytest.mark.slow
 def test_doctor_leaves_what_is_in_use_or_recent(ws):
     import h5py
 
@@ -392,6 +409,7 @@ def test_doctor_leaves_what_is_in_use_or_recent(ws):
     assert not ws.doctor(fix=True).ok and fresh.exists()
 
 
+@pytest.mark.slow
 def test_doctor_reports_a_tampered_head_and_never_removes_it(ws):
     head = ws.root / ws.task("saliency")["head"]
     head.write_bytes(head.read_bytes()[:-1] + b"\1")
@@ -400,6 +418,7 @@ def test_doctor_reports_a_tampered_head_and_never_removes_it(ws):
     assert head.is_file()
 
 
+@pytest.mark.slow
 def test_doctor_restores_a_head_renamed_by_an_interrupted_remove_task(ws):
     head = ws.root / ws.task("saliency")["head"]
     aside = head.with_name(f".{head.name}.removing")
@@ -410,6 +429,7 @@ def test_doctor_restores_a_head_renamed_by_an_interrupted_remove_task(ws):
     assert head.is_file() and not aside.exists()
 
 
+@pytest.mark.slow
 def test_doctor_reports_a_manifest_record_pointing_outside(ws):
     head = ws.root / ws.task("saliency")["head"]
     _edit_manifest(ws, lambda d: d["tasks"]["saliency"].update(head="../../victim.txt"))
@@ -420,6 +440,7 @@ def test_doctor_reports_a_manifest_record_pointing_outside(ws):
     assert head.is_file()  # the head the damaged record lost is kept
 
 
+@pytest.mark.slow
 def test_writes_under_the_lock_clean_their_own_stale_temp_files(ws):
     stale = [ws.root / ".workspace.json.zzz.tmp", ws.root / "heads" / ".x.safetensors.zzz.safetensors.tmp"]
     for path in stale:
@@ -437,6 +458,7 @@ def test_doctor_without_a_workspace_is_one_line(tmp_path):
     assert "no workspace" in line
 
 
+@pytest.mark.slow
 def test_a_cache_path_leading_outside_is_refused(ws, tmp_path):
     victim = tmp_path / "victim.h5"
     victim.write_bytes(b"precious")
@@ -446,6 +468,7 @@ def test_a_cache_path_leading_outside_is_refused(ws, tmp_path):
     assert victim.read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_doctor_finds_a_flipped_byte_in_a_cache_row_and_keeps_the_file(ws):
     import h5py
 
@@ -466,6 +489,7 @@ def test_doctor_finds_a_flipped_byte_in_a_cache_row_and_keeps_the_file(ws):
     assert "features/1" in problems[0]["message"] and cache.is_file()
 
 
+@pytest.mark.slow
 def test_doctor_reports_a_damaged_backbone_and_a_truncated_cache(ws):
     backbone = ws.root / "backbone.safetensors"
     backbone.write_bytes(backbone.read_bytes()[:1000])

@@ -555,6 +555,7 @@ def test_directions_and_factory_agree_with_task_kinds():
         build_metric("optical_flow")
 
 
+@pytest.mark.slow
 def test_edge_workers_from_a_plain_script_without_main_guard(tmp_path):
     """A user's script with no `if __name__ == "__main__":` guard evaluates edges in worker
     processes (the README's API snippet is such a script): the workers must not re-run it."""

@@ -70,6 +70,7 @@ def test_unknown_backbone_is_a_clear_error():
         Backbone("no_such_net")
 
 
+@pytest.mark.slow
 def test_fingerprint_stable_and_sensitive():
     a, b = make_backbone(seed=0), make_backbone(seed=0)
     assert a.fingerprint() == b.fingerprint()
@@ -135,6 +136,7 @@ def test_pretrained_from_file(tmp_path, suffix):
     assert loaded.fingerprint() == source.fingerprint()
 
 
+@pytest.mark.slow
 def test_pretrained_hrnet_ignores_only_classification_neck(tmp_path):
     source = make_backbone(HRNET, seed=4)
     state = dict(source.model.state_dict())
@@ -397,6 +399,7 @@ def bottleneck(i: int, o: int) -> int:
     return conv(i, p, bias=False) + bn(p) + conv(p, p, 3, bias=False) + bn(p) + conv(p, o, bias=False) + bn(o) + shortcut
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aux", [(), NE], ids=["no-aux", "N+E"])
 @pytest.mark.parametrize("name", ["mtan", "pad-net", "mti-net"])
 def test_new_models_forward_backward_with_and_without_ne(name, aux, hrnet):

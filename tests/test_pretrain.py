@@ -30,6 +30,7 @@ class StopAfterFirstEpoch(Callback):
         raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_pretrain_writes_checkpoint_log_and_metrics(synthetic_root, tmp_path):
     result = pretrain(_config(synthetic_root, tmp_path / "run", epochs=1))
     assert set(result.metrics) == {"semseg", "depth", "normals", "edges"}
@@ -43,6 +44,7 @@ def test_pretrain_writes_checkpoint_log_and_metrics(synthetic_root, tmp_path):
     assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
     pretrain(_config(synthetic_root, tmp_path / "full", model="mt-baseline", aux=()))
     with pytest.raises(KeyboardInterrupt):
@@ -60,6 +62,7 @@ def test_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path):
         assert torch.equal(state["exp_avg"], cut.optimizer_state["state"][idx]["exp_avg"])
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path):
     class PoisonSecondEpoch(Callback):
         def before_epoch(self, trainer, state):
@@ -86,6 +89,7 @@ def test_refusals(synthetic_root, tmp_path):
         _config(synthetic_root, tmp_path / "x", model="single-task")
 
 
+@pytest.mark.slow
 def test_pretrain_cli_runs_every_model(synthetic_root, tmp_path):
     for model, extra in (("single-task", ["--tasks", "depth", "--aux", ""]), ("mti-net", [])):
         out = tmp_path / model
@@ -99,6 +103,7 @@ def test_pretrain_cli_runs_every_model(synthetic_root, tmp_path):
             assert meta["aux"] == ["normals", "edges"] and sorted(meta["metrics"]) == ["depth", "semseg"]
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(synthetic_root, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -121,6 +126,7 @@ def test_a_size_the_backbone_cannot_take_is_one_line(synthetic_root, tmp_path):
     assert "input size 64x80 does not suit backbone hrnet_w18_small_v2" in result.stderr and "64x64" in result.stderr
 
 
+@pytest.mark.slow
 def test_pretrain_cli_logs_tensorboard_prints_json_and_records_provenance(synthetic_root, tmp_path):
     out, logs = tmp_path / "run", tmp_path / "tb"
     result = CliRunner().invoke(main, ["pretrain", "--data-root", str(synthetic_root), "--out", str(out),

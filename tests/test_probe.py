@@ -70,6 +70,7 @@ def probe_ws(synthetic_root, tmp_path_factory):
     return ws
 
 
+@pytest.mark.slow
 def test_probe_scores_every_scale_stores_and_is_deterministic(probe_ws):
     result = probe_task(probe_ws, "saliency", images=4, pixels_per_image=32)
     assert [s["stride"] for s in result.scales] == [4, 8, 16, 32]
@@ -82,6 +83,7 @@ def test_probe_scores_every_scale_stores_and_is_deterministic(probe_ws):
     assert again.all == result.all and [s["logme"] for s in again.scales] == [s["logme"] for s in result.scales]
 
 
+@pytest.mark.slow
 def test_probe_command_prints_per_scale_and_refuses_bad_input(probe_ws):
     out = _invoke("probe", "human_parts", "--workspace", probe_ws.root, "--images", "4", "--pixels", "16")
     assert out.exit_code == 0, out.output

@@ -33,6 +33,7 @@ def test_task_set():
         task_set(0)
 
 
+@pytest.mark.slow
 def test_json_contract():
     result = profile_models(task_counts=(1, 2), size=SMALL)
     assert result["backbone"] == "hrnet_w18_small_v2" and result["size"] == [64, 64] and result["aux"] == []
@@ -45,6 +46,7 @@ def test_json_contract():
     json.dumps(result)
 
 
+@pytest.mark.slow
 def test_medusa_linear_mtinet_quadratic():
     counts = (1, 2, 3, 4)
     result = profile_models(task_counts=counts, size=SMALL, models=("medusa", "mti-net"),
@@ -60,6 +62,7 @@ def test_medusa_linear_mtinet_quadratic():
     assert min(second) > 0 and max(second) / min(second) < 1.1
 
 
+@pytest.mark.slow
 def test_medusa_at_least_25_percent_smaller_than_mtinet():
     result = profile_models(task_counts=(4,), size=SMALL, models=("medusa", "mti-net"))
     medusa, mti = rows_of(result, "medusa", "params")[0], rows_of(result, "mti-net", "params")[0]
@@ -71,6 +74,7 @@ def test_gflops_count_a_multiply_add_as_two():
     assert count_gflops(conv, (8, 8), device="cpu") == pytest.approx(2 * 3 * 4 * 9 * 8 * 8 / 1e9)
 
 
+@pytest.mark.slow
 def test_gflops_grow_with_input_size():
     small = profile_models(task_counts=(1,), size=(64, 64), models=("medusa",))["rows"][0]["gflops"]
     large = profile_models(task_counts=(1,), size=(128, 128), models=("medusa",))["rows"][0]["gflops"]
@@ -84,6 +88,7 @@ def test_unknown_model_and_bad_size():
         profile_models(task_counts=(1,), size=(16, 16))
 
 
+@pytest.mark.slow
 def test_cli_json():
     result = CliRunner().invoke(main, ["profile", "--tasks", "1,2", "--size", "64x64", "--models",
                                        "medusa,mti-net", "--json"])
@@ -121,6 +126,7 @@ def test_cli_unknown_model_is_one_line():
                                                   "single-task"]
 
 
+@pytest.mark.slow
 def test_cli_json_rows_for_every_poster_model_as_built_with_aux():
     args = ["profile", "--models", "medusa,mt-baseline,mtan,pad-net,mti-net", "--tasks", "4", "--size", "64x64",
             "--json", "--aux", "normals,edges"]

@@ -98,6 +98,7 @@ def test_sizes_not_divisible_by_32_are_refused_for_a_vit():
         backbone.check_size((48, 64))
 
 
+@pytest.mark.slow
 def test_profile_reports_the_pyramid_cost():
     result = profile_models(task_counts=[1], backbone="vit_tiny_patch16_224", size=(64, 64), models=["medusa"])
     pyramid = result["pyramid"]
@@ -109,6 +110,7 @@ def test_profile_reports_the_pyramid_cost():
     assert out.exit_code == 0 and "feature pyramid (blocks [2, 5, 8, 11]" in out.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vit_small_patch14_dinov2", "vit_small_patch16_224"])
 def test_a_frozen_vit_runs_init_cache_add_task_evaluate(name, synthetic_root, tmp_path):
     ws = tmp_path / "ws"

@@ -149,6 +149,7 @@ def test_every_poster_row_beside_its_figure():
     assert "| 52.00 | 47.37 | 58.00 | 57.84 |" in table[4] and table[4].endswith("| +4.26 |")
 
 
+@pytest.mark.slow
 def test_reproduce_end_to_end_then_resume_skips_every_step(synthetic_root, tmp_path, monkeypatch):
     tiny = dataclasses.replace(rp.PRESETS["quick"], nyud_size=(64, 64), pascal_size=(64, 64), pretrain_epochs=1,
                                head_epochs=1, batch_size=4, views=1)
@@ -219,6 +220,7 @@ def test_paired_claims_from_per_seed_rows():
     assert sal["ci95"] == [2.0, 2.0] and sal["verdict"] == "held" and sal["seeds"] == [0, 1]
 
 
+@pytest.mark.slow
 def test_transfer_preset_end_to_end_with_normals_and_two_seeds(synthetic_root, tmp_path, monkeypatch):
     tiny = dataclasses.replace(rp.PRESETS["transfer"], nyud_size=(64, 64), pascal_size=(64, 64), pretrain_epochs=1,
                                head_epochs=1, batch_size=4, views=1)

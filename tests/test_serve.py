@@ -63,6 +63,7 @@ def test_bad_uploads_are_one_line_errors():
         decode_image(b"not an image")
 
 
+@pytest.mark.slow
 def test_batched_predictions_equal_one_image_at_a_time(serve_ws, rng):
     server = ModelServer(serve_ws, device="cpu")
     images = [np.asarray(Image.open(io.BytesIO(_png(rng, s)))) for s in ((48, 80), (64, 64), (30, 40))]
@@ -78,6 +79,7 @@ def test_batched_predictions_equal_one_image_at_a_time(serve_ws, rng):
     torch.testing.assert_close(together[1]["saliency"], ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_served_predictions_equal_ufl_predicts_for_every_task_including_a_bf16_head(serve_ws, workspace_copy,
                                                                                    tmp_path, rng):
     ws = workspace_copy(serve_ws.root)
@@ -108,6 +110,7 @@ def test_served_predictions_equal_ufl_predicts_for_every_task_including_a_bf16_h
     assert np.abs(plain.numpy() - bf16).max() > 1e-5
 
 
+@pytest.mark.slow
 def test_server_answers_concurrent_requests_and_serves_a_task_added_while_running(serve_ws, tmp_path, rng):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}

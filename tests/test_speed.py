@@ -70,6 +70,7 @@ _RUN_CLI = ("from ufl.cli import main\n"
 
 
 # -- 1. lazy imports -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_help_and_list_tasks_import_neither_torch_nor_timm(small_ws):
     assert _modules_after("import ufl.cli")["modules"] == []
     assert _modules_after(_RUN_CLI.format(args=["--help"]))["modules"] == []
@@ -78,6 +79,7 @@ def test_help_and_list_tasks_import_neither_torch_nor_timm(small_ws):
     assert '"saliency"' in listed["stdout"] and '"edges"' in listed["stdout"]
 
 
+@pytest.mark.slow
 def test_evaluate_on_cached_features_imports_neither_timm_nor_torchvision(ws):
     done = _modules_after(_RUN_CLI.format(args=["evaluate", "--workspace", str(ws.root), "--all-tasks", "--json"]))
     assert "timm" not in done["modules"] and "torchvision" not in done["modules"] and "wandb" not in done["modules"]
@@ -119,6 +121,7 @@ def _pascal(ws):
     return open_split(ws, "pascal", "train", folder, dataset_specs(ws, "pascal", None))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("views,batch_size", [(1, 4), (2, 4), (3, 5)])
 def test_cached_rows_equal_the_per_row_path_in_the_stored_dtypes(ws, views, batch_size):
     """The rows a cache holds (one decode per image, targets in the stored dtypes) equal the old
@@ -145,6 +148,7 @@ def test_cached_rows_equal_the_per_row_path_in_the_stored_dtypes(ws, views, batc
         np.testing.assert_array_equal(flipped["normals"][0], -first["normals"][0][:, ::-1])
 
 
+@pytest.mark.slow
 def test_every_image_is_decoded_once_for_all_its_views(ws, monkeypatch):
     base = _pascal(ws)
     rows = ViewDataset(base, 3, SIZE, storage={"semseg": "uint8", "normals": "float16"})
@@ -166,6 +170,7 @@ def test_every_image_is_decoded_once_for_all_its_views(ws, monkeypatch):
         [list(range(start, start + 4)) for start in range(0, 16, 4)]
 
 
+@pytest.mark.slow
 def test_a_row_batch_pins_only_the_image(ws, monkeypatch):
     rows = ViewDataset(_pascal(ws), 1, SIZE)
     batch = RowBatch.collate([rows[0], rows[1]])
@@ -185,6 +190,7 @@ def test_a_row_batch_pins_only_the_image(ws, monkeypatch):
     assert out["semseg"] is batch["semseg"] and torch.equal(out["image"], batch["image"])
 
 
+@pytest.mark.slow
 def test_the_caching_process_collates_images_channels_last_and_keeps_target_rows_apart(ws, monkeypatch):
     rows = ViewDataset(_pascal(ws), 1, SIZE, storage={"semseg": "uint8"})
     samples = [rows[0], rows[1], rows[2]]
@@ -202,6 +208,7 @@ def test_the_caching_process_collates_images_channels_last_and_keeps_target_rows
     assert torch.equal(in_worker["semseg"], stacked["semseg"]) and in_worker["image"].is_contiguous()
 
 
+@pytest.mark.slow
 def test_the_caching_process_decodes_on_one_thread_and_a_worker_keeps_its_own(ws, monkeypatch):
     from ufl.runtime import torch_threads
 
@@ -221,6 +228,7 @@ def test_the_caching_process_decodes_on_one_thread_and_a_worker_keeps_its_own(ws
 
 
 # -- 3. precision ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_bf16_head_records_its_precision_and_evaluates_with_zero_drift(ws):
     record = ws.tasks["saliency"]
     assert record["precision"] == "bf16" and record["training"]["precision"] == "bf16"
@@ -240,6 +248,7 @@ def test_a_bf16_head_records_its_precision_and_evaluates_with_zero_drift(ws):
     assert again == record["registered"]
 
 
+@pytest.mark.slow
 def test_an_old_record_without_precision_is_fp32(ws):
     with ws.manifest.update() as manifest:
         del manifest["tasks"]["edges"]["precision"]
@@ -260,6 +269,7 @@ def test_precision_names_and_their_refusals():
     assert head_precision("fp16", cpu) == Precision("cpu", None)  # a GPU's fp16 head on the CPU: float32
 
 
+@pytest.mark.slow
 def test_fp16_on_the_cpu_is_one_line_before_any_work(ws):
     before = json.loads((ws.root / "workspace.json").read_text())
     result = CliRunner().invoke(main, ["add-task", "human_parts", "--workspace", str(ws.root), "--precision", "fp16",
@@ -409,6 +419,7 @@ def test_edge_counts_split_by_image_and_threshold_over_the_pool_are_identical(tm
     assert cached.cache.hits == 2 and _same(_counts(cached), _counts(here))
 
 
+@pytest.mark.slow
 def test_a_second_evaluate_reuses_the_edge_counts(ws, monkeypatch):
     import ufl.metrics
 
@@ -449,6 +460,7 @@ def _evaluate(ws, **options):
     return result.to_dict(), result.cached
 
 
+@pytest.mark.slow
 def test_a_second_evaluate_reads_the_metrics_without_running_a_head(ws, forwards):
     first, cached = _evaluate(ws)
     assert cached == {"saliency": False, "edges": False} and forwards["head"] > 0
@@ -465,6 +477,7 @@ def test_a_second_evaluate_reads_the_metrics_without_running_a_head(ws, forwards
     assert detailed == _evaluate(ws, all_metrics=True, cache=False)[0] and forwards["head"] > 0
 
 
+@pytest.mark.slow
 def test_a_changed_head_protocol_or_precision_recomputes(ws, forwards):
     first, _ = _evaluate(ws)
     ws.add_task("edges", config=HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-2, seed=1), device="cpu",
@@ -483,6 +496,7 @@ def test_a_changed_head_protocol_or_precision_recomputes(ws, forwards):
     assert cached == {"saliency": False, "edges": False} and forwards["head"] > 0
 
 
+@pytest.mark.slow
 def test_no_cache_recomputes_everything_and_writes_nothing(ws, forwards):
     first, _ = _evaluate(ws)
     shutil.rmtree(ws.root / "eval-cache")
@@ -502,6 +516,7 @@ def test_no_cache_recomputes_everything_and_writes_nothing(ws, forwards):
     assert "read from the eval cache" in result.stdout and "--no-cache" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["garbage", "empty", "wrong_key", "bad_value"])
 def test_a_corrupt_entry_is_recomputed_with_a_warning(ws, forwards, caplog, damage):
     first, _ = _evaluate(ws)
@@ -530,6 +545,7 @@ def test_a_corrupt_entry_is_recomputed_with_a_warning(ws, forwards, caplog, dama
     assert result.exit_code == 0 and json.loads(result.stdout) == first, result.output
 
 
+@pytest.mark.slow
 def test_the_val_cache_content_id_follows_its_stored_checksums(ws, tmp_path):
     import h5py
 
@@ -554,6 +570,7 @@ def test_the_val_cache_content_id_follows_its_stored_checksums(ws, tmp_path):
     assert cache_content_id(tmp_path / "missing.h5") is None
 
 
+@pytest.mark.slow
 def test_doctor_passes_on_a_workspace_with_the_eval_cache(ws):
     _evaluate(ws)
     assert MetricsCache(ws.root / METRICS_CACHE).entries() and CountCache(ws.root / EDGE_CACHE).entries()

@@ -221,6 +221,7 @@ def _rows(rng) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_prediction_grids_write_readable_pngs_and_leave_no_figures(tmp_path, rng):
     before = plt.get_fignums()
     image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -338,6 +339,7 @@ def test_normals_key_is_the_colour_of_each_sphere_normal():
     assert tuple(key[0, 0]) == (0, 0, 0)  # outside the sphere
 
 
+@pytest.mark.slow
 def test_the_attention_panel_is_at_most_12_inches_wide_with_a_large_input(tmp_path, rng):
     image, maps, labels = _attention_rows(rng, 96, 128)
     rows = [{"task": "semseg", "kind": "segmentation", "dataset": "nyud", "num_classes": 40,

@@ -54,6 +54,7 @@ def _invoke(*args):
 
 
 # -- init -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_init_from_checkpoint_registers_the_pretrained_tasks(ws, checkpoint):
     tasks = ws.tasks
     assert {"semseg", "depth", "normals", "edges", "saliency"} == set(tasks)
@@ -75,6 +76,7 @@ def _strip_output_activation(ws, task):
         del manifest["tasks"][task]["output_activation"]
 
 
+@pytest.mark.slow
 def test_an_old_identity_depth_head_keeps_its_predictions(ws, synthetic_root):
     from ufl.evaluation import postprocess
     from ufl.workspace.evaluate import recorded_protocol, task_metrics
@@ -103,6 +105,7 @@ def test_an_old_identity_depth_head_keeps_its_predictions(ws, synthetic_root):
     assert not torch.equal(pred, postprocess("depth", raw))
 
 
+@pytest.mark.slow
 def test_a_new_depth_head_records_softplus_and_evaluates_with_no_drift(ws):
     from ufl.workspace.evaluate import recorded_protocol, task_metrics
 
@@ -117,6 +120,7 @@ def test_a_new_depth_head_records_softplus_and_evaluates_with_no_drift(ws):
     assert identity != record["registered"]  # registered through its softplus, not the old identity
 
 
+@pytest.mark.slow
 def test_export_and_serve_use_the_recorded_depth_activation(ws):
     import torch.nn.functional as F
 
@@ -137,6 +141,7 @@ def test_export_and_serve_use_the_recorded_depth_activation(ws):
         torch.testing.assert_close(served.reshape(NYUD_SIZE), expected.reshape(NYUD_SIZE), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_records_its_output_activations(checkpoint):
     from ufl.checkpoint import load_checkpoint
     from ufl.outputs import recorded_activation
@@ -160,6 +165,7 @@ def test_init_from_a_bare_backbone_and_refusals(tmp_path):
     assert result.exit_code == 2 and "--checkpoint RUN or --backbone NAME" in result.output
 
 
+@pytest.mark.slow
 def test_missing_and_corrupt_manifest_give_one_line(tmp_path, ws):
     result = _invoke("list-tasks", "--workspace", tmp_path / "nowhere")
     assert result.exit_code == 1 and "no workspace at" in result.stderr and len(result.stderr.splitlines()) == 1
@@ -169,6 +175,7 @@ def test_missing_and_corrupt_manifest_give_one_line(tmp_path, ws):
 
 
 # -- the feature cache ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cache_holds_the_backbone_features_and_aligned_targets(ws):
     record = ws.find_cache("pascal", "train")
     assert record["views"] == 2 and record["size"] == list(PASCAL_SIZE)
@@ -205,6 +212,7 @@ def _arrays(path):
         return features, targets, params, list(reader.ids)
 
 
+@pytest.mark.slow
 def test_interrupted_cache_resumes_to_the_uninterrupted_result(ws, monkeypatch):
     from feature_cache import BackgroundWriter
 
@@ -240,6 +248,7 @@ def test_interrupted_cache_resumes_to_the_uninterrupted_result(ws, monkeypatch):
     assert resumed[3] == fresh[3]
 
 
+@pytest.mark.slow
 def test_failed_overwrite_leaves_the_old_cache_and_manifest(ws, monkeypatch):
     path = ws.cache_file("pascal", "val", 1)
     before = path.read_bytes()
@@ -254,6 +263,7 @@ def test_failed_overwrite_leaves_the_old_cache_and_manifest(ws, monkeypatch):
     assert FeatureCacheReader(path, ws.fingerprint).attrs["split"] == "val"
 
 
+@pytest.mark.slow
 def test_a_cache_from_another_backbone_is_refused(ws, tmp_path):
     other = Workspace.create(tmp_path / "other", _random_backbone(seed=123), "test")
     shutil.copytree(ws.root / "caches", other.root / "caches")
@@ -271,11 +281,13 @@ def _random_backbone(seed):
     return Backbone("hrnet_w18_small_v2", warn_random_init=False)
 
 
+@pytest.mark.slow
 def test_cache_size_must_fit_the_backbone(ws):
     with pytest.raises(UflError, match="not divisible by 32"):
         ws.cache_features("pascal", ["val"], size=(60, 60), device="cpu", progress=False, overwrite=True)
 
 
+@pytest.mark.slow
 def test_torchrun_shards_read_like_one_file(ws):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -303,6 +315,7 @@ def test_torchrun_shards_read_like_one_file(ws):
 
 
 # -- add-task, evaluate, remove ------------------------------------------------------------------
+@pytest.mark.slow
 def test_add_task_registers_head_spec_and_metrics(ws):
     record = ws.tasks["saliency"]
     assert record["dataset"] == "pascal" and record["spec"]["kind"] == "saliency"
@@ -311,6 +324,7 @@ def test_add_task_registers_head_spec_and_metrics(ws):
     assert (ws.root / record["head"]).is_file()
 
 
+@pytest.mark.slow
 def test_a_head_trained_from_disk_with_workers_equals_one_trained_in_memory(ws):
     ws.add_task("human_parts", config=QUICK, device="cpu", progress=False, in_memory=False, workers=2)
     from_disk = ws.head("human_parts").state_dict()
@@ -320,6 +334,7 @@ def test_a_head_trained_from_disk_with_workers_equals_one_trained_in_memory(ws):
         assert torch.equal(value, in_memory[key]), key
 
 
+@pytest.mark.slow
 def test_a_head_trained_through_the_batched_reader_equals_one_through_a_default_collated_loader(ws, monkeypatch):
     """add-task reads whole batches with float16 features cast on the device; the path before (float32
     features from the CPU, one item per row, default collate) trains the same head bit for bit."""
@@ -356,6 +371,7 @@ def test_a_head_trained_through_the_batched_reader_equals_one_through_a_default_
         assert torch.equal(value, reference[key]), key
 
 
+@pytest.mark.slow
 def test_evaluate_json_contract_and_zero_drift_after_add_and_remove(ws):
     result = _invoke("evaluate", "--workspace", ws.root, "--all-tasks", "--json")
     assert result.exit_code == 0, result.output
@@ -373,6 +389,7 @@ def test_evaluate_json_contract_and_zero_drift_after_add_and_remove(ws):
     assert all(t["drift"] == 0.0 for t in after["tasks"].values())
 
 
+@pytest.mark.slow
 def test_evaluation_repeats_the_registration_with_another_thread_count(ws):
     registered = {name: record["eval"]["threads"] for name, record in ws.tasks.items()}
     assert set(registered.values()) == {torch.get_num_threads()}  # recorded at init and add-task
@@ -386,6 +403,7 @@ def test_evaluation_repeats_the_registration_with_another_thread_count(ws):
     assert all(task["drift"] == 0.0 for task in tasks.values()), {n: t["drift"] for n, t in tasks.items()}
 
 
+@pytest.mark.slow
 def test_val_cache_keeps_the_original_targets_and_tasks_record_their_protocol(ws):
     record = ws.find_cache("pascal", "val", 1)
     base = _pascal(ws, "val")
@@ -406,6 +424,7 @@ def test_val_cache_keeps_the_original_targets_and_tasks_record_their_protocol(ws
     assert tasks["semseg"]["eval"]["metric_options"] == {}
 
 
+@pytest.mark.slow
 def test_a_record_at_the_working_size_is_evaluated_at_the_working_size(ws):
     from ufl.workspace.evaluate import task_metrics
 
@@ -423,6 +442,7 @@ def test_a_record_at_the_working_size_is_evaluated_at_the_working_size(ws):
         task_metrics(ws, "saliency", ws.spec("saliency"), "pascal", ws.head("saliency"), resolution="native")
 
 
+@pytest.mark.slow
 def test_online_evaluation_reproduces_the_cached_metrics(ws):
     cached = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False).to_dict()
     online = ws.evaluate(["saliency", "semseg"], device="cpu", progress=False, online=True).to_dict()
@@ -431,6 +451,7 @@ def test_online_evaluation_reproduces_the_cached_metrics(ws):
             assert online["tasks"][name]["metrics"][key] == pytest.approx(value, abs=0.05)
 
 
+@pytest.mark.slow
 def test_refusals_of_add_task(ws, tmp_path):
     result = _invoke("add-task", "saliency", "--workspace", ws.root, "--epochs", "1")
     assert result.exit_code == 1 and "already registered" in result.stderr and "--replace" in result.stderr
@@ -442,6 +463,7 @@ def test_refusals_of_add_task(ws, tmp_path):
     assert result.exit_code == 1 and "not registered" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws, tmp_path):
     args = ("--dataset", "pascal", "--epochs", "1", "--batch-size", "4", "--workspace", ws.root, "--device", "cpu")
     for alias, message in (("Pascal-Seg", "lower-case letters"), ("depth", "built-in task 'depth'")):
@@ -470,6 +492,7 @@ def test_a_task_registered_again_on_another_dataset_under_its_own_name(ws, tmp_p
     assert [p.name for p in panels] == ["visualize-pascal.png"]  # ground truth read from the spec's target
 
 
+@pytest.mark.slow
 def test_replace_swaps_the_head_file(ws):
     old = ws.tasks["saliency"]["head"]
     ws.add_task("saliency", config=HeadTrainingConfig(epochs=1, batch_size=4, lr=1e-3, seed=1), device="cpu",
@@ -478,6 +501,7 @@ def test_replace_swaps_the_head_file(ws):
     assert new != old and not (ws.root / old).exists() and (ws.root / new).exists()
 
 
+@pytest.mark.slow
 def test_a_crash_while_writing_the_manifest_keeps_the_old_one(ws, monkeypatch):
     before = (ws.root / "workspace.json").read_text()
     heads_before = sorted(p.name for p in (ws.root / "heads").iterdir())
@@ -497,6 +521,7 @@ def test_a_crash_while_writing_the_manifest_keeps_the_old_one(ws, monkeypatch):
     assert not [p for p in ws.root.rglob("*.tmp")]
 
 
+@pytest.mark.slow
 def test_a_tampered_head_file_is_refused(ws):
     path = ws.root / ws.tasks["depth"]["head"]
     data = bytearray(path.read_bytes())
@@ -506,6 +531,7 @@ def test_a_tampered_head_file_is_refused(ws):
         ws.head("depth")
 
 
+@pytest.mark.slow
 def test_user_task_on_a_folder_dataset(ws, tmp_path, write, rng):
     folder = tmp_path / "mydata"
     for i in range(6):
@@ -525,6 +551,7 @@ def test_user_task_on_a_folder_dataset(ws, tmp_path, write, rng):
     assert data["tasks"]["road"]["drift"] == 0.0
 
 
+@pytest.mark.slow
 def test_list_tasks_and_the_evaluate_table(ws, tmp_path):
     result = _invoke("list-tasks", "--workspace", ws.root)
     assert result.exit_code == 0 and "saliency" in result.output and "pascal" in result.output
@@ -534,6 +561,7 @@ def test_list_tasks_and_the_evaluate_table(ws, tmp_path):
     assert "drift" in result.output and plot.is_file() and plot.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_predict_and_visualize_write_pngs(ws, synthetic_root, tmp_path):
     image = next((synthetic_root / "PASCAL_MT" / "JPEGImages").iterdir())
     result = _invoke("predict", image, "--all-tasks", "--attention", "--raw", "--out", tmp_path / "pred",
@@ -571,6 +599,7 @@ def test_a_truncated_image_fails_with_one_line_naming_it(synthetic_root, tmp_pat
 
 
 # -- init from another folder (issue 17, item 3) ----------------------------------------------------
+@pytest.mark.slow
 def test_checkpoints_record_the_data_folder_absolute(checkpoint):
     from ufl.checkpoint import load_checkpoint
 
@@ -592,6 +621,7 @@ def _old_style_run(checkpoint, synthetic_root, made_in):
     return run
 
 
+@pytest.mark.slow
 def test_init_from_another_folder_and_a_failed_init_does_not_block_the_retry(checkpoint, synthetic_root, tmp_path,
                                                                             monkeypatch):
     from ufl.checkpoint import load_checkpoint
@@ -625,6 +655,7 @@ def test_init_from_another_folder_and_a_failed_init_does_not_block_the_retry(che
 
 
 # -- a researcher's first hour: history, all metrics, json, folders, provenance ----------------------
+@pytest.mark.slow
 def test_add_task_keeps_its_history_logs_tensorboard_and_prints_json(ws, tmp_path):
     logs = tmp_path / "tb"
     result = _invoke("add-task", "human_parts", "--epochs", "2", "--val-every", "1", "--batch-size", "4",
@@ -640,6 +671,7 @@ def test_add_task_keeps_its_history_logs_tensorboard_and_prints_json(ws, tmp_pat
     assert list(logs.glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_evaluate_all_metrics_adds_per_class_iou_and_keeps_the_contract(ws):
     result = _invoke("evaluate", "--workspace", ws.root, "--task", "semseg,saliency", "--all-metrics", "--json")
     assert result.exit_code == 0, result.output
@@ -655,6 +687,7 @@ def test_evaluate_all_metrics_adds_per_class_iou_and_keeps_the_contract(ws):
     assert "per-class IoU: wall" in text.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_plot_has_one_axis_per_unit_and_the_trivial_baseline(ws, tmp_path):
     from ufl.workspace.evaluate import evaluation_table
 
@@ -668,6 +701,7 @@ def test_evaluate_plot_has_one_axis_per_unit_and_the_trivial_baseline(ws, tmp_pa
     assert result.exit_code == 0 and (tmp_path / "e.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_predict_takes_a_folder_prints_each_image_once_and_json(ws, synthetic_root, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -685,6 +719,7 @@ def test_predict_takes_a_folder_prints_each_image_once_and_json(ws, synthetic_ro
     assert result.exit_code == 1 and "holds no images" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_backbone_trained_only_on_generated_data_is_said(ws, checkpoint, synthetic_root, tmp_path):
     from ufl.datasets.synthetic import SYNTHETIC_MARKER, is_synthetic
     from ufl.provenance import UNREACHABLE
@@ -711,6 +746,7 @@ def test_a_backbone_trained_only_on_generated_data_is_said(ws, checkpoint, synth
     assert Workspace.from_checkpoint(tmp_path / "ws_real", run, register=False).backbone_note() is None
 
 
+@pytest.mark.slow
 def test_cache_features_and_predict_print_their_result_once(ws, synthetic_root, tmp_path, caplog):
     import logging
 
