@@ -41,10 +41,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
-from .datasets.catalog import MetadataCatalog, voc_palette
-from .errors import UflError
-from .io import atomic_path
-from .taskspec import KINDS
+from ..datasets.catalog import MetadataCatalog, voc_palette
+from ..errors import UflError
+from ..io import atomic_path
+from ..taskspec import KINDS
 
 __all__ = [
     "colorize", "depth_range", "as_rgb", "blend", "attention_images", "save_png",
