@@ -57,7 +57,7 @@ from ..foundation import frozen_backbone_step, frozen_rows, run_frozen_backbones
 from ..io import json_safe, read_json, write_json
 from ..tables import markdown_table
 from ..training.pretrain import PretrainConfig, pretrain
-from ..visualize import grouped_bars
+from ..viz import grouped_bars
 from ..workspace import Workspace
 from .config import (ABLATIONS, AUX_TASKS, CONTROLS, DEFAULT_MODELS, MAIN_TASKS, MODEL_INFO, POSTER, POSTER_MODELS,
                      PRESETS, SYSTEMS, Preset, ReproduceConfig, System, mtl_key)
