@@ -133,7 +133,7 @@ def test_config_file_on_top_of_the_reproduce_preset(tmp_path, monkeypatch):
     assert seen[0].models == ("medusa", "random") and seen[0].backbone == schedule.backbone == "resnet18"
 
 
-@pytest.mark.parametrize("command", ["pretrain", "add-task", "continual", "reproduce"])
+@pytest.mark.parametrize("command", ["pretrain", "add-task", "continual", "reproduce", "demo"])
 @pytest.mark.parametrize("text, message", [
     ("epoch: 3\n", "unknown key 'epoch'; did you mean"),
     ("lr: fast\n", "lr must be a number, got 'fast'"),

@@ -9,8 +9,8 @@ from click.core import ParameterSource
 
 from ..cfg import DEFAULTS
 from ..errors import UflError
-from .base import (FiniteFloat, backbone_option, config_option, data_root_option, device_option, main, optimizer_options, parse_names,
-                   parse_size, pretrained_option, seed_option, threads_option)
+from .base import (FiniteFloat, backbone_option, config_option, data_root_option, device_option, main,
+                   optimizer_options, parse_names, parse_size, pretrained_option, seed_option, threads_option)
 
 # The defaults of ufl.continual, spelt out so that `ufl --help` does not import avalanche.
 DEFAULT_TASKS = "nyud:semseg,nyud:depth,pascal:human_parts,pascal:saliency"

@@ -58,9 +58,9 @@ PRETRAIN_KEYS = {"backbone": "backbone", "pretrained": "pretrained", "pretrain_e
 @seed_option
 @threads_option
 @json_option
-def pretrain_cmd(config, dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs, batch_size,
-                 lr, weight_decay, val_every, eval_resolution, no_augment, no_amp, precision, workers, resume, log_dir,
-                 device, seed, as_json) -> None:
+def pretrain_cmd(config, dataset, tasks, aux, model, backbone, pretrained, data_root, root, out, size, epochs,
+                 batch_size, lr, weight_decay, val_every, eval_resolution, no_augment, no_amp, precision, workers, resume,
+                 log_dir, device, seed, as_json) -> None:
     """Train a backbone and task heads jointly (the reference schedule is the default).
 
     Writes a checkpoint after every epoch (safetensors + checkpoint.json); `ufl init --checkpoint OUT`
@@ -82,10 +82,10 @@ def pretrain_cmd(config, dataset, tasks, aux, model, backbone, pretrained, data_
     settings = PretrainConfig(out=out, dataset=dataset, tasks=tasks, aux=aux, model=model, backbone=backbone,
                               pretrained=weights, init_note=UNREACHABLE if unreachable else None,
                               data_root=data_root, root=root, size=size, epochs=epochs, batch_size=batch_size,
-                              lr=lr, weight_decay=weight_decay, poly_power=config.get("poly_power", DEFAULTS.poly_power),
-                              val_every=val_every, device=device, amp=not no_amp, precision=precision,
-                              workers=workers, seed=seed, resume=resume, augment=not no_augment,
-                              eval_resolution=eval_resolution)
+                              lr=lr, weight_decay=weight_decay,
+                              poly_power=config.get("poly_power", DEFAULTS.poly_power), val_every=val_every,
+                              device=device, amp=not no_amp, precision=precision, workers=workers, seed=seed,
+                              resume=resume, augment=not no_augment, eval_resolution=eval_resolution)
     try:
         result = pretrain(settings, callbacks=[TensorBoardLog(log_dir)] if log_dir else ())
         show = distributed.is_main()

@@ -10,9 +10,9 @@ import json
 import click
 
 from ..cfg import DEFAULTS
-from .base import (check_task_names, config_option, device_option, echo_json, eval_resolution_option, json_option, list_option_help,
-                   main, optimizer_options, parse_names, parse_size, parse_task_names, precision_option, pretrained_option,
-                   seed_option, threads_option, workspace_option)
+from .base import (check_task_names, config_option, device_option, echo_json, eval_resolution_option, json_option,
+                   list_option_help, main, optimizer_options, parse_names, parse_size, parse_task_names, precision_option,
+                   pretrained_option, seed_option, threads_option, workspace_option)
 
 
 def _note(ws) -> None:
@@ -184,9 +184,9 @@ ADD_TASK_KEYS = {"head_epochs": "epochs", "batch_size": "batch_size", "lr": "lr"
 @seed_option
 @threads_option
 @json_option
-def add_task_cmd(config, workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay, val_every,
-                 views, replace, register_as, workers, log_dir, precision, eval_resolution, data_root, root, size, device,
-                 seed, as_json) -> None:
+def add_task_cmd(config, workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay,
+                 val_every, views, replace, register_as, workers, log_dir, precision, eval_resolution, data_root, root,
+                 size, device, seed, as_json) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with

@@ -111,7 +111,8 @@ def _pretrain_step(config: ReproduceConfig, preset: Preset, seed: int, model: st
             out=str(out), dataset=dataset, tasks=tasks, aux=aux, model=model, backbone=config.backbone,
             pretrained=_pretrained(preset, config.backbone), data_root=config.data_root,
             size=preset.nyud_size if nyud else preset.pascal_size, epochs=epochs, batch_size=preset.batch_size,
-            lr=preset.lr, weight_decay=preset.weight_decay, poly_power=preset.poly_power, val_every=preset.val_every if nyud else epochs, device=config.device, seed=seed,
+            lr=preset.lr, weight_decay=preset.weight_decay, poly_power=preset.poly_power,
+            val_every=preset.val_every if nyud else epochs, device=config.device, seed=seed,
             resume=has_checkpoint(out), progress=config.progress))
         return {"metrics": result.metrics, "checkpoint": str(out)}
     return run

@@ -168,8 +168,9 @@ def cost_rows(config: ReproduceConfig, preset: Preset) -> list[dict[str, Any]]:
     return rows
 
 
-def decide_claims(mtl: Mapping[int, Mapping[str, Mapping[str, Any]]], ufl: Mapping[int, Mapping[str, Mapping[str, Any]]],
-            profile: Sequence[Mapping[str, Any]], tasks: Sequence[str], seeds: Sequence[int]) -> list[dict[str, Any]]:
+def decide_claims(mtl: Mapping[int, Mapping[str, Mapping[str, Any]]],
+                  ufl: Mapping[int, Mapping[str, Mapping[str, Any]]], profile: Sequence[Mapping[str, Any]],
+                  tasks: Sequence[str], seeds: Sequence[int]) -> list[dict[str, Any]]:
     """The poster's claims and the controls', each decided on per-seed paired differences
     (:func:`ufl.evidence.decide`). ``mtl[seed]`` / ``ufl[seed]``: that seed's rows by NYUD run key /
     by model. A claim whose models did not run is left out."""
