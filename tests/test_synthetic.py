@@ -16,11 +16,11 @@ from PIL import Image
 from click.testing import CliRunner
 from skimage.segmentation import find_boundaries
 
-from ufl.datasets import synthetic
-from ufl.datasets.render import Box, Camera, Capsule, Cylinder, Rect, cast, sphere
 from ufl.datasets.catalog import NYUD_CLASSES
-from ufl.datasets.synthetic import (PERSON_PARTS, VOC_TO_CONTEXT, make_synthetic, nyud_intrinsics,
+from ufl.synthetic import generate as synthetic
+from ufl.synthetic.generate import (PERSON_PARTS, VOC_TO_CONTEXT, make_synthetic, nyud_intrinsics,
                                     render_nyud_sample, render_pascal_sample)
+from ufl.synthetic.render import Box, Camera, Capsule, Cylinder, Rect, cast, sphere
 from ufl.errors import DataError, UflError
 
 SIZE, N_TRAIN, N_VAL = 64, 6, 3

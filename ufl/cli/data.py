@@ -31,7 +31,7 @@ def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int,
     classes, edges, person parts and saliency are consistent with each other. NYUD-like scenes are
     indoor rooms with furniture; PASCAL-like scenes are outdoor, with persons and other objects.
     """
-    from ..datasets.synthetic import make_synthetic
+    from ..synthetic import make_synthetic
 
     paths = make_synthetic(out, size=size, n_train=n_train, n_val=n_val, seed=seed, nyud_persons=nyud_persons)
     if as_json:

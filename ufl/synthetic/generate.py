@@ -3,7 +3,7 @@
 ``make_synthetic(out)`` writes ``out/NYUD_MT/`` and ``out/PASCAL_MT/`` exactly as the public MTI-Net
 archives unpack (DESIGN.md section 4), so that the real loaders, and any other reader of those
 formats, read them. Scenes are built from simple 3D primitives and rendered by the numpy ray caster
-of :mod:`ufl.datasets.render`; every label is derived from the same ray hits as the RGB image, so
+of :mod:`ufl.synthetic.render`; every label is derived from the same ray hits as the RGB image, so
 depth, normals, classes, instance edges, person parts and saliency agree with each other and are
 all visible in the image.
 
@@ -66,7 +66,7 @@ from skimage.segmentation import find_boundaries
 from tqdm.auto import tqdm
 
 from ..errors import DataError, UflError
-from .catalog import NYUD_CLASSES, VOC_CLASSES, voc_palette
+from ..datasets.catalog import NYUD_CLASSES, VOC_CLASSES, voc_palette
 from .render import (Box, Camera, Capsule, Cylinder, Ellipsoid, Material, Plane, Rect, Shape, cast,
                      rot_x, rot_y, rot_z, shade, sphere)
 
