@@ -32,10 +32,10 @@ from tqdm.auto import tqdm
 from . import distributed
 from .datasets.catalog import metric_options
 from .metrics import Metric, build_metric
-from .models.heads import resize
 from .outputs import activate
 from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec
+from .tensors import resize
 from .training.trainer import move_to_device
 from .vectors import unit_vectors
 
