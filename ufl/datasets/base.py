@@ -1,10 +1,10 @@
-"""The contract every ``ufl`` dataset follows, the ``DATASETS`` registry, and target checks by kind.
+"""The contract every ``ufl`` dataset follows and the ``DATASETS`` registry (target checks by kind: :mod:`ufl.kinds`).
 
 A dataset item is a flat dict that torch's ``default_collate`` batches::
 
     {"image": float32 (3, H, W) RGB in [0, 1]   (not normalised: the backbone normalises),
      "id": str,
-     <task name>: the target in the convention of its kind (ufl.taskspec):
+     <task name>: the target in the convention of its kind (ufl.kinds):
          segmentation (H, W) int64, 255 = ignore;   depth (1, H, W) float32 metres, 0 = invalid;
          normals (3, H, W) float32 unit vectors, zero vector = invalid;
          edges / saliency (1, H, W) float32 {0, 1}, 255 = ignore,
