@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .datasets.synthetic import make_synthetic
+from .synthetic import make_synthetic
 from .errors import UflError
 from .io import write_json
 from .tables import text_table
