@@ -32,10 +32,9 @@ from tqdm.auto import tqdm
 from . import distributed
 from .kinds import get_kind
 from .metrics import Metric
-from .models.heads import resize
 from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec
-from .tensors import move_to_device
+from .tensors import move_to_device, resize
 
 __all__ = ["postprocess", "make_metric", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK", "RESOLUTIONS",
            "ORIGINAL_SIZE", "check_resolution", "resize_logits", "OriginalSizeDataset", "collate_original_size"]

@@ -32,11 +32,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import DataError, SpecError
 from ..images import read_npy
 from ..metrics import METRIC_DIRECTIONS, Metric
+from ..tensors import resize
 
 __all__ = ["Modality", "Kind", "single_channel_map", "standardise"]
 
@@ -184,7 +184,7 @@ class Kind:
     def resize_prediction(self, pred: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """One post-processed prediction ``(C, h, w)`` at ``size`` = ``(H, W)``: bilinear,
         ``align_corners=False``."""
-        return F.interpolate(pred[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
+        return resize(pred[None].float(), size)[0]
 
     # -- metric -------------------------------------------------------------------------------
     def metric_options(self, dataset: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .colours import colorize, colour_key, depth_range, to_numpy
+from ..tensors import to_numpy
+from .colours import colorize, colour_key, depth_range
 
 __all__ = ["PanelRow", "ROW_KEYS", "MAX_PANELS_PER_LINE", "MISSING_GT"]
 
