@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 
 from feature_cache.errors import FeatureCacheError
 
-from ..cfg import DEFAULTS
+from ..cfg import DEFAULTS, read_config
 from ..errors import UflError
 
 __all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
@@ -323,8 +323,6 @@ def config_option(keys: dict[str, str], note: str = ""):
     def load(ctx: click.Context, param, value):
         if value is None:
             return {}
-        from ..cfg import read_config
-
         overrides = read_config(value)
         ctx.default_map = {**(ctx.default_map or {}),
                            **{name: overrides[key] for key, name in keys.items() if key in overrides}}
