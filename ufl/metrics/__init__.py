@@ -63,10 +63,10 @@ from pyEdgeEval._lib import correspond_pixels
 from pyEdgeEval.common.metrics import compute_rec_prec_f1, interpolated_max_scores
 from skimage.morphology import thin
 
-from .errors import UflError
-from .evalcache import CountCache, image_key
-from .registry import Registry
-from .taskspec import IGNORE_INDEX
+from ..errors import UflError
+from ..evalcache import CountCache, image_key
+from ..registry import Registry
+from ..taskspec import IGNORE_INDEX
 
 __all__ = [
     "Metric",
@@ -964,7 +964,7 @@ def _headline(task: str, result: Any, reference: Any, higher_is_better: Mapping[
     if _is_number(result) and _is_number(reference):
         if task in higher_is_better:
             return float(result), float(reference), bool(higher_is_better[task])
-        from .taskspec import builtin_specs  # the built-in task's headline direction
+        from ..taskspec import builtin_specs  # the built-in task's headline direction
 
         specs = builtin_specs()
         if task not in specs:
