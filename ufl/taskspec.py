@@ -45,14 +45,12 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import SpecError
+from .labels import IGNORE_INDEX
 
 __all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "KindInfo", "load_spec", "builtin_specs", "get_spec", "resolve_spec",
            "TASK_NAME", "check_task_name"]
 
 ANY_DATASET = "*"
-
-IGNORE_INDEX = 255
-"""Target value that losses and metrics skip (segmentation labels, edge and saliency maps)."""
 
 
 @dataclass(frozen=True)
