@@ -53,7 +53,7 @@ from .checkpoint import has_checkpoint
 from .errors import UflError
 from .evidence import Claim, claims_figure, claims_markdown, decide
 from .io import json_safe, read_json, write_json
-from .metrics import delta_m
+from .evaluation import delta_m
 from .profile import profile_models
 from .tables import markdown_table
 from .training.pretrain import PretrainConfig, pretrain
