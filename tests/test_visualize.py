@@ -1,4 +1,4 @@
-"""Tests of ufl.visualize: colours against hand-computed values, shapes, attention maps, PNG files."""
+"""Tests of ufl.viz: colours against hand-computed values, shapes, attention maps, PNG files."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from PIL import Image
 
 from ufl.errors import UflError
 from ufl.models.medusa import MedusaHead
-from ufl.visualize import (
+from ufl.viz import (
     IGNORE_COLOUR, SCALE_COLOURS, as_rgb, attention_images, bar_chart, blend, colorize, depth_range, grouped_bars,
     prediction_grid, prediction_grids, save_png,
 )
-from ufl.visualize import metric_unit, normals_key, prediction_figure, unit_chart, unit_figure
+from ufl.viz import metric_unit, normals_key, prediction_figure, unit_chart, unit_figure
 
 H, W = 6, 9  # H != W so that a transposed output cannot pass
 

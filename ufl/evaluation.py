@@ -33,10 +33,10 @@ from . import distributed
 from .datasets.catalog import metric_options
 from .metrics import Metric, build_metric
 from .metrics import delta_m as metrics_delta_m
-from .models.heads import resize
 from .outputs import activate
 from .runtime import Precision, progress_disable, usable_cpus
 from .taskspec import TaskSpec, builtin_specs
+from .tensors import resize
 from .training.trainer import move_to_device
 from .vectors import unit_vectors
 

@@ -57,7 +57,7 @@ from .evaluation import delta_m
 from .profile import profile_models
 from .tables import markdown_table
 from .training.pretrain import PretrainConfig, pretrain
-from .visualize import grouped_bars
+from .viz import grouped_bars
 from .foundation import frozen_backbone_step, train_ufl_heads
 from .workspace import Workspace
 

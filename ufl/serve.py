@@ -231,7 +231,7 @@ class ModelServer:
         """One task's prediction as JSON: base64 PNG (``ufl predict``'s colours) or nested lists."""
         from PIL import Image
 
-        from .visualize import colorize
+        from .viz import colorize
 
         info = state.info[name]
         if fmt == "array":

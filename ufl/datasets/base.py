@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -126,6 +126,13 @@ class DenseDataset(Dataset):
         """
         raise NotImplementedError
 
+    def load_targets(self, image_id: str, size: tuple[int, int]) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(task, target)`` for every task of the dataset, in order, each loaded when asked for
+        (:meth:`load_target`); a dataset whose tasks share a decoded file overrides this to read
+        it once per sample."""
+        for task in self.specs:
+            yield task, self.load_target(task, image_id, size)
+
     def check_task(self, spec: TaskSpec) -> None:
         """Raise a :class:`DataError` when this dataset cannot provide targets for ``spec``."""
         if spec.name not in self.supported_tasks:
@@ -162,8 +169,7 @@ class DenseDataset(Dataset):
         rgb = torch.empty((3, height, width), dtype=torch.float32)
         torch.div(torch.from_numpy(image).permute(2, 0, 1), 255.0, out=rgb)
         sample: dict[str, Any] = {"image": rgb, "id": image_id}
-        for task in self.specs:
-            target = self.load_target(task, image_id, (height, width))
+        for task, target in self.load_targets(image_id, (height, width)):
             if tuple(target.shape[-2:]) != (height, width):
                 th, tw = target.shape[-2:]
                 raise DataError(f"{self.describe_target(task)} {self.target_path(task, image_id)} is {th}x{tw} "

@@ -22,7 +22,7 @@ from ..evaluation import postprocess
 from ..outputs import recorded_activation
 from ..images import read_image
 from ..runtime import resolve_device
-from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
+from ..viz import as_rgb, attention_images, colorize, prediction_grids, save_png
 from .cache import dataset_specs, open_split, resolve_data
 from .folders import expand_datasets
 from .views import ViewDataset
