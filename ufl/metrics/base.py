@@ -9,7 +9,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..registry import Registry
-from .inputs import MetricInputError, to_numpy
+from ..tensors import to_numpy
+from .inputs import MetricInputError
 
 __all__ = ["Metric", "METRIC_DIRECTIONS", "METRICS", "build_metric"]
 

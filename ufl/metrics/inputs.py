@@ -1,17 +1,18 @@
-"""What every metric checks of its inputs: conversion to NumPy, shapes, value ranges, and the one
-error type (:class:`MetricInputError`) for inputs a metric cannot evaluate."""
+"""What every metric checks of its inputs (shapes, value ranges; arrays from
+:func:`ufl.tensors.to_numpy`), and the one error type for inputs a metric cannot evaluate
+(:class:`MetricInputError`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import UflError
 from ..labels import IGNORE_INDEX
+from ..tensors import to_numpy
 
-__all__ = ["MetricInputError", "to_numpy", "maps", "is_positive_int", "check_finite", "same_shape",
+__all__ = ["MetricInputError", "maps", "is_positive_int", "check_finite", "same_shape",
            "check_probabilities", "check_binary_target"]
 
 
@@ -21,16 +22,6 @@ class MetricInputError(UflError, ValueError):
     A :class:`ValueError` for Python callers and a :class:`~ufl.errors.UflError` for the CLI,
     which prints the one-line message.
     """
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """A tensor on any device (detached, half precision widened to float32) or array -> ndarray."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
-            x = x.float()  # bfloat16 / float16 have no NumPy equivalent worth keeping
-        return x.cpu().numpy()
-    return np.asarray(x)
 
 
 def maps(x: Any, name: str, metric: str) -> np.ndarray:

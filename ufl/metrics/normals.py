@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..tensors import to_numpy
 from .base import METRICS, Metric
-from .inputs import MetricInputError, check_finite, same_shape, to_numpy
+from .inputs import MetricInputError, check_finite, same_shape
 
 __all__ = ["NormalsMetric", "ANGLE_THRESHOLDS"]
 

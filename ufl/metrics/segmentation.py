@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..labels import IGNORE_INDEX
+from ..tensors import to_numpy
 from .base import METRICS, Metric
-from .inputs import MetricInputError, is_positive_int, same_shape, to_numpy
+from .inputs import MetricInputError, is_positive_int, same_shape
 
 __all__ = ["SegmentationMetric"]
 
