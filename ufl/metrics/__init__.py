@@ -73,4 +73,7 @@ __all__ = [
     "METRICS",
     "build_metric",
     "delta_m",
+    "MIN_DEPTH",
+    "ANGLE_THRESHOLDS",
+    "edge_pool_context",
 ]
