@@ -30,8 +30,10 @@ from skimage.morphology import thin
 from ..errors import DataError
 from ..images import decode_normals_rgb, read_mat, read_png
 from ..io import read_json
-from .base import (DATASETS, IGNORE_INDEX, DenseDataset, TaskLike, to_binary_target, to_label_target,
-                   to_normals_target)
+from ..kinds.binary import to_binary_target
+from ..kinds.normals import to_normals_target
+from ..kinds.segmentation import to_label_target
+from .base import DATASETS, IGNORE_INDEX, DenseDataset, TaskLike
 from .catalog import PASCAL_NORMALS_VALID_CLASSES
 
 __all__ = ["PASCALContext", "HUMAN_PARTS_6", "PERSON_CLASS", "paint_human_parts", "labelmap_boundaries",

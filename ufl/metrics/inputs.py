@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UflError
-from ..labels import IGNORE_INDEX
-from ..tensors import to_numpy
+from ..tensors import IGNORE_INDEX, to_numpy
 
 __all__ = ["MetricInputError", "maps", "is_positive_int", "check_finite", "same_shape",
            "check_probabilities", "check_binary_target"]
