@@ -15,7 +15,8 @@ from ufl.viz import (
     IGNORE_COLOUR, SCALE_COLOURS, as_rgb, attention_images, bar_chart, blend, colorize, depth_range, grouped_bars,
     prediction_grid, prediction_grids, save_png,
 )
-from ufl.viz import metric_unit, normals_key, prediction_figure, unit_chart, unit_figure
+from ufl.viz import PanelRow, metric_unit, normals_key, prediction_figure, unit_chart, unit_figure
+from ufl.viz.panels import MISSING_GT
 
 H, W = 6, 9  # H != W so that a transposed output cannot pass
 
@@ -382,3 +383,24 @@ def test_rows_without_a_kind_get_no_key_column(rng):
     rows = [{"task": "saliency", "pred": colorize("saliency", rng.uniform(0, 1, (8, 8)))}]
     fig = prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8), "rows": rows}], panel_inches=2.0)
     assert fig.get_figwidth() == 4.0 and not [ax for ax in fig.axes if ax.get_label() == "key"]
+
+
+# -- the typed panel row, and kinds that draw themselves ------------------------------------------------
+def test_panel_row_colours_a_kind_and_wraps_attention_lines():
+    labels = np.array([[0, 1], [1, 255]])
+    maps = [np.full((2, 2, 3), i, np.uint8) for i in range(7)]
+    row = PanelRow.from_dict({"task": "parts", "kind": "segmentation", "dataset": "pascal", "target": "human_parts",
+                              "pred": labels, "attention": maps,
+                              "attention_labels": [f"SFA s{i}" for i in range(6)] + ["MSA argmax"]}, "row 0")
+    assert row.gt is None and row.pred.tolist() == colorize("segmentation", labels, dataset="pascal",
+                                                             task="human_parts").tolist()
+    assert [entry[0] for entry in row.keys[0]["entries"]] == ["background", "head", "ignore"]
+    lines = row.lines()
+    assert [(len(panels), what) for panels, what in lines] == [(1, "prediction"), (5, "attention"),
+                                                               (1, "attention"), (1, "attention")]
+    assert row.scales == 0  # the argmax map is not a scale
+    # another row of the sample has a ground truth: this one gets the placeholder in its place
+    first = row.lines(gt_column=True)[0][0]
+    assert [label for label, _ in first] == ["ground truth", "prediction"] and first[0][1] is MISSING_GT
+
+
