@@ -28,11 +28,12 @@ from typing import Any, Callable
 
 import matplotlib
 import numpy as np
-import torch
+
+from ..tensors import to_numpy
 
 __all__ = [
     "ClassColours", "colorize_labels", "colorize_depth", "colorize_normals", "colorize_probabilities",
-    "depth_range", "shared_depth_range", "as_rgb", "apply_cmap", "to_numpy",
+    "depth_range", "shared_depth_range", "as_rgb", "apply_cmap",
     "class_legend", "depth_key", "normals_sphere_key", "probability_key", "normals_key",
     "DEPTH_CMAP", "DEPTH_PERCENTILES", "HEATMAP_CMAP", "IGNORE_COLOUR", "SCALE_COLOURS", "TAB10", "LEGEND_CLASSES",
 ]
@@ -69,16 +70,6 @@ LEGEND_CLASSES = 8
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
-def to_numpy(x: Any) -> np.ndarray:
-    """A tensor (any device, any float width) or array-like -> numpy array (no copy when possible)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.is_floating_point() and x.dtype != torch.float64:
-            x = x.float()  # bfloat16 / float16 have no numpy equivalent (bf16) or lose range
-        return x.numpy()
-    return np.asarray(x)
-
-
 def _single_map(x: Any, kind: str) -> np.ndarray:
     """``(H, W)`` or ``(1, H, W)`` -> ``(H, W)``; any other shape is a ValueError naming the kind."""
     arr = to_numpy(x)

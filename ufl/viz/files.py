@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..errors import UflError
 from ..io import atomic_path
-from .colours import to_numpy
+from ..tensors import to_numpy
 
 __all__ = ["save_png", "save_figure", "png_path", "FIGURE_DPI"]
 

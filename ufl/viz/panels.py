@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .colours import to_numpy
+from ..tensors import to_numpy
 from .maps import class_colours, drawn_kind
 
 __all__ = ["PanelRow", "ROW_KEYS", "MAX_PANELS_PER_LINE", "MISSING_GT"]
