@@ -404,3 +404,31 @@ def test_panel_row_colours_a_kind_and_wraps_attention_lines():
     assert [label for label, _ in first] == ["ground truth", "prediction"] and first[0][1] is MISSING_GT
 
 
+def test_a_registered_kind_draws_its_own_colours_key_and_unit():
+    from ufl.kinds import register_kind, unregister_kind
+    from ufl.kinds.saliency import SaliencyKind
+
+    class Heat(SaliencyKind):
+        name = "heat_toy"
+
+        def colorize(self, array, *, valid=None, classes=None, value_range=None):
+            return np.full(np.shape(array)[-2:] + (3,), (10, 20, 30), np.uint8)
+
+        def colour_key(self, gt, pred, *, classes=None, value_range=None):
+            return [{"type": "colorbar", "cmap": "hot", "range": (0.0, 5.0), "label": "heat (K)"}]
+
+        def metric_unit(self, metric):
+            return "kelvin"
+
+    register_kind(Heat)
+    try:
+        assert colorize("heat_toy", np.zeros((2, 3))).tolist() == [[[10, 20, 30]] * 3] * 2
+        fig = prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8),
+                                  "rows": [{"task": "t", "kind": "heat_toy", "pred": np.zeros((8, 8))}]}])
+        assert _colorbar_labels(fig) == ["heat (K)"]
+        assert metric_unit("heat_toy", "maxF") == "kelvin"
+    finally:
+        unregister_kind("heat_toy")
+    with pytest.raises(ValueError, match="unknown task kind 'heat_toy'"):
+        prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8),
+                            "rows": [{"task": "t", "kind": "heat_toy", "pred": np.zeros((8, 8))}]}])
