@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from ..cfg import DEFAULTS
 from ..errors import UflError
 from ..runtime import Precision
 from ..tensors import move_to_device
@@ -31,8 +32,8 @@ class NonFiniteLoss(UflError):
     """The loss became NaN or infinite; the run stops and earlier checkpoints are kept."""
 
 
-def poly_lr(base_lr: float, epoch: int, epochs: int, power: float = 0.9) -> float:
-    """Poly decay per epoch (the reference schedule): ``base * (1 - epoch / epochs) ** power``."""
+def poly_lr(base_lr: float, epoch: int, epochs: int, power: float = DEFAULTS.poly_power) -> float:
+    """Poly decay per epoch (the reference schedule, power 0.9): ``base * (1 - epoch / epochs) ** power``."""
     return base_lr * (1.0 - epoch / max(epochs, 1)) ** power
 
 
