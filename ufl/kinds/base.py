@@ -18,6 +18,8 @@ who                        asks the kind for
                            :meth:`Kind.prior_logits`
 ``ufl.training.priors``    :meth:`Kind.output_prior`, :meth:`Kind.inverse`
 ``ufl.probe``              :meth:`Kind.probe_targets`, :meth:`Kind.probe_columns`
+``ufl.viz``                :meth:`Kind.colorize`, :meth:`Kind.colour_range`,
+                           :meth:`Kind.colour_key`, :meth:`Kind.metric_unit`
 =========================  =====================================================================
 
 The defaults here are those of a dense regression map without invalid values and without an
@@ -32,7 +34,7 @@ methods import what they use when first called.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import DataError, SpecError
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..metrics import Metric
+    from ..viz.colours import ClassColours
 
 __all__ = ["Modality", "Kind", "single_channel_map", "standardise"]
 
@@ -257,6 +260,35 @@ class Kind:
     def probe_columns(self, values: np.ndarray) -> np.ndarray:
         """The sampled targets ``(n, K)`` as LogME scores them: here standardised per column."""
         return standardise(values)
+
+    # -- pictures (ufl.viz; its colour functions are imported on use: ufl.viz imports the kinds) ----
+    def colorize(self, array: Any, *, valid: Any = None, classes: Callable[[], ClassColours] | None = None,
+                 value_range: tuple[float, float] | None = None) -> np.ndarray:
+        """One map of this kind (a target, or a :meth:`postprocess`-ed prediction, batch index
+        removed; array or tensor) -> ``(H, W, 3)`` uint8 RGB, with the colours of
+        :mod:`ufl.viz.colours`. ``valid``: optional ``(H, W)`` bool mask, pixels outside it drawn as
+        invalid; ``classes``: returns the palette of a label map's classes; ``value_range``: the
+        values at the two ends of a continuous colour map (None: the map's own range). Here: no
+        colours (a ValueError); a kind that is drawn overrides it."""
+        raise ValueError(f"task kind {self.name!r} has no colours: give its class a colorize method "
+                         f"(ufl.kinds.Kind.colorize) to draw its maps")
+
+    def colour_range(self, gt: Any, pred: Any) -> tuple[float, float] | None:
+        """The ``value_range`` that colours a ground truth (may be None) and its prediction on one
+        scale in a figure, so that their colours compare; here None (a fixed scale)."""
+        return None
+
+    def colour_key(self, gt: Any, pred: Any, *, classes: Callable[[], ClassColours] | None = None,
+                   value_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+        """The key of the colours of ``gt`` (may be None) and ``pred``, drawn with ``classes`` and
+        ``value_range``: ``[{"type": "legend" | "colorbar" | "image", ...}]`` as the key cell of a
+        prediction figure draws them (:mod:`ufl.viz.colours`); here none."""
+        return []
+
+    def metric_unit(self, metric: str) -> str:
+        """The axis a metric of this kind (one of :attr:`metric_keys`) is drawn on in a chart; here
+        ``"score (%)"``."""
+        return "score (%)"
 
     def __repr__(self) -> str:
         return f"<task kind {self.name!r}>"

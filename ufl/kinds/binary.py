@@ -7,7 +7,7 @@ Target: ``(1, H, W)`` float32 in {0, 1}, 255 = ignore. Head: 1 logit; loss ``bal
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DataError
 from ..labels import IGNORE_INDEX
@@ -79,6 +79,18 @@ class BinaryMapKind(Kind):
     def probe_columns(self, values: np.ndarray) -> np.ndarray:
         """The 0/1 values as they are."""
         return values
+
+    def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
+        """Probabilities in grey (0 black, 1 white); 255 (ignore) dark red."""
+        from ..viz.colours import colorize_probabilities
+
+        return colorize_probabilities(array, self.name, valid)
+
+    def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
+        """A grey colour bar of probabilities."""
+        from ..viz.colours import probability_key
+
+        return probability_key()
 
 
 def to_binary_target(arr: np.ndarray, path: Path | str, what: str = "binary map") -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DataError
 from .base import Kind, Modality, single_channel_map
@@ -111,6 +111,27 @@ class DepthKind(Kind):
 
         target = np.asarray(target, dtype=np.float64)
         return target[0] > 0, target[0][..., None]
+
+    def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
+        """Near bright, far dark (``viridis_r``) between ``value_range`` (near, far) metres; 0 black."""
+        from ..viz.colours import colorize_depth
+
+        return colorize_depth(array, valid, value_range)
+
+    def colour_range(self, gt: Any, pred: Any) -> tuple[float, float] | None:
+        """The ground truth's robust depth range (else the prediction's)."""
+        from ..viz.colours import shared_depth_range
+
+        return shared_depth_range(gt, pred)
+
+    def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
+        """A colour bar in metres."""
+        from ..viz.colours import depth_key
+
+        return depth_key(value_range)
+
+    def metric_unit(self, metric: str) -> str:
+        return "log metres" if metric == "log_rmse" else "metres"
 
 
 def to_depth_target(arr: np.ndarray, path: Path | str, what: str = "depth") -> torch.Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DataError
 from .base import Kind, Modality
@@ -130,6 +130,22 @@ class NormalsKind(Kind):
 
         target = np.asarray(target, dtype=np.float64)
         return np.linalg.norm(target, axis=0) > 0, np.moveaxis(target, 0, -1)
+
+    def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
+        """RGB = (n + 1) / 2; the zero vector black."""
+        from ..viz.colours import colorize_normals
+
+        return colorize_normals(array, valid)
+
+    def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
+        """A sphere coloured by its normals."""
+        from ..viz.colours import normals_sphere_key
+
+        return normals_sphere_key()
+
+    def metric_unit(self, metric: str) -> str:
+        """Degrees for the angle errors, a score (%) for the shares within a threshold."""
+        return "degrees" if metric in ("mean", "median", "rmse") else "score (%)"
 
 
 def normalize_normals(normals: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -106,6 +106,18 @@ class SegmentationKind(Kind):
         """Only the classes present in the sample (LogME averages over them)."""
         return values[:, values.sum(0) > 0]
 
+    def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
+        """Each class in its palette colour (``classes``); 255 (ignore) black."""
+        from ..viz.colours import colorize_labels
+
+        return colorize_labels(array, classes, valid)
+
+    def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
+        """A legend of the most frequent classes, by name."""
+        from ..viz.colours import class_legend
+
+        return class_legend(gt, pred, classes)
+
 
 def integral_labels(arr: np.ndarray, path: Path | str, what: str) -> np.ndarray:
     """Integer (or integral float, or bool) values -> int64; fractional values are a :class:`DataError`."""
