@@ -97,6 +97,8 @@ class Kind:
             else ``None`` (the spec gives them per dataset).
         activation: the output activation a head of this kind is trained with now
             (:mod:`ufl.outputs`); ``"identity"`` for none.
+        activations: every activation name :meth:`activate` knows (a head's record names one:
+            heads trained before a kind gained its activation keep ``"identity"``).
     """
 
     name: str = ""
