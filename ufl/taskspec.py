@@ -36,7 +36,7 @@ import yaml
 
 from .errors import SpecError
 from .kinds import KINDS, Kind, get_kind
-from .tensors import IGNORE_INDEX
+from .labels import IGNORE_INDEX
 
 __all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "load_spec", "builtin_specs", "get_spec", "resolve_spec",
            "TASK_NAME", "check_task_name"]

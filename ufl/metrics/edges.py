@@ -13,7 +13,7 @@ import numpy as np
 from pyEdgeEval.common.metrics import compute_rec_prec_f1, interpolated_max_scores
 
 from ..evalcache import CountCache, image_key
-from ..tensors import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 from .base import METRICS, Metric
 from .edge_matching import counting_code, match_image
 from .inputs import MetricInputError, check_binary_target, check_probabilities, is_positive_int, maps, same_shape

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UflError
-from ..tensors import IGNORE_INDEX, to_numpy
+from ..labels import IGNORE_INDEX
+from ..tensors import to_numpy
 
 __all__ = ["MetricInputError", "maps", "is_positive_int", "check_finite", "same_shape",
            "check_probabilities", "check_binary_target"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensors import IGNORE_INDEX
+from ..labels import IGNORE_INDEX
 from .base import METRICS, Metric
 from .inputs import MetricInputError, check_binary_target, check_probabilities, maps, same_shape
 

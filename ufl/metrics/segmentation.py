@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..tensors import IGNORE_INDEX, to_numpy
+from ..labels import IGNORE_INDEX
+from ..tensors import to_numpy
 from .base import METRICS, Metric
 from .inputs import MetricInputError, is_positive_int, same_shape
 
