@@ -686,7 +686,7 @@ def test_predict_takes_a_folder_prints_each_image_once_and_json(ws, synthetic_ro
 
 
 def test_a_backbone_trained_only_on_generated_data_is_said(ws, checkpoint, synthetic_root, tmp_path):
-    from ufl.datasets.synthetic import SYNTHETIC_MARKER, is_synthetic
+    from ufl.synthetic import SYNTHETIC_MARKER, is_synthetic
     from ufl.provenance import UNREACHABLE
 
     assert is_synthetic(synthetic_root / "NYUD_MT") and (synthetic_root / "PASCAL_MT" / SYNTHETIC_MARKER).is_file()

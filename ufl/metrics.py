@@ -66,7 +66,7 @@ from skimage.morphology import thin
 from .errors import UflError
 from .evalcache import CountCache, image_key
 from .registry import Registry
-from .taskspec import IGNORE_INDEX
+from .labels import IGNORE_INDEX
 
 __all__ = [
     "Metric",

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UflError
+from .kinds import get_kind
 from .runtime import resolve_device
 
 __all__ = ["ModelServer", "ServingState", "create_app", "serve", "check_loopback", "decode_image"]
@@ -203,7 +204,7 @@ class ModelServer:
         size: ``[{task: postprocessed prediction (labels (H, W) / (C, H, W) maps)}]``. The backbone
         runs once per input size for the whole batch; the heads run as in ``ufl predict``
         (:func:`~ufl.workspace.predict._apply_heads`)."""
-        from .workspace.predict import _apply_heads, _resize_back
+        from .workspace.predict import _apply_heads
 
         state = state or self.state
         wanted = [list(state.heads) if t is None else list(t) for t in tasks]
@@ -222,7 +223,8 @@ class ModelServer:
             for name, result in _apply_heads({n: state.heads[n] for n in names}, features, size).items():
                 for row, i in enumerate(members):
                     if name in wanted[i]:
-                        results[i][name] = _resize_back(result["kind"], result["pred"][row], tuple(images[i].shape[:2]))
+                        results[i][name] = get_kind(result["kind"]).resize_prediction(result["pred"][row],
+                                                                                      tuple(images[i].shape[:2]))
         self.batches += 1
         self.requests += len(images)
         return results
@@ -231,7 +233,7 @@ class ModelServer:
         """One task's prediction as JSON: base64 PNG (``ufl predict``'s colours) or nested lists."""
         from PIL import Image
 
-        from .visualize import colorize
+        from .viz import colorize
 
         info = state.info[name]
         if fmt == "array":

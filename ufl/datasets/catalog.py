@@ -20,6 +20,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UflError
+from ..kinds import get_kind
+from ..kinds.edges import EDGE_PROTOCOL
 
 __all__ = ["Metadata", "MetadataCatalog", "voc_palette", "NYUD_CLASSES", "VOC_CLASSES", "HUMAN_PART_CLASSES",
            "PASCAL_NORMALS_VALID_CLASSES", "EDGE_PROTOCOL", "metric_options"]
@@ -86,30 +88,11 @@ Repository: github.com/SimonVandenhende/Multi-Task-Learning-PyTorch (the class i
 code; the list is derived from the two JSON files as that loader derives it).
 """
 
-EDGE_PROTOCOL: dict[str, dict[str, float | bool]] = {
-    # SEISM, src/scripts/eval_method.m (github.com/jponttuset/seism): maxDist = 0.0075 for every
-    # database but 'Pascal' (0.01) and 'SBD' (0.02); MTI-Net's evaluation/eval_edge.py runs it on
-    # 'PASCALContext'. Thinning: SEISM's eval_cont.m calls edgesEvalImg(contours, gt, params) with
-    # params.maxDist only, so edgesEvalImg's default thin = 1 applies (bwmorph(E1, 'thin', inf)).
-    "pascal": {"max_dist": 0.0075, "thin": True},
-    # Dollar's structured-edge benchmark on NYUD (github.com/pdollar/edges, edgesDemoRgbd.m:
-    # edgesEval(model, ..., 'maxDist', .011)), the setting the multi-task NYUD edge numbers use;
-    # edgesEvalImg thins (thin = 1 by default).
-    "nyud": {"max_dist": 0.011, "thin": True},
-}
-"""Edge matching settings per dataset (keyword arguments of :class:`ufl.metrics.EdgeMetric`).
-
-A dataset not listed (a user's folder) gets EdgeMetric's defaults (maxDist 0.0075, thinned), the
-BSDS / SEISM default.
-"""
-
-
 def metric_options(dataset: str, kind: str) -> dict[str, float | bool]:
     """Keyword arguments of the metric of a task of ``kind`` on ``dataset`` that the benchmark fixes
-    per dataset: the edge matching of :data:`EDGE_PROTOCOL` for ``edges``, nothing for other kinds."""
-    if kind == "edges":
-        return dict(EDGE_PROTOCOL.get(dataset, {}))
-    return {}
+    per dataset (:meth:`ufl.kinds.Kind.metric_options`: the edge matching of :data:`EDGE_PROTOCOL`
+    for ``edges``, nothing for the other built-in kinds)."""
+    return get_kind(kind).metric_options(dataset)
 
 
 def voc_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from ..evaluation import postprocess
 from ..outputs import recorded_activation
 from ..images import read_image
+from ..kinds import get_kind
 from ..runtime import resolve_device
-from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
+from ..viz import as_rgb, attention_images, colorize, prediction_grids, save_png
 from .cache import dataset_specs, open_split, resolve_data
 from .folders import expand_datasets
 from .views import ViewDataset
-from ..vectors import unit_vectors
 
 __all__ = ["predict", "visualize", "image_files", "IMAGE_SUFFIXES"]
 
@@ -87,14 +87,6 @@ def _apply_heads(heads: dict[str, tuple], features, size: tuple[int, int], atten
     return out
 
 
-def _resize_back(kind: str, pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A prediction (one sample) at the original image size: nearest for labels, bilinear else."""
-    if kind == "segmentation":
-        return F.interpolate(pred[None, None].float(), size=size, mode="nearest")[0, 0].long()
-    x = F.interpolate(pred[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-    return unit_vectors(x, dim=0) if kind == "normals" else x
-
-
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 """Files of a folder given to :func:`predict` that are read as images (case-insensitive)."""
 
@@ -144,7 +136,7 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         for size, heads in groups.items():
             resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
             for name, result in _run_heads(ws, heads, resized, device, attention).items():
-                pred = _resize_back(result["kind"], result["pred"][0], (height, width))
+                pred = get_kind(result["kind"]).resize_prediction(result["pred"][0], (height, width))
                 png = colorize(result["kind"], pred, dataset=result["dataset"], task=result["target"],
                                num_classes=result["classes"])
                 record[name] = save_png(png, folder / f"{name}.png")
@@ -155,9 +147,10 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
                 if attention:
                     images_ = attention_images(result["attention"], rgb, index=0)
                     maps = images_["sfa"] + images_["msa"] + images_["msa_argmax"]
-                    for kind, pictures in images_.items():
+                    for maps_name, pictures in images_.items():
                         for s, picture in enumerate(pictures):
-                            save_png(picture, folder / f"{name}_{kind}{'' if kind == 'msa_argmax' else f'_s{s}'}.png")
+                            suffix = "" if maps_name == "msa_argmax" else f"_s{s}"
+                            save_png(picture, folder / f"{name}_{maps_name}{suffix}.png")
                 rows.append({"task": name, "pred": pred, "kind": result["kind"], "dataset": result["dataset"],
                              "target": result["target"], "num_classes": result["classes"], "attention": maps,
                              "attention_labels": _attention_labels(scales) if maps else None})
