@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..cfg import DEFAULTS
 from ..errors import UflError
-from ..models import DEFAULT_BACKBONE
 from .strategies import DEFAULT_STRATEGIES
 from .stream import DEFAULT_TASKS
 
@@ -24,8 +24,9 @@ class ContinualConfig:
         tasks: the stream, ``DATASET:TASK`` entries (:data:`DEFAULT_TASKS`).
         checkpoint: a ``ufl pretrain`` run folder whose backbone starts every strategy; else
         backbone, pretrained: a timm backbone (``pretrained`` as :class:`~ufl.models.Backbone`'s).
-        epochs, batch_size, lr, weight_decay: per experience; Adam at a constant learning rate
-            (lr 1e-4 and weight decay 1e-4 as the reference protocol, DESIGN.md section 6).
+        epochs, batch_size, lr, weight_decay: per experience; Adam at a constant learning rate.
+            Defaults (and those of backbone and seed): ``ufl/cfg/default.yaml`` (``continual_epochs``
+            10, lr 1e-4 and weight decay 1e-4 as the reference protocol, DESIGN.md section 6).
         size: (H, W) of every image (default: each dataset's reference size); HRNet needs sides
             divisible by 32.
         augment: the reference training augmentations.
@@ -49,12 +50,12 @@ class ContinualConfig:
     strategies: Sequence[str] = DEFAULT_STRATEGIES
     tasks: Sequence[str] = DEFAULT_TASKS
     checkpoint: str | os.PathLike | None = None
-    backbone: str = DEFAULT_BACKBONE
+    backbone: str = DEFAULTS.backbone
     pretrained: bool | str | os.PathLike | None = None
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
+    epochs: int = DEFAULTS.continual_epochs
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
+    weight_decay: float = DEFAULTS.weight_decay
     size: Sequence[int] | None = None
     augment: bool = True
     ewc_lambda: float = 1e5
@@ -63,7 +64,7 @@ class ContinualConfig:
     head_options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     workers: int | None = None
-    seed: int = 0
+    seed: int = DEFAULTS.seed
     log_dir: str | os.PathLike | None = None
     tensorboard: bool = False
     progress: bool = True
