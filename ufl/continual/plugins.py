@@ -15,7 +15,7 @@ from avalanche.training.plugins import FeatureDistillationPlugin, SynapticIntell
 
 from ..errors import UflError
 from ..losses import MultiTaskLoss
-from ..models.heads import resize
+from ..tensors import resize
 from .stream import ContinualTask
 
 __all__ = ["FrozenLearnedHeads", "TaskCriterion", "dense_representation", "DenseFeatureDistillation",
