@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..metrics import Metric
-    from ..viz.colours import ClassColours
+    from ..colours import ClassColours
 
 __all__ = ["Modality", "Kind", "single_channel_map", "standardise"]
 
@@ -261,12 +261,12 @@ class Kind:
         """The sampled targets ``(n, K)`` as LogME scores them: here standardised per column."""
         return standardise(values)
 
-    # -- pictures (ufl.viz; its colour functions are imported on use: ufl.viz imports the kinds) ----
+    # -- pictures (colours from the leaf ufl.colours, imported on use so that reading a spec loads no matplotlib) ----
     def colorize(self, array: Any, *, valid: Any = None, classes: Callable[[], ClassColours] | None = None,
                  value_range: tuple[float, float] | None = None) -> np.ndarray:
         """One map of this kind (a target, or a :meth:`postprocess`-ed prediction, batch index
         removed; array or tensor) -> ``(H, W, 3)`` uint8 RGB, with the colours of
-        :mod:`ufl.viz.colours`. ``valid``: optional ``(H, W)`` bool mask, pixels outside it drawn as
+        :mod:`ufl.colours`. ``valid``: optional ``(H, W)`` bool mask, pixels outside it drawn as
         invalid; ``classes``: returns the palette of a label map's classes; ``value_range``: the
         values at the two ends of a continuous colour map (None: the map's own range). Here: no
         colours (a ValueError); a kind that is drawn overrides it."""
@@ -282,7 +282,7 @@ class Kind:
                    value_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
         """The key of the colours of ``gt`` (may be None) and ``pred``, drawn with ``classes`` and
         ``value_range``: ``[{"type": "legend" | "colorbar" | "image", ...}]`` as the key cell of a
-        prediction figure draws them (:mod:`ufl.viz.colours`); here none."""
+        prediction figure draws them (:mod:`ufl.colours`); here none."""
         return []
 
     def metric_unit(self, metric: str) -> str:

@@ -82,13 +82,13 @@ class BinaryMapKind(Kind):
 
     def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
         """Probabilities in grey (0 black, 1 white); 255 (ignore) dark red."""
-        from ..viz.colours import colorize_probabilities
+        from ..colours import colorize_probabilities
 
         return colorize_probabilities(array, self.name, valid)
 
     def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
         """A grey colour bar of probabilities."""
-        from ..viz.colours import probability_key
+        from ..colours import probability_key
 
         return probability_key()
 

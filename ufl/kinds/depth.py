@@ -114,19 +114,19 @@ class DepthKind(Kind):
 
     def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
         """Near bright, far dark (``viridis_r``) between ``value_range`` (near, far) metres; 0 black."""
-        from ..viz.colours import colorize_depth
+        from ..colours import colorize_depth
 
         return colorize_depth(array, valid, value_range)
 
     def colour_range(self, gt: Any, pred: Any) -> tuple[float, float] | None:
         """The ground truth's robust depth range (else the prediction's)."""
-        from ..viz.colours import shared_depth_range
+        from ..colours import shared_depth_range
 
         return shared_depth_range(gt, pred)
 
     def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
         """A colour bar in metres."""
-        from ..viz.colours import depth_key
+        from ..colours import depth_key
 
         return depth_key(value_range)
 

@@ -133,13 +133,13 @@ class NormalsKind(Kind):
 
     def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
         """RGB = (n + 1) / 2; the zero vector black."""
-        from ..viz.colours import colorize_normals
+        from ..colours import colorize_normals
 
         return colorize_normals(array, valid)
 
     def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
         """A sphere coloured by its normals."""
-        from ..viz.colours import normals_sphere_key
+        from ..colours import normals_sphere_key
 
         return normals_sphere_key()
 

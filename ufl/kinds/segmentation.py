@@ -108,13 +108,13 @@ class SegmentationKind(Kind):
 
     def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
         """Each class in its palette colour (``classes``); 255 (ignore) black."""
-        from ..viz.colours import colorize_labels
+        from ..colours import colorize_labels
 
         return colorize_labels(array, classes, valid)
 
     def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
         """A legend of the most frequent classes, by name."""
-        from ..viz.colours import class_legend
+        from ..colours import class_legend
 
         return class_legend(gt, pred, classes)
 

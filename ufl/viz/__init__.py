@@ -3,7 +3,7 @@
 Pure functions over numpy arrays or torch tensors (no workspace logic): ``ufl predict``,
 ``ufl visualize``, ``ufl evaluate --plot`` and ``ufl reproduce`` call them. One module per concern:
 
-- :mod:`ufl.viz.colours`: leaf utilities: one map -> ``(H, W, 3)`` uint8 RGB per task kind (the
+- :mod:`ufl.colours`: leaf utilities: one map -> ``(H, W, 3)`` uint8 RGB per task kind (the
   table of colours is in its docstring), input images (:func:`as_rgb`), the keys of the colours;
   the task kinds (:mod:`ufl.kinds`) call them;
 - :mod:`ufl.viz.maps`: :func:`colorize` (a map of a kind given by name), :func:`class_colours`
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .attention import attention_images, blend
 from .charts import bar_chart, grouped_bars, metric_unit, unit_chart, unit_figure
-from .colours import (DEPTH_CMAP, DEPTH_PERCENTILES, HEATMAP_CMAP, IGNORE_COLOUR, LEGEND_CLASSES, SCALE_COLOURS,
+from ..colours import (DEPTH_CMAP, DEPTH_PERCENTILES, HEATMAP_CMAP, IGNORE_COLOUR, LEGEND_CLASSES, SCALE_COLOURS,
                       as_rgb, depth_range, normals_key)
 from .figures import MAX_FIGURE_INCHES, prediction_figure, prediction_grid, prediction_grids
 from .files import save_png

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..kinds import get_kind
-from .colours import TAB10
+from ..colours import TAB10
 from .files import FIGURE_DPI, png_path, save_figure
 
 __all__ = ["bar_chart", "grouped_bars", "metric_unit", "unit_figure", "unit_chart"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..datasets.catalog import MetadataCatalog, voc_palette
 from ..kinds import KINDS, Kind, get_kind
-from .colours import ClassColours
+from ..colours import ClassColours
 
 __all__ = ["colorize", "class_colours", "drawn_kind"]
 
@@ -37,7 +37,7 @@ def colorize(kind: str, array: Any, *, dataset: str | None = None, task: str | N
              num_classes: int | None = None, valid: Any = None,
              depth_range: tuple[float, float] | None = None) -> np.ndarray:
     """Colour one prediction or target map as ``(H, W, 3)`` uint8 RGB (the table of
-    :mod:`ufl.viz.colours`), through the kind's :meth:`~ufl.kinds.Kind.colorize`.
+    :mod:`ufl.colours`), through the kind's :meth:`~ufl.kinds.Kind.colorize`.
 
     Args:
         kind: a registered task kind (:data:`ufl.kinds.KINDS`: segmentation, depth, normals,
@@ -53,7 +53,7 @@ def colorize(kind: str, array: Any, *, dataset: str | None = None, task: str | N
         valid: optional ``(H, W)`` bool mask; pixels outside it are drawn as invalid (black, dark
             red for edges / saliency), in addition to the kind's own invalid values.
         depth_range: depth only: ``(near, far)`` metres mapped to the two ends of the colour map,
-            instead of the image's own robust range (:func:`~ufl.viz.colours.depth_range`); give the
+            instead of the image's own robust range (:func:`~ufl.colours.depth_range`); give the
             ground truth's range to colour a prediction on the same scale. Ignored by the other kinds.
 
     Raises:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import matplotlib
 import numpy as np
 
-from ..tensors import to_numpy
+from .tensors import to_numpy
 
 __all__ = [
     "ClassColours", "colorize_labels", "colorize_depth", "colorize_normals", "colorize_probabilities",
