@@ -19,7 +19,6 @@ from ufl.metrics import (
     NormalsMetric,
     SaliencyMetric,
     SegmentationMetric,
-    build_metric,
 )
 from ufl.evaluation import delta_m
 from ufl.taskspec import KINDS
@@ -536,23 +535,22 @@ def test_delta_m_errors():
         delta_m({"semseg": 1.0}, {"semseg": {"mIoU": 2.0}})
 
 
-def test_directions_and_factory_agree_with_task_kinds():
+def test_directions_and_metrics_agree_with_task_kinds():
     assert METRIC_DIRECTIONS["mIoU"] and METRIC_DIRECTIONS["odsF"] and METRIC_DIRECTIONS["maxF"]
     assert not METRIC_DIRECTIONS["rmse"] and not METRIC_DIRECTIONS["mean"]
     assert set(HEADLINE_METRICS) <= set(METRIC_DIRECTIONS)
     expected = {"segmentation": SegmentationMetric, "depth": DepthMetric, "normals": NormalsMetric,
                 "edges": EdgeMetric, "saliency": SaliencyMetric}
-    for kind, info in KINDS.items():
-        metric = build_metric(kind, num_classes=3)
-        assert type(metric) is expected[kind]
-        assert metric.keys == info.metric_keys
-        assert METRIC_DIRECTIONS[info.headline] == info.higher_is_better
-    assert build_metric("segmentation", num_classes=21, ignore_index=0).ignore_index == 0
-    assert build_metric("edges", num_thresholds=9).thresholds.size == 9
+    for name, expected_type in expected.items():
+        kind = KINDS[name]
+        metric = kind.build_metric(3)
+        assert type(metric) is expected_type
+        assert metric.keys == kind.metric_keys
+        assert METRIC_DIRECTIONS[kind.headline] == kind.higher_is_better
+    assert KINDS["segmentation"].build_metric(21, {"ignore_index": 0}).ignore_index == 0
+    assert KINDS["edges"].build_metric(1, {"num_thresholds": 9}).thresholds.size == 9
     with pytest.raises(ValueError, match="num_classes"):
-        build_metric("segmentation")
-    with pytest.raises(UflError, match="unknown metric kind"):
-        build_metric("optical_flow")
+        SegmentationMetric.build()
 
 
 def test_metrics_know_no_tasks_and_build_by_class():

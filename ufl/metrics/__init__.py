@@ -40,7 +40,7 @@ Sources: the evaluation code of MTI-Net, github.com/SimonVandenhende/Multi-Task-
 ``gather_measure.m``, ``general_ods.m``). Where DESIGN.md and that code differ, DESIGN.md wins and
 the docstring says so in a ``NOTE:``.
 
-Modules: :mod:`~ufl.metrics.base` (the :class:`Metric` base class, the registry by task kind,
+Modules: :mod:`~ufl.metrics.base` (the :class:`Metric` base class,
 :data:`METRIC_DIRECTIONS`), :mod:`~ufl.metrics.inputs` (input checks, :class:`MetricInputError`),
 one module per metric (:mod:`~ufl.metrics.segmentation`, :mod:`~ufl.metrics.depth`,
 :mod:`~ufl.metrics.normals`, :mod:`~ufl.metrics.saliency`, :mod:`~ufl.metrics.edges`),
@@ -50,7 +50,7 @@ one module per metric (:mod:`~ufl.metrics.segmentation`, :mod:`~ufl.metrics.dept
 
 from __future__ import annotations
 
-from .base import METRIC_DIRECTIONS, METRICS, Metric, build_metric
+from .base import METRIC_DIRECTIONS, Metric
 from .delta import HEADLINE_METRICS, delta_m
 from .depth import MIN_DEPTH, DepthMetric
 from .edge_matching import edge_pool_context
@@ -70,8 +70,6 @@ __all__ = [
     "MetricInputError",
     "METRIC_DIRECTIONS",
     "HEADLINE_METRICS",
-    "METRICS",
-    "build_metric",
     "delta_m",
     "MIN_DEPTH",
     "ANGLE_THRESHOLDS",

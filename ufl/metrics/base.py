@@ -1,6 +1,7 @@
-"""The running-metric base class (:class:`Metric`), the registry of metrics by task kind, and the
+"""The running-metric base class (:class:`Metric`) and the
 table of metric directions (:data:`METRIC_DIRECTIONS`), the one place that says whether a larger
-value of a metric key is better."""
+value of a metric key is better. Which metric a task kind reports is the kind's business
+(:meth:`ufl.kinds.Kind.build_metric`); the metrics know no task kinds."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..registry import Registry
 from ..tensors import to_numpy
 from .inputs import MetricInputError
 
-__all__ = ["Metric", "METRIC_DIRECTIONS", "METRICS", "build_metric"]
+__all__ = ["Metric", "METRIC_DIRECTIONS"]
 
 
 #: Whether a larger value is better, per metric key (used for Delta_m and for forgetting).
@@ -125,14 +125,3 @@ class Metric:
     def __repr__(self) -> str:
         settings = ", ".join(f"{v}" for v in self._config())
         return f"{type(self).__name__}({settings})"
-
-
-METRICS: Registry[type[Metric]] = Registry("metric kind")
-
-
-def build_metric(kind: str, num_classes: int | None = None, **kwargs: Any) -> Metric:
-    """The metric of a task kind (``ufl.taskspec.KINDS``): segmentation, depth, normals, edges,
-    saliency. ``num_classes`` is required for segmentation and ignored otherwise (so a caller may
-    pass a spec's output channels for any task); ``kwargs`` go to the metric's constructor
-    (:meth:`Metric.build` of the class registered under ``kind``)."""
-    return METRICS.get(kind).build(num_classes, **kwargs)  # an unknown kind is a UflError listing the known ones

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import METRICS, Metric
+from .base import Metric
 from .inputs import check_finite, maps, same_shape
 
 __all__ = ["DepthMetric", "MIN_DEPTH"]
@@ -16,7 +16,6 @@ __all__ = ["DepthMetric", "MIN_DEPTH"]
 MIN_DEPTH = 1e-9  # predictions are clamped here before the log (MTI-Net eval_depth.py)
 
 
-@METRICS.register("depth")
 class DepthMetric(Metric):
     """Depth RMSE and log-RMSE in metres, pooled over all valid pixels of the split.
 

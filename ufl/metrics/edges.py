@@ -14,14 +14,13 @@ from pyEdgeEval.common.metrics import compute_rec_prec_f1, interpolated_max_scor
 
 from ..evalcache import CountCache, image_key
 from ..labels import IGNORE_INDEX
-from .base import METRICS, Metric
+from .base import Metric
 from .edge_matching import counting_code, match_image
 from .inputs import MetricInputError, check_binary_target, check_probabilities, is_positive_int, maps, same_shape
 
 __all__ = ["EdgeMetric"]
 
 
-@METRICS.register("edges")
 class EdgeMetric(Metric):
     """Boundary F-measure at the optimal dataset scale (odsF), with one-to-one pixel matching.
 

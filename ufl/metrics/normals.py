@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..tensors import to_numpy
-from .base import METRICS, Metric
+from .base import Metric
 from .inputs import MetricInputError, check_finite, same_shape
 
 __all__ = ["NormalsMetric", "ANGLE_THRESHOLDS"]
@@ -18,7 +18,6 @@ __all__ = ["NormalsMetric", "ANGLE_THRESHOLDS"]
 ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees; the "% under" columns of the tables
 
 
-@METRICS.register("normals")
 class NormalsMetric(Metric):
     """Angular error of surface normals in degrees, pooled over all valid pixels of the split.
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import IGNORE_INDEX
-from .base import METRICS, Metric
+from .base import Metric
 from .inputs import MetricInputError, check_binary_target, check_probabilities, maps, same_shape
 
 __all__ = ["SaliencyMetric"]
@@ -21,7 +21,6 @@ def _f_measure(precision: np.ndarray, recall: np.ndarray, beta2: float) -> np.nd
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
-@METRICS.register("saliency")
 class SaliencyMetric(Metric):
     """maxF and mIoU of salient object detection over a fixed set of thresholds.
 

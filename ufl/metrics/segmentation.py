@@ -10,7 +10,7 @@ import numpy as np
 
 from ..labels import IGNORE_INDEX
 from ..tensors import to_numpy
-from .base import METRICS, Metric
+from .base import Metric
 from .inputs import MetricInputError, is_positive_int, same_shape
 
 __all__ = ["SegmentationMetric"]
@@ -35,7 +35,6 @@ def _labels(x: Any, name: str, metric: str) -> np.ndarray:
     return x.astype(np.int64, copy=False)
 
 
-@METRICS.register("segmentation")
 class SegmentationMetric(Metric):
     """Mean intersection-over-union from a confusion matrix pooled over the split.
 
