@@ -28,6 +28,9 @@ def test_the_five_built_in_kinds_and_their_directions():
         "saliency": ("maxF", True, "balanced_bce", "binary")}
     assert get_kind("depth") is KINDS["depth"] and get_kind("normals").fixed_channels == 3
     assert get_kind("normals").direction("11.25") and not get_kind("normals").direction("median")
+    for kind in KINDS.values():
+        kind.check(directions=True)  # every metric key has a direction (not checked at import: no torch there)
+        assert kind.build_metric(3).keys == kind.metric_keys
 
 
 def test_an_unknown_kind_is_one_spec_error_listing_the_known_ones():

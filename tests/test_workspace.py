@@ -78,7 +78,7 @@ def _strip_output_activation(ws, task):
 def test_an_old_identity_depth_head_keeps_its_predictions(ws, synthetic_root):
     from ufl.evaluation import postprocess
     from ufl.workspace.evaluate import recorded_protocol, task_metrics
-    from ufl.workspace.predict import _load_heads, _run_heads
+    from ufl.workspace.predict import load_heads, _run_heads
 
     assert ws.tasks["depth"]["output_activation"] == "softplus"  # a new checkpoint's head records it
     assert ws.tasks["saliency"]["output_activation"] == "identity"
@@ -96,7 +96,7 @@ def test_an_old_identity_depth_head_keeps_its_predictions(ws, synthetic_root):
     assert result["metrics"] == identity and result["drift"] == 0.0
     # predict / visualize: the raw output itself, not its softplus
     images = torch.rand(1, 3, *NYUD_SIZE)
-    heads = _load_heads(ws, ["depth"], "cpu")
+    heads = load_heads(ws, ["depth"], "cpu")
     raw = head(ws.backbone("cpu")(images), out_size=NYUD_SIZE)["out"]
     pred = _run_heads(ws, heads, images, "cpu", attention=False)["depth"]["pred"]
     torch.testing.assert_close(pred, raw.float(), rtol=0, atol=0)

@@ -32,11 +32,12 @@ from tqdm.auto import tqdm
 from . import distributed
 from .kinds import get_kind
 from .metrics import Metric
+from .metrics import delta_m as metrics_delta_m
 from .runtime import Precision, progress_disable, usable_cpus
-from .taskspec import TaskSpec
+from .taskspec import TaskSpec, builtin_specs
 from .tensors import move_to_device, resize
 
-__all__ = ["postprocess", "make_metric", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK", "RESOLUTIONS",
+__all__ = ["postprocess", "make_metric", "delta_m", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK", "RESOLUTIONS",
            "ORIGINAL_SIZE", "check_resolution", "resize_logits", "OriginalSizeDataset", "collate_original_size"]
 
 #: Evaluation resolutions: each image's own size (the benchmark's), or the working (input) size.
@@ -94,6 +95,17 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
     kwargs: dict[str, Any] = dict(kind.metric_options(dataset) if options is None else options)
     return kind.build_metric(spec.out_channels(dataset), kwargs, workers=edge_workers(), cache=edge_cache,
                              thresholds=edge_thresholds)
+
+
+def delta_m(results: Mapping[str, Any], references: Mapping[str, Any],
+            higher_is_better: Mapping[str, bool] | None = None) -> float:
+    """Delta_m in percent (:func:`ufl.metrics.delta_m`, same arguments) knowing the built-in tasks:
+    a built-in task given as floats (``{"semseg": 40.0}``) takes the direction of its spec
+    (``ufl.taskspec.builtin_specs``) unless ``higher_is_better`` gives one."""
+    specs = builtin_specs()
+    directions = {task: specs[task].higher_is_better for task, value in results.items()
+                  if task in specs and not isinstance(value, Mapping)}
+    return metrics_delta_m(results, references, {**directions, **(higher_is_better or {})})
 
 
 def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

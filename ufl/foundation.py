@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .cfg import DEFAULTS
-from .metrics import delta_m
+from .evaluation import delta_m
 from .models.backbone import resolve_pretrained
 from .tables import markdown_table
 from .workspace import HeadTrainingConfig, Workspace

@@ -36,12 +36,9 @@ from typing import Any, Mapping
 
 import torch
 
-from .kinds import get_kind
+from .kinds import KINDS, get_kind
 
-__all__ = ["activate", "inverse", "default_activation", "recorded_activation", "ACTIVATIONS", "RECORD_KEY"]
-
-#: Named output activations (what a task record / checkpoint stores).
-ACTIVATIONS = ("identity", "softplus")
+__all__ = ["activate", "inverse", "default_activation", "recorded_activation", "known_activations", "RECORD_KEY"]
 
 #: The key naming the activation in a task record (a name) and in a checkpoint's metadata ({task: name}).
 RECORD_KEY = "output_activation"
@@ -50,6 +47,12 @@ RECORD_KEY = "output_activation"
 def default_activation(kind: str) -> str:
     """The activation a head of ``kind`` is trained with now: ``"softplus"`` for depth, else ``"identity"``."""
     return get_kind(kind).activation
+
+
+def known_activations() -> tuple[str, ...]:
+    """The named output activations a task record / checkpoint may store: those of the registered
+    kinds (:attr:`ufl.kinds.Kind.activations`; built-in: ``identity``, ``softplus``)."""
+    return tuple(dict.fromkeys(name for kind in KINDS.values() for name in kind.activations))
 
 
 def recorded_activation(record: Mapping[str, Any] | None, task: str | None = None) -> str:
@@ -61,15 +64,15 @@ def recorded_activation(record: Mapping[str, Any] | None, task: str | None = Non
         value = (value or {}).get(task) if isinstance(value, Mapping) else None
     if value is None:
         return "identity"
-    if value not in ACTIVATIONS:
-        raise ValueError(f"unknown output activation {value!r} (known: {', '.join(ACTIVATIONS)}); "
+    if value not in known_activations():
+        raise ValueError(f"unknown output activation {value!r} (known: {', '.join(known_activations())}); "
                          f"the record was written by a newer ufl, upgrade it")
     return value
 
 
 def activate(kind: str, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
     """The kind's quantity from a raw output ``x`` (any shape) through ``activation`` (a name of
-    :data:`ACTIVATIONS`; ``None``: :func:`default_activation` of ``kind``, what a head trained
+    the kind's ``activations``; ``None``: :func:`default_activation` of ``kind``, what a head trained
     now uses): depth -> ``softplus(x)`` metres (> 0), or ``x`` for a head recorded with
     ``"identity"``; every other built-in kind -> ``x`` unchanged."""
     return get_kind(kind).activate(x, activation)

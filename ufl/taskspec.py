@@ -36,7 +36,7 @@ import yaml
 
 from .errors import SpecError
 from .kinds import KINDS, Kind, get_kind
-from .tensors import IGNORE_INDEX
+from .labels import IGNORE_INDEX
 
 __all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "load_spec", "builtin_specs", "get_spec", "resolve_spec",
            "TASK_NAME", "check_task_name"]
@@ -177,12 +177,7 @@ class TaskSpec:
             if problem:
                 raise fail(f"{problem} for {ds!r}")
 
-        loss = data.get("loss") or {}
-        if not isinstance(loss, Mapping):
-            raise fail("'loss' must be a mapping (name, weight)")
-        unknown = set(loss) - _LOSS_KEYS
-        if unknown:
-            raise fail(f"unknown loss key(s) {sorted(unknown)}; allowed: {sorted(_LOSS_KEYS)}")
+        loss = _section(data, "loss", _LOSS_KEYS, "name, weight", fail)
         loss_name = loss.get("name", info.default_loss)
         if loss_name not in info.losses:
             raise fail(f"loss {loss_name!r} does not fit a {kind} task; use one of {list(info.losses)}")
@@ -203,12 +198,7 @@ class TaskSpec:
         elif loss_name == "balanced_bce":
             pos_weight = "batch"
 
-        metric = data.get("metric") or {}
-        if not isinstance(metric, Mapping):
-            raise fail("'metric' must be a mapping (name, higher_is_better)")
-        unknown = set(metric) - _METRIC_KEYS
-        if unknown:
-            raise fail(f"unknown metric key(s) {sorted(unknown)}; allowed: {sorted(_METRIC_KEYS)}")
+        metric = _section(data, "metric", _METRIC_KEYS, "name, higher_is_better", fail)
         metric_name = metric.get("name", info.headline)
         if metric_name not in info.metric_keys:
             raise fail(f"metric {metric_name!r} is not reported for a {kind} task; use one of {list(info.metric_keys)}")
@@ -216,12 +206,7 @@ class TaskSpec:
         if not isinstance(higher, bool):
             raise fail(f"metric.higher_is_better must be true or false, got {higher!r}")
 
-        target = data.get("target") or {}
-        if not isinstance(target, Mapping):
-            raise fail("'target' must be a mapping (folder, format)")
-        unknown = set(target) - _TARGET_KEYS
-        if unknown:
-            raise fail(f"unknown target key(s) {sorted(unknown)}; allowed: {sorted(_TARGET_KEYS)}")
+        target = _section(data, "target", _TARGET_KEYS, "folder, format", fail)
         fmt = target.get("format", "png")
         if fmt not in ("png", "npy"):
             raise fail(f"target.format must be 'png' or 'npy', got {fmt!r}")
@@ -238,6 +223,17 @@ class TaskSpec:
             metric=metric_name, higher_is_better=higher, description=description,
             pos_weight=pos_weight, target_folder=folder, target_format=fmt, source=source,
         )
+
+
+def _section(data: Mapping, key: str, allowed: set[str], shown: str, fail) -> Mapping:
+    """The optional mapping ``data[key]`` (``{}`` when absent), refusing keys outside ``allowed``."""
+    section = data.get(key) or {}
+    if not isinstance(section, Mapping):
+        raise fail(f"'{key}' must be a mapping ({shown})")
+    unknown = set(section) - allowed
+    if unknown:
+        raise fail(f"unknown {key} key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return section
 
 
 def _per_dataset(value: Any, what: str, fail) -> dict[str, Any]:

@@ -1,8 +1,7 @@
-"""Leaf tensor helpers and conventions shared across ``ufl`` (imports only torch and numpy), so
+"""Leaf tensor helpers shared across ``ufl`` (imports only torch and numpy), so
 that data, kinds, metrics, models, evaluation and training can all use them without importing one
 another.
 
-- :data:`IGNORE_INDEX`: the target value that losses and metrics skip.
 - :func:`move_to_device`: every tensor of a (nested) batch to a device.
 - :func:`to_numpy`: a tensor on any device, or an array-like, as a NumPy array (metrics, figures).
 - :func:`resize`: the bilinear resize every model head and the multi-task loss use.
@@ -16,11 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["IGNORE_INDEX", "move_to_device", "to_numpy", "resize"]
-
-IGNORE_INDEX = 255
-"""Target value that losses and metrics skip (segmentation labels, edge and saliency maps)."""
-
+__all__ = ["move_to_device", "to_numpy", "resize"]
 
 def move_to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor of a (nested) batch to ``device``; strings and numbers stay as they are."""

@@ -67,8 +67,8 @@ def continual_cmd(ctx, config, data_root, strategies, tasks, checkpoint, backbon
     just after it was learnt to the end, positive = worse (after - end for mIoU/maxF, end - after
     for rmse). With frozen, forgetting is exactly 0.
     """
-    from ..continual import (ContinualConfig, format_results, parse_strategies, parse_tasks, run_continual,
-                             to_json_safe)
+    from ..continual import ContinualConfig, format_results, parse_strategies, parse_tasks, run_continual
+    from ..io import json_safe
     from ..models.backbone import resolve_pretrained
 
     parse_strategies(strategies)  # bad names fail before the backbone is looked for
@@ -89,6 +89,6 @@ def continual_cmd(ctx, config, data_root, strategies, tasks, checkpoint, backbon
         **overrides)
     results = run_continual(config)
     if as_json:
-        click.echo(json.dumps(to_json_safe(results), indent=2))
+        click.echo(json.dumps(json_safe(results), indent=2))
     else:
         click.echo(format_results(results))

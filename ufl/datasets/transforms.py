@@ -61,7 +61,6 @@ from torchvision.transforms.v2 import functional as TF
 from ..kinds import MODALITIES, Modality, get_modality
 
 __all__ = [
-    "MODALITIES",
     "View",
     "hflip",
     "scale_rotate",

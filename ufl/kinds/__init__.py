@@ -63,15 +63,19 @@ MODALITIES: Mapping[str, Modality] = MappingProxyType(_MODALITIES)
 """The modalities of the registered kinds by name (``label``, ``binary``, ``depth``, ``normals``, ...)."""
 
 
-def register_kind(kind: Kind | type[Kind]) -> Kind:
+def register_kind(kind: Kind | type[Kind], *, check_directions: bool = True) -> Kind:
     """Register ``kind`` (an instance, or a class, which is instantiated) under ``kind.name``, and
     its modality under ``kind.modality.name`` unless that name is registered already with an
-    object of the same class. A taken name is a :class:`SpecError`; returns the instance."""
+    object of the same class. A taken name, or (``check_directions``) a metric key without a
+    direction in :data:`ufl.metrics.METRIC_DIRECTIONS`, is a :class:`SpecError`; returns the instance.
+
+    The built-in kinds are registered without the direction check, so that importing this package
+    does not import the metrics (and torch); ``tests/test_kinds.py`` checks their directions."""
     if isinstance(kind, type):
         kind = kind()
     if not isinstance(kind, Kind):
         raise SpecError(f"register_kind takes a ufl.kinds.Kind, got {type(kind).__name__}")
-    kind.check()
+    kind.check(directions=check_directions)
     if kind.name in _KINDS:
         raise SpecError(f"task kind {kind.name!r} is already registered ({_KINDS[kind.name]!r}); choose another name")
     modality = _MODALITIES.get(kind.modality.name)
@@ -110,4 +114,4 @@ def get_modality(name: str) -> Modality:
 
 
 for _kind in (SegmentationKind, DepthKind, NormalsKind, EdgesKind, SaliencyKind):
-    register_kind(_kind)
+    register_kind(_kind, check_directions=False)

@@ -18,25 +18,32 @@ who                        asks the kind for
                            :meth:`Kind.prior_logits`
 ``ufl.training.priors``    :meth:`Kind.output_prior`, :meth:`Kind.inverse`
 ``ufl.probe``              :meth:`Kind.probe_targets`, :meth:`Kind.probe_columns`
+``ufl.viz``                :meth:`Kind.colorize`, :meth:`Kind.colour_range`,
+                           :meth:`Kind.colour_key`, :meth:`Kind.metric_unit`
 =========================  =====================================================================
 
 The defaults here are those of a dense regression map without invalid values and without an
 output activation; a subclass overrides what differs. "Higher is better" is never stated here:
 it is read from :data:`ufl.metrics.METRIC_DIRECTIONS`, the one table of metric directions.
+
+NOTE: the package imports neither torch nor NumPy (nor the metrics) at import time: a task spec is
+read through it by light commands (``ufl list-tasks``, ``--help``), which must stay fast. The
+methods import what they use when first called.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import DataError, SpecError
-from ..images import read_npy
-from ..metrics import METRIC_DIRECTIONS, Metric
-from ..tensors import resize
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ..metrics import Metric
+    from ..colours import ClassColours
 
 __all__ = ["Modality", "Kind", "single_channel_map", "standardise"]
 
@@ -84,11 +91,14 @@ class Kind:
         losses: the loss names (:data:`ufl.losses.LOSSES`) a spec may choose; the first is the default.
         metric_keys: the keys its metric reports; ``headline`` (one of them) is the default
             ``metric:`` of a spec and the number Delta_m compares.
-        metric: the :class:`ufl.metrics.Metric` class of the kind.
+        metric: the :class:`ufl.metrics.Metric` class of the kind (the built-in kinds import it on
+            first use, as a property).
         fixed_channels: the head's output channels when the kind fixes them (depth 1, normals 3),
             else ``None`` (the spec gives them per dataset).
         activation: the output activation a head of this kind is trained with now
             (:mod:`ufl.outputs`); ``"identity"`` for none.
+        activations: every activation name :meth:`activate` knows (a head's record names one:
+            heads trained before a kind gained its activation keep ``"identity"``).
     """
 
     name: str = ""
@@ -96,7 +106,7 @@ class Kind:
     losses: tuple[str, ...] = ()
     metric_keys: tuple[str, ...] = ()
     headline: str = ""
-    metric: type[Metric] = Metric
+    metric: type[Metric] | None = None
     fixed_channels: int | None = None
     activation: str = "identity"
     activations: tuple[str, ...] = ("identity",)
@@ -114,6 +124,8 @@ class Kind:
 
     def direction(self, metric: str) -> bool:
         """Whether a larger ``metric`` (one of :attr:`metric_keys`) is better."""
+        from ..metrics import METRIC_DIRECTIONS
+
         if metric not in METRIC_DIRECTIONS:
             raise SpecError(f"metric {metric!r} of task kind {self.name!r} has no direction; add it to "
                             f"ufl.metrics.METRIC_DIRECTIONS (True when higher is better)")
@@ -126,15 +138,17 @@ class Kind:
             return f"a {self.name} task has {self.fixed_channels} output channel(s), got {channels}"
         return None
 
-    def check(self) -> None:
-        """Raise a :class:`SpecError` when the class attributes contradict each other (at registration)."""
+    def check(self, directions: bool = True) -> None:
+        """Raise a :class:`SpecError` when the class attributes contradict each other, or (with
+        ``directions``) when a metric key has no direction (at registration)."""
         if not self.name or not self.losses or self.headline not in self.metric_keys:
             raise SpecError(f"task kind {self.name!r}: needs a name, at least one loss and a headline among "
                             f"its metric keys {list(self.metric_keys)}")
         if not self.modality.name:
             raise SpecError(f"task kind {self.name!r}: its modality has no name")
-        for key in self.metric_keys:
-            self.direction(key)
+        if directions:
+            for key in self.metric_keys:
+                self.direction(key)
 
     # -- data ---------------------------------------------------------------------------------
     def target_layout(self, channels: int, size: Sequence[int]) -> tuple[tuple[int, ...], str, str]:
@@ -148,6 +162,11 @@ class Kind:
         Here: ``npy`` only, a float array ``(C, H, W)`` or ``(H, W, C)`` with ``C = channels``
         -> float32 ``(C, H, W)``.
         """
+        import numpy as np
+        import torch
+
+        from ..images import read_npy
+
         if fmt != "npy":
             raise DataError(f"{what} {path}: a {self.name} target is read from .npy only (target.format: npy)")
         arr = np.asarray(read_npy(path, what))
@@ -165,6 +184,8 @@ class Kind:
 
     def valid(self, target: torch.Tensor) -> torch.Tensor:
         """Which pixels of a target batch ``(B, C, H, W)`` are annotated: ``(B, 1, H, W)`` bool."""
+        import torch
+
         return torch.ones_like(target[:, :1], dtype=torch.bool)
 
     # -- outputs ------------------------------------------------------------------------------
@@ -184,6 +205,8 @@ class Kind:
     def resize_prediction(self, pred: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """One post-processed prediction ``(C, h, w)`` at ``size`` = ``(H, W)``: bilinear,
         ``align_corners=False``."""
+        from ..tensors import resize
+
         return resize(pred[None].float(), size)[0]
 
     # -- metric -------------------------------------------------------------------------------
@@ -198,6 +221,8 @@ class Kind:
         ``workers``, ``cache`` and ``thresholds`` serve metrics that match each image on its own
         (edges: processes, a folder of per-image counts, the number of thresholds); others ignore them.
         """
+        if self.metric is None:
+            raise SpecError(f"task kind {self.name!r} names no metric class (its 'metric' attribute)")
         return self.metric(**dict(options or {}))
 
     # -- priors -------------------------------------------------------------------------------
@@ -213,6 +238,8 @@ class Kind:
 
     def prior_logits(self, value: torch.Tensor, batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
         """The raw output ``(B, C, H, W)`` whose :meth:`postprocess` is the constant ``value``."""
+        import torch
+
         raw = torch.tensor([self.inverse(float(v)) for v in value.reshape(-1)], device=value.device)
         return raw.view(1, -1, 1, 1).expand(batch, channels, *size).float()
 
@@ -225,12 +252,43 @@ class Kind:
     def probe_targets(self, target: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """One decoded target ``(C, H, W)`` -> (valid ``(H, W)`` bool, values ``(H, W, K)`` float64)
         for LogME (:mod:`ufl.probe`); here every pixel, the C components."""
+        import numpy as np
+
         target = np.asarray(target, dtype=np.float64)
         return np.ones(target.shape[-2:], dtype=bool), np.moveaxis(target, 0, -1)
 
     def probe_columns(self, values: np.ndarray) -> np.ndarray:
         """The sampled targets ``(n, K)`` as LogME scores them: here standardised per column."""
         return standardise(values)
+
+    # -- pictures (colours from the leaf ufl.colours, imported on use so that reading a spec loads no matplotlib) ----
+    def colorize(self, array: Any, *, valid: Any = None, classes: Callable[[], ClassColours] | None = None,
+                 value_range: tuple[float, float] | None = None) -> np.ndarray:
+        """One map of this kind (a target, or a :meth:`postprocess`-ed prediction, batch index
+        removed; array or tensor) -> ``(H, W, 3)`` uint8 RGB, with the colours of
+        :mod:`ufl.colours`. ``valid``: optional ``(H, W)`` bool mask, pixels outside it drawn as
+        invalid; ``classes``: returns the palette of a label map's classes; ``value_range``: the
+        values at the two ends of a continuous colour map (None: the map's own range). Here: no
+        colours (a ValueError); a kind that is drawn overrides it."""
+        raise ValueError(f"task kind {self.name!r} has no colours: give its class a colorize method "
+                         f"(ufl.kinds.Kind.colorize) to draw its maps")
+
+    def colour_range(self, gt: Any, pred: Any) -> tuple[float, float] | None:
+        """The ``value_range`` that colours a ground truth (may be None) and its prediction on one
+        scale in a figure, so that their colours compare; here None (a fixed scale)."""
+        return None
+
+    def colour_key(self, gt: Any, pred: Any, *, classes: Callable[[], ClassColours] | None = None,
+                   value_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+        """The key of the colours of ``gt`` (may be None) and ``pred``, drawn with ``classes`` and
+        ``value_range``: ``[{"type": "legend" | "colorbar" | "image", ...}]`` as the key cell of a
+        prediction figure draws them (:mod:`ufl.colours`); here none."""
+        return []
+
+    def metric_unit(self, metric: str) -> str:
+        """The axis a metric of this kind (one of :attr:`metric_keys`) is drawn on in a chart; here
+        ``"score (%)"``."""
+        return "score (%)"
 
     def __repr__(self) -> str:
         return f"<task kind {self.name!r}>"
@@ -249,4 +307,6 @@ def single_channel_map(arr: np.ndarray, path: Path | str, what: str) -> np.ndarr
 
 def standardise(x: np.ndarray) -> np.ndarray:
     """Columns of ``(n, K)`` to zero mean and unit standard deviation (at least 1e-6)."""
+    import numpy as np
+
     return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)

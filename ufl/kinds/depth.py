@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DataError
-from ..images import read_npy, read_png
-from ..metrics import DepthMetric
 from .base import Kind, Modality, single_channel_map
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ..metrics import Metric
 
 __all__ = ["DepthModality", "DepthKind", "to_depth_target"]
 
@@ -42,16 +42,25 @@ class DepthKind(Kind):
     losses = ("l1",)
     metric_keys = ("rmse", "log_rmse")
     headline = "rmse"
-    metric = DepthMetric
     fixed_channels = 1
     activation = "softplus"
     activations = ("identity", "softplus")
+
+    @property
+    def metric(self) -> type[Metric]:
+        from ..metrics import DepthMetric
+
+        return DepthMetric
 
     def target_layout(self, channels: int, size: Sequence[int]) -> tuple[tuple[int, ...], str, str]:
         """``(1, H, W)`` float32 metres."""
         return (1, *size), "float32", "float32"
 
     def decode_file(self, path: Path, fmt: str, channels: int, what: str) -> torch.Tensor:
+        import numpy as np
+
+        from ..images import read_npy, read_png
+
         if fmt == "npy":
             return to_depth_target(read_npy(path, what), path, what)
         millimetres = read_png(path, what)
@@ -67,6 +76,8 @@ class DepthKind(Kind):
         """``softplus(x) = log(1 + exp(x))`` metres (> 0), or ``x`` for a head recorded with ``"identity"``."""
         activation = self.activation if activation is None else activation
         if activation == "softplus":
+            import torch.nn.functional as F
+
             return F.softplus(x)
         if activation == "identity":
             return x
@@ -84,6 +95,8 @@ class DepthKind(Kind):
 
     def prior_logits(self, value: torch.Tensor, batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
         """The raw output whose activation is the mean depth (softplus⁻¹), -30 when no depth was seen."""
+        import torch
+
         raw = self.inverse(float(value)) if float(value) > 0 else NO_DEPTH_RAW
         return torch.full((batch, 1, *size), raw, device=value.device).float()
 
@@ -94,12 +107,38 @@ class DepthKind(Kind):
 
     def probe_targets(self, target: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """Metres ``(H, W, 1)``; 0 invalid."""
+        import numpy as np
+
         target = np.asarray(target, dtype=np.float64)
         return target[0] > 0, target[0][..., None]
+
+    def colorize(self, array: Any, *, valid: Any = None, classes: Any = None, value_range: Any = None) -> np.ndarray:
+        """Near bright, far dark (``viridis_r``) between ``value_range`` (near, far) metres; 0 black."""
+        from ..colours import colorize_depth
+
+        return colorize_depth(array, valid, value_range)
+
+    def colour_range(self, gt: Any, pred: Any) -> tuple[float, float] | None:
+        """The ground truth's robust depth range (else the prediction's)."""
+        from ..colours import shared_depth_range
+
+        return shared_depth_range(gt, pred)
+
+    def colour_key(self, gt: Any, pred: Any, *, classes: Any = None, value_range: Any = None) -> list[dict[str, Any]]:
+        """A colour bar in metres."""
+        from ..colours import depth_key
+
+        return depth_key(value_range)
+
+    def metric_unit(self, metric: str) -> str:
+        return "log metres" if metric == "log_rmse" else "metres"
 
 
 def to_depth_target(arr: np.ndarray, path: Path | str, what: str = "depth") -> torch.Tensor:
     """Depth in metres ``(H, W)`` -> float32 ``(1, H, W)``; 0 = invalid, negative or non-finite is an error."""
+    import numpy as np
+    import torch
+
     depth = single_channel_map(np.asarray(arr), path, what)
     if not np.issubdtype(depth.dtype, np.number):
         raise DataError(f"{what} {path} has dtype {depth.dtype}; depth in metres is expected")

@@ -8,10 +8,12 @@ worker processes and may reuse per-image counts from a cache folder (:mod:`ufl.e
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from ..metrics import EdgeMetric, Metric
 from .binary import BinaryMapKind
+
+if TYPE_CHECKING:
+    from ..metrics import Metric
 
 __all__ = ["EdgesKind", "EDGE_PROTOCOL"]
 
@@ -37,7 +39,12 @@ class EdgesKind(BinaryMapKind):
     name = "edges"
     metric_keys = ("odsF",)
     headline = "odsF"
-    metric = EdgeMetric
+
+    @property
+    def metric(self) -> type[Metric]:
+        from ..metrics import EdgeMetric
+
+        return EdgeMetric
 
     def metric_options(self, dataset: str) -> dict[str, Any]:
         """The edge matching of :data:`EDGE_PROTOCOL` for ``dataset`` (``{}``: the metric's defaults)."""

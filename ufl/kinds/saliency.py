@@ -8,8 +8,12 @@ at the best threshold).
 
 from __future__ import annotations
 
-from ..metrics import SaliencyMetric
+from typing import TYPE_CHECKING
+
 from .binary import BinaryMapKind
+
+if TYPE_CHECKING:
+    from ..metrics import Metric
 
 __all__ = ["SaliencyKind"]
 
@@ -18,4 +22,9 @@ class SaliencyKind(BinaryMapKind):
     name = "saliency"
     metric_keys = ("maxF", "maxF_b03", "mIoU")
     headline = "maxF"
-    metric = SaliencyMetric
+
+    @property
+    def metric(self) -> type[Metric]:
+        from ..metrics import SaliencyMetric
+
+        return SaliencyMetric

@@ -8,8 +8,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..evaluation import delta_m
 from ..evidence import Claim, decide
-from ..metrics import delta_m
 from ..profile import profile_models
 from ..tables import markdown_table
 from .config import AUX_TASKS, POSTER, SYSTEMS, Preset, ReproduceConfig, mtl_key

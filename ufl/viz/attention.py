@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .colours import HEATMAP_CMAP, SCALE_COLOURS, apply_cmap, as_rgb
+from ..colours import HEATMAP_CMAP, SCALE_COLOURS, apply_cmap, as_rgb
 
 __all__ = ["blend", "attention_images", "attention_keys"]
 

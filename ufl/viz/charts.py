@@ -13,7 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .colours import TAB10
+from ..kinds import get_kind
+from ..colours import TAB10
 from .files import FIGURE_DPI, png_path, save_figure
 
 __all__ = ["bar_chart", "grouped_bars", "metric_unit", "unit_figure", "unit_chart"]
@@ -143,13 +144,10 @@ def grouped_bars(table: Mapping[str, Mapping[str, Any]], path: str | os.PathLike
 
 
 def metric_unit(kind: str, metric: str) -> str:
-    """The axis a metric is drawn on: ``"score (%)"`` (mIoU, odsF, maxF, normals' within-x° shares),
-    ``"metres"`` (depth rmse), ``"log metres"`` (depth log_rmse) or ``"degrees"`` (normals' angles)."""
-    if kind == "depth":
-        return "log metres" if metric == "log_rmse" else "metres"
-    if kind == "normals" and metric in ("mean", "median", "rmse"):
-        return "degrees"
-    return "score (%)"
+    """The axis a metric of a task kind is drawn on (:meth:`ufl.kinds.Kind.metric_unit`):
+    ``"score (%)"`` (mIoU, odsF, maxF, normals' within-x° shares), ``"metres"`` (depth rmse),
+    ``"log metres"`` (depth log_rmse) or ``"degrees"`` (normals' angles)."""
+    return get_kind(kind).metric_unit(metric)
 
 
 def unit_figure(table: Mapping[str, Mapping[str, Mapping[str, Any]]], *, title: str | None = None,

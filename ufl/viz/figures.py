@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .attention import attention_keys
-from .colours import as_rgb
+from ..colours import as_rgb
 from .files import FIGURE_DPI, png_path, save_figure
 from .panels import MISSING_GT, PanelRow
 
@@ -32,7 +32,7 @@ def prediction_figure(samples: Sequence[Mapping[str, Any]], *, title: str | None
     the block has several lines), then per task the ground truth and prediction on one line and its
     attention maps on the following lines (SFA maps on one, MSA maps and the winning-scale map on the
     next), and at the end of each line a key: a class legend (the catalogue's class names, the most
-    frequent :data:`~ufl.viz.colours.LEGEND_CLASSES` classes of the sample), a depth colour bar in metres, a
+    frequent :data:`~ufl.colours.LEGEND_CLASSES` classes of the sample), a depth colour bar in metres, a
     sphere for normals, a probability colour bar, the attention colour bars and the colours of the
     winning scale. Panels shrink so the figure is at most ``max_inches`` wide.
     """

@@ -5,12 +5,13 @@ attention maps and the keys of their colours), built from the row dicts of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..tensors import to_numpy
-from .colours import colorize, colour_key, depth_range
+from .maps import class_colours, drawn_kind
 
 __all__ = ["PanelRow", "ROW_KEYS", "MAX_PANELS_PER_LINE", "MISSING_GT"]
 
@@ -38,7 +39,7 @@ class PanelRow:
         gt: the ground truth, ``(H, W, 3)`` uint8 RGB, or None.
         attention: the attention maps as ``(label, (H, W, 3) uint8)``, in the caller's order.
         keys: the keys of the prediction line's colours (``[{"type": ..., ...}]``, see
-            :func:`ufl.viz.colours.colour_key`); empty for a row given without a ``kind``.
+            :meth:`ufl.kinds.Kind.colour_key`); empty for a row given without a ``kind``.
     """
 
     task: str
@@ -49,8 +50,9 @@ class PanelRow:
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any], where: str) -> PanelRow:
-        """A row dict of :func:`ufl.viz.prediction_grids` -> its panels, colourised with
-        :func:`~ufl.viz.colours.colorize` when the row gives a ``kind``; ``where`` names the row in errors."""
+        """A row dict of :func:`ufl.viz.prediction_grids` -> its panels, colourised by the kind
+        (:meth:`ufl.kinds.Kind.colorize`) when the row gives a ``kind``, ground truth and prediction
+        on one scale (:meth:`~ufl.kinds.Kind.colour_range`); ``where`` names the row in errors."""
         if not isinstance(row, Mapping):
             raise ValueError(f"{where}: each row must be a dict with keys 'task' and 'pred', got {type(row).__name__}")
         unknown = set(row) - ROW_KEYS
@@ -61,20 +63,15 @@ class PanelRow:
         task, kind, gt, pred = str(row["task"]), row.get("kind"), row.get("gt"), row["pred"]
         keys: list[dict[str, Any]] = []
         if kind is not None:
-            options: dict[str, Any] = {}
-            target = str(row.get("target") or task)
-            if kind == "segmentation":
-                options = {"num_classes": row.get("num_classes")}
-                if row.get("dataset") is not None:
-                    options.update(dataset=row["dataset"], task=target)
-            if kind == "depth":
-                # Prediction and ground truth on one scale (the ground truth's), so colours compare.
-                ranges = [r for r in (depth_range(gt) if gt is not None else None, depth_range(pred)) if r]
-                options = {"depth_range": ranges[0] if ranges else None}
+            drawn = drawn_kind(kind)
+            dataset = row.get("dataset")
+            target = str(row.get("target") or task) if dataset is not None else None
+            options = {"classes": partial(class_colours, dataset, target, row.get("num_classes")),
+                       "value_range": drawn.colour_range(gt, pred)}
             raw_gt, raw_pred = gt, pred
-            gt = colorize(kind, gt, **options) if gt is not None else None
-            pred = colorize(kind, pred, **options)
-            keys = colour_key(kind, raw_gt, raw_pred, options)  # after colorize: bad labels fail there, clearly
+            gt = drawn.colorize(gt, **options) if gt is not None else None
+            pred = drawn.colorize(pred, **options)
+            keys = drawn.colour_key(raw_gt, raw_pred, **options)  # after colorize: bad labels fail there, clearly
         gt = _panel(gt, f"{where} ({task}) 'gt'") if gt is not None else None
         pred = _panel(pred, f"{where} ({task}) 'pred'")
         maps = list(row.get("attention") or [])

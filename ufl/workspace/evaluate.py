@@ -310,7 +310,7 @@ def _evaluation_code() -> str:
         except metadata.PackageNotFoundError:
             h.update(f"{package}=?|".encode())
     here = Path(ufl.__file__).parent
-    sources = [here / "metrics.py", here / "evaluation.py", here / "outputs.py", here / "runtime.py",
+    sources = [*sorted((here / "metrics").glob("*.py")), here / "evaluation.py", here / "outputs.py", here / "runtime.py",
                Path(__file__), *sorted((here / "models").glob("*.py"))]
     for path in sources:
         h.update(f"{path.relative_to(here)}|".encode())

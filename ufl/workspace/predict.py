@@ -28,7 +28,7 @@ from .cache import dataset_specs, open_split, resolve_data
 from .folders import expand_datasets
 from .views import ViewDataset
 
-__all__ = ["predict", "visualize", "image_files", "IMAGE_SUFFIXES"]
+__all__ = ["predict", "visualize", "image_files", "IMAGE_SUFFIXES", "load_heads", "apply_heads"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _task_groups(ws, tasks: Sequence[str] | None) -> dict[tuple[int, int], list[
     return groups
 
 
-def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
+def load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
     """``{task: (head on device, spec, dataset, precision, output activation)}``, read (and
     hash-checked) once for many images; each head runs in the precision it was registered with (its
     record's ``precision``) and its raw output goes through the activation it was trained with
@@ -62,16 +62,16 @@ def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
 
 @torch.no_grad()
 def _run_heads(ws, heads: dict[str, tuple], images: torch.Tensor, device, attention: bool) -> dict[str, dict]:
-    """Backbone once, then each head of :func:`_load_heads` (:func:`_apply_heads`): ``{task: {"pred":
+    """Backbone once, then each head of :func:`load_heads` (:func:`apply_heads`): ``{task: {"pred":
     postprocessed (B, ...), "attention": ..., "kind", "dataset", "classes", "target": the spec's target
     name}}``."""
     features = ws.backbone(device)(images.to(device))
-    return _apply_heads(heads, features, tuple(images.shape[-2:]), attention)
+    return apply_heads(heads, features, tuple(images.shape[-2:]), attention)
 
 
 @torch.no_grad()
-def _apply_heads(heads: dict[str, tuple], features, size: tuple[int, int], attention: bool = False) -> dict[str, dict]:
-    """Each head of :func:`_load_heads` on the backbone's ``features`` (of a batch of images at
+def apply_heads(heads: dict[str, tuple], features, size: tuple[int, int], attention: bool = False) -> dict[str, dict]:
+    """Each head of :func:`load_heads` on the backbone's ``features`` (of a batch of images at
     ``size``), in its recorded precision and through its recorded activation: the one path of
     ``ufl predict``, ``ufl visualize`` and ``ufl serve``; returns what :func:`_run_heads` does."""
     out = {}
@@ -123,7 +123,7 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     """
     device = resolve_device(device)
     out = Path(out)
-    groups = {size: _load_heads(ws, names, device) for size, names in _task_groups(ws, tasks).items()}
+    groups = {size: load_heads(ws, names, device) for size, names in _task_groups(ws, tasks).items()}
     written: dict[str, dict[str, Path]] = {}
     scales = len(ws.read()["backbone"]["channels"])
     for file, name in output_names(image_files(images)).items():
@@ -220,7 +220,7 @@ def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = No
             continue
         folder, size = resolve_data(ws, dataset, None, None, tuple(ws.task(names[0])["eval"]["size"]))
         rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
-        heads = _load_heads(ws, names, device)
+        heads = load_heads(ws, names, device)
         samples = []
         for index in range(min(num, len(rows))):
             sample = rows[index]

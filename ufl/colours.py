@@ -1,7 +1,8 @@
-"""Colours of one map per task kind, and the key that explains them (leaf utilities: numpy,
-matplotlib and torch only, plus the class catalogue).
+"""Colours of one map per task kind, and the keys that explain them: leaf utilities (numpy,
+matplotlib and torch only) that the task kinds (:meth:`ufl.kinds.Kind.colorize`,
+:meth:`~ufl.kinds.Kind.colour_key`) call; :func:`ufl.viz.colorize` picks the kind by name.
 
-Colours per task kind (:func:`colorize`, one map in, ``(H, W, 3)`` uint8 RGB out):
+Colours per task kind (one map in, ``(H, W, 3)`` uint8 RGB out):
 
 ============  ==================================  =============================================
 kind          input (one sample)                  colours
@@ -22,17 +23,18 @@ saliency                                          dark red :data:`IGNORE_COLOUR`
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import matplotlib
 import numpy as np
 
-from ..datasets.catalog import MetadataCatalog, voc_palette
-from ..taskspec import KINDS
-from ..tensors import to_numpy
+from .tensors import to_numpy
 
 __all__ = [
-    "colorize", "depth_range", "as_rgb", "normals_key", "colour_key", "apply_cmap",
+    "ClassColours", "colorize_labels", "colorize_depth", "colorize_normals", "colorize_probabilities",
+    "depth_range", "shared_depth_range", "as_rgb", "apply_cmap",
+    "class_legend", "depth_key", "normals_sphere_key", "probability_key", "normals_key",
     "DEPTH_CMAP", "DEPTH_PERCENTILES", "HEATMAP_CMAP", "IGNORE_COLOUR", "SCALE_COLOURS", "TAB10", "LEGEND_CLASSES",
 ]
 
@@ -141,47 +143,26 @@ def apply_cmap(name: str, values: np.ndarray) -> np.ndarray:
     return matplotlib.colormaps[name](np.clip(values, 0.0, 1.0), bytes=True)[..., :3]
 
 
-def colorize(kind: str, array: Any, *, dataset: str | None = None, task: str | None = None,
-             num_classes: int | None = None, valid: Any = None,
-             depth_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Colour one prediction or target map as ``(H, W, 3)`` uint8 RGB (see the module table).
+@dataclass(frozen=True)
+class ClassColours:
+    """The colours and names of a label map's classes (:func:`ufl.viz.maps.class_colours` looks
+    them up in the catalogue).
 
-    Args:
-        kind: a task kind of :data:`ufl.taskspec.KINDS` (segmentation, depth, normals, edges,
-            saliency).
-        array: one sample in the kind's convention (a target as the datasets return it, or a
-            prediction as :func:`ufl.evaluation.postprocess` returns it, batch index removed):
-            labels ``(H, W)`` / ``(1, H, W)``; depth in metres ``(H, W)`` / ``(1, H, W)``; normals
-            ``(3, H, W)``; edge / saliency probabilities in [0, 1] ``(H, W)`` / ``(1, H, W)``.
-            numpy array or tensor (any device).
-        dataset, task: segmentation: the palette of ``MetadataCatalog.get(dataset, task,
-            num_classes)`` (both or neither). Without them, or for a pair the catalogue does not
-            know and no ``num_classes``: the VOC colour map (``voc_palette``). Ignored by the other
-            kinds (so callers may pass them for every task).
-        num_classes: segmentation: labels must be below it (255 excepted); ignored otherwise.
-        valid: optional ``(H, W)`` bool mask; pixels outside it are drawn as invalid (black, dark
-            red for edges / saliency), in addition to the kind's own invalid values.
-        depth_range: depth only: ``(near, far)`` metres mapped to the two ends of the colour map,
-            instead of the image's own robust range (:func:`depth_range`); give the ground truth's
-            range to colour a prediction on the same scale. Ignored by the other kinds.
-
-    Raises:
-        ValueError: unknown kind, wrong shape, labels outside the classes, non-integer labels,
-            probabilities outside [0, 1].
+    Attributes:
+        palette: one RGB triple per class; labels at or beyond its length are errors.
+        names: class names by label; labels beyond it are named ``class N`` in a legend.
+        where: what the classes are, for errors (``pascal/semseg``, ``40 classes``, ``labels 0..254``).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown task kind {kind!r}; known kinds: {', '.join(KINDS)}")
-    if kind == "segmentation":
-        return _colorize_labels(array, dataset, task, num_classes, valid)
-    if kind == "depth":
-        return _colorize_depth(array, valid, depth_range)
-    if kind == "normals":
-        return _colorize_normals(array, valid)
-    return _colorize_probabilities(array, kind, valid)
+
+    palette: tuple[tuple[int, int, int], ...]
+    names: tuple[str, ...] = ()
+    where: str = ""
 
 
-def _colorize_labels(array: Any, dataset: str | None, task: str | None, num_classes: int | None,
-                     valid: Any) -> np.ndarray:
+def colorize_labels(array: Any, classes: Callable[[], ClassColours], valid: Any = None) -> np.ndarray:
+    """Class labels ``(H, W)`` / ``(1, H, W)`` -> their palette colours; 255 (ignore) and pixels
+    outside ``valid`` black. ``classes`` gives the palette (called once the labels are checked).
+    A non-integer label or one outside the palette is a ValueError."""
     labels = _single_map(array, "segmentation")
     if not np.issubdtype(labels.dtype, np.integer):
         if labels.dtype == bool or not np.issubdtype(labels.dtype, np.number) or \
@@ -190,16 +171,8 @@ def _colorize_labels(array: Any, dataset: str | None, task: str | None, num_clas
                              "with ufl.evaluation.postprocess('segmentation', logits) first")
     labels = labels.astype(np.int64)
     ignored = (labels == _IGNORE_LABEL) | ~_valid_mask(valid, labels.shape)
-    if (dataset is None) != (task is None):
-        raise ValueError(f"give both dataset and task to pick a palette, got dataset={dataset!r}, task={task!r}")
-    if dataset is not None and ((dataset, task) in MetadataCatalog or num_classes is not None):
-        meta = MetadataCatalog.get(dataset, task, num_classes)
-        palette = meta.palette or voc_palette(meta.num_classes)
-        where = f"{dataset}/{task}"
-    else:
-        # voc_palette is defined for any index; without a class count every label below 255 is drawn.
-        palette = voc_palette(num_classes if num_classes is not None else _IGNORE_LABEL)
-        where = f"{num_classes} classes" if num_classes is not None else "labels 0..254"
+    colours = classes()
+    palette, where = colours.palette, colours.where
     lut = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
     drawn = labels[~ignored]
     if drawn.size and (drawn.min() < 0 or drawn.max() >= len(lut)):
@@ -218,7 +191,7 @@ def _depth_valid(depth: np.ndarray, valid: Any) -> np.ndarray:
 
 def depth_range(depth: Any, valid: Any = None) -> tuple[float, float] | None:
     """The robust ``(near, far)`` range of one depth map: the :data:`DEPTH_PERCENTILES` of its valid
-    pixels (metres), or None when no pixel is valid. Shapes as :func:`colorize`'s depth."""
+    pixels (metres), or None when no pixel is valid. Shapes as :func:`colorize_depth`."""
     d = _single_map(depth, "depth").astype(np.float64)
     values = d[_depth_valid(d, valid)]
     if values.size == 0:
@@ -227,7 +200,17 @@ def depth_range(depth: Any, valid: Any = None) -> tuple[float, float] | None:
     return float(near), float(far)
 
 
-def _colorize_depth(array: Any, valid: Any, value_range: tuple[float, float] | None) -> np.ndarray:
+def shared_depth_range(gt: Any, pred: Any) -> tuple[float, float] | None:
+    """The range that colours a ground truth and its prediction on one scale, so their colours
+    compare: the ground truth's robust :func:`depth_range`, else the prediction's (``gt`` may be None)."""
+    ranges = [r for r in (depth_range(gt) if gt is not None else None, depth_range(pred)) if r]
+    return ranges[0] if ranges else None
+
+
+def colorize_depth(array: Any, valid: Any = None, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Depth in metres ``(H, W)`` / ``(1, H, W)`` -> :data:`DEPTH_CMAP` colours, ``value_range`` =
+    ``(near, far)`` at its two ends (None: the map's own :func:`depth_range`); depth <= 0, not
+    finite or outside ``valid`` black."""
     depth = _single_map(array, "depth").astype(np.float64)
     mask = _depth_valid(depth, valid)
     rgb = np.zeros(depth.shape + (3,), dtype=np.uint8)
@@ -244,7 +227,9 @@ def _colorize_depth(array: Any, valid: Any, value_range: tuple[float, float] | N
     return rgb
 
 
-def _colorize_normals(array: Any, valid: Any) -> np.ndarray:
+def colorize_normals(array: Any, valid: Any = None) -> np.ndarray:
+    """Normals ``(3, H, W)`` -> RGB = (n / |n| + 1) / 2; zero vectors, non-finite ones and pixels
+    outside ``valid`` black."""
     normals = _normals_map(array)
     with np.errstate(invalid="ignore"):
         norm = np.sqrt((normals ** 2).sum(0))
@@ -256,7 +241,9 @@ def _colorize_normals(array: Any, valid: Any) -> np.ndarray:
     return rgb
 
 
-def _colorize_probabilities(array: Any, kind: str, valid: Any) -> np.ndarray:
+def colorize_probabilities(array: Any, kind: str, valid: Any = None) -> np.ndarray:
+    """Probabilities in [0, 1] ``(H, W)`` / ``(1, H, W)`` -> grey (0 black, 1 white); 255 (ignore),
+    NaN and pixels outside ``valid`` :data:`IGNORE_COLOUR`. ``kind`` names the maps in errors."""
     p = _single_map(array, kind).astype(np.float64)
     ignored = (p == _IGNORE_LABEL) | np.isnan(p) | ~_valid_mask(valid, p.shape)
     shown = p[~ignored]
@@ -273,47 +260,50 @@ def _colorize_probabilities(array: Any, kind: str, valid: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Keys: what the colours mean
 # ---------------------------------------------------------------------------------------------
-def colour_key(kind: str, gt: Any, pred: Any, options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The key of a task kind's colours: class legend, depth / probability colour bar, normals sphere,
-    as ``[{"type": "legend" | "colorbar" | "image", ...}]`` (the key cell of a prediction figure draws
-    them); ``options`` are the :func:`colorize` options the maps were coloured with."""
-    if kind == "segmentation":
-        labels = [_single_map(x, "segmentation") for x in (gt, pred) if x is not None]
-        values = np.concatenate([np.asarray(x).astype(np.int64).ravel() for x in labels])
-        ignored = bool((values == _IGNORE_LABEL).any())
-        values = values[(values != _IGNORE_LABEL) & (values >= 0)]
-        counts = np.bincount(values) if values.size else np.zeros(0, dtype=np.int64)
-        present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
-        dataset, task, num_classes = options.get("dataset"), options.get("task"), options.get("num_classes")
-        if dataset is not None and ((dataset, task) in MetadataCatalog or num_classes is not None):
-            meta = MetadataCatalog.get(dataset, task, num_classes)
-            names, palette = meta.class_names, meta.palette or voc_palette(meta.num_classes)
-        else:
-            size = num_classes if num_classes is not None else max(present, default=0) + 1
-            names, palette = tuple(f"class {i}" for i in range(size)), voc_palette(size)
-        shown = sorted(present[:LEGEND_CLASSES])
-        entries = [(names[c] if c < len(names) else f"class {c}", palette[c]) for c in shown]
-        if len(present) > LEGEND_CLASSES:
-            entries.append((f"+{len(present) - LEGEND_CLASSES} more", None))
-        if ignored:
-            entries.append(("ignore", _BLACK))
-        return [{"type": "legend", "title": "classes", "entries": entries}]
-    if kind == "depth":
-        near_far = options.get("depth_range")
-        if near_far is None:
-            return []
-        return [{"type": "colorbar", "cmap": DEPTH_CMAP, "range": near_far, "label": "depth (m)"}]
-    if kind == "normals":
-        return [{"type": "image", "image": normals_key(), "title": "normal: x→R y↓G z→B"}]
+def class_legend(gt: Any, pred: Any, classes: Callable[[], ClassColours]) -> list[dict[str, Any]]:
+    """The legend of label maps: the :data:`LEGEND_CLASSES` most frequent classes of ``gt`` (may
+    be None) and ``pred`` with their names and colours, a ``+N more`` entry, and ``ignore`` when
+    a pixel is 255."""
+    labels = [_single_map(x, "segmentation") for x in (gt, pred) if x is not None]
+    values = np.concatenate([np.asarray(x).astype(np.int64).ravel() for x in labels])
+    ignored = bool((values == _IGNORE_LABEL).any())
+    values = values[(values != _IGNORE_LABEL) & (values >= 0)]
+    counts = np.bincount(values) if values.size else np.zeros(0, dtype=np.int64)
+    present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    colours = classes()
+    names, palette = colours.names, colours.palette
+    shown = sorted(present[:LEGEND_CLASSES])
+    entries = [(names[c] if c < len(names) else f"class {c}", palette[c]) for c in shown]
+    if len(present) > LEGEND_CLASSES:
+        entries.append((f"+{len(present) - LEGEND_CLASSES} more", None))
+    if ignored:
+        entries.append(("ignore", _BLACK))
+    return [{"type": "legend", "title": "classes", "entries": entries}]
+
+
+def depth_key(value_range: tuple[float, float] | None) -> list[dict[str, Any]]:
+    """The colour bar of depth coloured between ``value_range`` = ``(near, far)`` metres (none without a range)."""
+    if value_range is None:
+        return []
+    return [{"type": "colorbar", "cmap": DEPTH_CMAP, "range": value_range, "label": "depth (m)"}]
+
+
+def normals_sphere_key() -> list[dict[str, Any]]:
+    """The key of normals: the sphere of :func:`normals_key`."""
+    return [{"type": "image", "image": normals_key(), "title": "normal: x→R y↓G z→B"}]
+
+
+def probability_key() -> list[dict[str, Any]]:
+    """The grey colour bar of probabilities in [0, 1]."""
     return [{"type": "colorbar", "cmap": "gray", "range": (0.0, 1.0), "label": "probability"}]
 
 
 def normals_key(size: int = 65) -> np.ndarray:
-    """A sphere seen from the camera, coloured like :func:`colorize`'s normals: the key of a normals
+    """A sphere seen from the camera, coloured like :func:`colorize_normals`: the key of a normals
     map (each colour is the normal of the sphere's surface there; outside the sphere black)."""
     axis = np.linspace(-1, 1, size)
     x, y = np.meshgrid(axis, axis)  # x right, y down (image axes)
     inside = x ** 2 + y ** 2 <= 1
     z = np.sqrt(np.clip(1 - x ** 2 - y ** 2, 0, None))  # towards the camera
     normals = np.stack([x, y, z]) * inside
-    return colorize("normals", normals)
+    return colorize_normals(normals)
