@@ -135,20 +135,17 @@ def main(ctx: click.Context, debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def data_root_option(f):
-    return click.option(
-        "--data-root", type=click.Path(file_okay=False), envvar="UFL_DATA_ROOT", default="data",
-        show_default=True, show_envvar=True,
-        help="Folder holding NYUD_MT/ and PASCAL_MT/ (as the public MTI-Net archives unpack).",
-    )(f)
+def _folder_option(name: str, envvar: str, default: str, help: str):
+    """A folder option with an environment variable and a default, both shown in ``--help``."""
+    return click.option(name, type=click.Path(file_okay=False), envvar=envvar, default=default,
+                        show_default=True, show_envvar=True, help=help)
 
 
-def workspace_option(f):
-    return click.option(
-        "--workspace", type=click.Path(file_okay=False), envvar="UFL_WORKSPACE", default="ufl-workspace",
-        show_default=True, show_envvar=True,
-        help="Workspace folder (manifest, backbone, heads, feature caches).",
-    )(f)
+data_root_option = _folder_option(
+    "--data-root", "UFL_DATA_ROOT", "data", "Folder holding NYUD_MT/ and PASCAL_MT/ (as the public MTI-Net archives unpack).")
+
+workspace_option = _folder_option(
+    "--workspace", "UFL_WORKSPACE", "ufl-workspace", "Workspace folder (manifest, backbone, heads, feature caches).")
 
 
 def parse_device(ctx, param, value):
