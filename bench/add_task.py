@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import emit, machine, sync  # noqa: E402
 from feature_cache import FeatureCacheDataset  # noqa: E402
-from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.synthetic import make_synthetic  # noqa: E402
 from ufl.losses import MultiTaskLoss  # noqa: E402
 from ufl.models import Backbone, build_head  # noqa: E402
 from ufl.runtime import Precision, loader_kwargs, named_precision, precision_for, precision_name, resolve_device  # noqa: E402

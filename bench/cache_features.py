@@ -66,7 +66,7 @@ from _common import emit, machine, sync  # noqa: E402
 from feature_cache import BackgroundWriter, FeatureCacheDataset, FeatureCacheReader, FeatureCacheWriter  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from torch.utils.data._utils import fetch as _fetch  # noqa: E402
-from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.synthetic import make_synthetic  # noqa: E402
 from ufl.models import Backbone  # noqa: E402
 from ufl.runtime import Precision, resolve_device  # noqa: E402
 from ufl.workspace import Workspace  # noqa: E402

@@ -42,7 +42,7 @@ from ufl.workspace.evaluate import METRICS_CACHE  # noqa: E402
 
 
 def build(root: Path, size: int, val: int) -> Path:
-    from ufl.datasets.synthetic import make_synthetic
+    from ufl.synthetic import make_synthetic
 
     make_synthetic(root / "data", size=size, n_train=8, n_val=val, seed=0, progress=False)
     ws = Workspace.create(root / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")

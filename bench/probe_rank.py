@@ -31,7 +31,7 @@ from scipy.stats import kendalltau, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import machine  # noqa: E402
-from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.synthetic import make_synthetic  # noqa: E402
 from ufl.probe import probe_task  # noqa: E402
 from ufl.taskspec import get_spec  # noqa: E402
 from ufl.training.pretrain import PretrainConfig, pretrain  # noqa: E402

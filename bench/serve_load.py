@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import machine  # noqa: E402
-from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.synthetic import make_synthetic  # noqa: E402
 from ufl.serve import ModelServer  # noqa: E402
 from ufl.workspace import HeadTrainingConfig, Workspace  # noqa: E402
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import machine, sync  # noqa: E402
 from ufl.datasets import build_transforms, get_dataset  # noqa: E402
-from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.synthetic import make_synthetic  # noqa: E402
 from ufl.losses import MultiTaskLoss  # noqa: E402
 from ufl.models import Backbone, build_head, build_model  # noqa: E402
 from ufl.runtime import Precision, precision_for, resolve_device  # noqa: E402

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import emit, machine  # noqa: E402
 from ufl.checkpoint import has_checkpoint  # noqa: E402
-from ufl.datasets.synthetic import make_synthetic  # noqa: E402
+from ufl.synthetic import make_synthetic  # noqa: E402
 from ufl.evidence import paired_interval, verdict  # noqa: E402
 from ufl.taskspec import get_spec  # noqa: E402
 from ufl.training.pretrain import PretrainConfig, pretrain  # noqa: E402

@@ -16,20 +16,21 @@ package needs only numpy, h5py and torch (hdf5plugin for zstd/blosc compression)
 
 from importlib import import_module
 
+from . import errors  # light: imports nothing
+
 # Names and the submodule that defines each, imported on first use (PEP 562): importing the package,
 # or its light ``errors`` / ``format`` modules, does not import torch or h5py.
 _LAZY = {
     "FeatureCacheDataset": "dataset", "available_memory_bytes": "dataset",
-    **dict.fromkeys(("CacheBusyError", "CacheCorruptError", "CacheIncompleteError", "CacheMissingError",
-                     "CacheVersionError", "FeatureCacheError", "FingerprintMismatchError", "LayoutMismatchError"),
-                    "errors"),
+    **dict.fromkeys(errors.__all__, "errors"),
     **dict.fromkeys(("COMPRESSIONS", "FORMAT_VERSION", "CacheLayout", "TargetSpec", "estimate_bytes_per_sample",
                      "label_storage_dtype"), "format"),
     "FeatureCacheReader": "reader",
     "verify_file": "verify",
     **dict.fromkeys(("consolidate", "create_shard_writer", "join_shards", "shard_path", "shard_range"), "shards"),
-    **dict.fromkeys(("BackgroundWriter", "FeatureCacheWriter", "atomic_cache", "partial_path", "round_to_storage"),
-                    "writer"),
+    **dict.fromkeys(("FeatureCacheWriter", "round_to_storage"), "writer"),
+    "BackgroundWriter": "background",
+    **dict.fromkeys(("atomic_cache", "partial_path"), "atomic"),
 }
 
 
@@ -45,33 +46,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = [
-    "FORMAT_VERSION",
-    "COMPRESSIONS",
-    "CacheLayout",
-    "TargetSpec",
-    "estimate_bytes_per_sample",
-    "label_storage_dtype",
-    "FeatureCacheWriter",
-    "BackgroundWriter",
-    "atomic_cache",
-    "partial_path",
-    "round_to_storage",
-    "FeatureCacheReader",
-    "FeatureCacheDataset",
-    "available_memory_bytes",
-    "shard_range",
-    "shard_path",
-    "create_shard_writer",
-    "join_shards",
-    "consolidate",
-    "verify_file",
-    "FeatureCacheError",
-    "CacheMissingError",
-    "CacheIncompleteError",
-    "CacheVersionError",
-    "FingerprintMismatchError",
-    "LayoutMismatchError",
-    "CacheCorruptError",
-    "CacheBusyError",
-]
+#: the public names: exactly those imported on first use above
+__all__ = list(_LAZY)

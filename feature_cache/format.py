@@ -47,15 +47,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import xxhash
 
-from .errors import (CacheBusyError, CacheCorruptError, CacheVersionError, FeatureCacheError,
-                     FingerprintMismatchError)
+from .errors import CacheCorruptError, CacheVersionError, FeatureCacheError, FingerprintMismatchError
+
+if TYPE_CHECKING:  # only for annotations: importing format (names, layout) stays light
+    import h5py
 
 __all__ = [
     "FORMAT_VERSION",
@@ -81,7 +82,7 @@ __all__ = [
     "make_identity",
     "to_json",
     "from_json",
-    "open_h5",
+    "attr_text",
     "read_layout",
     "check_fingerprint",
     "checksum_columns",
@@ -308,23 +309,23 @@ class CacheLayout:
     def from_attrs(cls, attrs: Mapping[str, Any]) -> "CacheLayout":
         """Read a layout back from a file's attributes (the inverse of :meth:`to_attrs`)."""
         targets = from_json(attrs[ATTR_TARGETS])
-        compression = _text(attrs[ATTR_COMPRESSION])
+        compression = attr_text(attrs[ATTR_COMPRESSION])
         return cls(
             num_samples=int(attrs[ATTR_NUM_SAMPLES]),
             scales=tuple(tuple(int(d) for d in s) for s in from_json(attrs[ATTR_SCALES])),
             strides=tuple(int(s) for s in from_json(attrs[ATTR_STRIDES])),
             # the task order of the file is the order of the "tasks" list
             targets={t: TargetSpec.parse(t, targets[t]) for t in from_json(attrs[ATTR_TASKS])},
-            dtype=_text(attrs[ATTR_FEATURE_DTYPE]),
+            dtype=attr_text(attrs[ATTR_FEATURE_DTYPE]),
             compression=None if compression == "none" else compression,
             view_param_names=tuple(from_json(attrs[ATTR_VIEW_PARAM_NAMES])),
             identity=make_identity(
-                fingerprint=_text(attrs[ATTR_FINGERPRINT]),
-                backbone=_text(attrs[ATTR_BACKBONE]),
+                fingerprint=attr_text(attrs[ATTR_FINGERPRINT]),
+                backbone=attr_text(attrs[ATTR_BACKBONE]),
                 input_size=attrs[ATTR_INPUT_SIZE],
                 normalisation=from_json(attrs[ATTR_NORMALISATION]),
-                dataset=_text(attrs[ATTR_DATASET]),
-                split=_text(attrs[ATTR_SPLIT]),
+                dataset=attr_text(attrs[ATTR_DATASET]),
+                split=attr_text(attrs[ATTR_SPLIT]),
             ),
         )
 
@@ -377,7 +378,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _text(value: Any) -> str:
+def attr_text(value: Any) -> str:
     """An HDF5 string attribute as ``str`` (h5py returns ``str`` or ``bytes`` by storage type)."""
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -406,60 +407,7 @@ def estimate_bytes_per_sample(scales: Iterable[Sequence[int]], dtype: str = "flo
     return total + 4 + 4 * view_params + 1 + 4 * len(scales) + 8 * columns
 
 
-# -- shared HDF5 helpers (writer, reader, verification) -------------------------------------------
-def open_h5(path: Any, mode: str) -> "h5py.File":
-    """Open an HDF5 file, turning HDF5's errors into one clear :class:`FeatureCacheError` line.
-
-    A file shorter than its superblock says (an interrupted copy, a full disk) is reported as
-    truncated; only HDF5's own lock failure (``BlockingIOError``, or its "unable to lock file"
-    text) is reported as busy. NOTE: the word "lock" also occurs inside HDF5's "sblock" (superblock)
-    messages, so a plain substring test would call a damaged file "locked" (issue 13, item 3).
-    """
-    import h5py  # NOTE: here, not at the top: importing format (names, layout) stays light
-
-    try:
-        return h5py.File(path, mode)
-    except BlockingIOError as e:  # HDF5 could not take its file lock (errno EAGAIN/EWOULDBLOCK)
-        raise CacheBusyError(
-            f"cache {path} is open for writing in another process ({e}); wait for it to finish "
-            "or stop it") from None
-    except OSError as e:
-        text = str(e)
-        if "truncated file" in text:
-            raise CacheCorruptError(
-                f"cache {path} is truncated ({_hdf5_reason(text)}): the file is shorter than its "
-                "header says, e.g. after a full disk or an interrupted copy; delete it or rewrite "
-                "it (cache-features --overwrite)") from None
-        if "unable to lock file" in text.lower():
-            raise CacheBusyError(
-                f"cache {path} is locked by another process ({_hdf5_reason(text)}); wait for it "
-                "to finish or stop it") from None
-        raise CacheCorruptError(
-            f"cache {path} cannot be opened as HDF5 ({_hdf5_reason(text)}); it was probably damaged "
-            "by an interrupted run or a full disk: delete it, or write it again with overwrite=True "
-            "(cache-features --overwrite)") from None
-
-
-def _hdf5_reason(text: str) -> str:
-    """The operating system's reason inside an h5py error text (e.g. "No space left on device"),
-    else HDF5's parenthesised reason, else the text itself."""
-    import re
-
-    system = re.search(r"error message = '([^']*)'", text)
-    if system:
-        return system.group(1)
-    start = text.find("(")
-    return text[start + 1:text.rfind(")")] if start >= 0 and text.endswith(")") else text
-
-
-def damaged_error(path: Any, error: BaseException) -> CacheCorruptError:
-    """The one-line error for a cache whose HDF5 structure cannot be read (h5py raises OSError,
-    RuntimeError or KeyError for a damaged chunk index or object header, e.g. "addr overflow")."""
-    return CacheCorruptError(
-        f"cache {path} is damaged ({_hdf5_reason(str(error))}), probably by a write that failed "
-        "(full disk) or a run killed mid-flush; rewrite it (cache-features --overwrite)")
-
-
+# -- reading a file's layout (shared by the writer, the reader and verification) ------------------
 def read_layout(f: "h5py.File", path: Any) -> CacheLayout:
     """The layout stored in an open cache file; refuses non-caches and unknown schema versions."""
     if ATTR_FORMAT_VERSION not in f.attrs:

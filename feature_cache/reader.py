@@ -43,13 +43,14 @@ import numpy as np
 import xxhash
 
 from . import format as fmt
+from .direct import HAS_PREADV, DirectRows, pread_into
 from .errors import CacheCorruptError, CacheIncompleteError, CacheMissingError, FeatureCacheError
-from .format import CacheLayout, check_fingerprint, open_h5, read_layout
+from .format import CacheLayout, check_fingerprint, read_layout
+from .h5io import damaged_error, hdf5_reason, open_h5
 
 __all__ = ["FeatureCacheReader", "decode_attrs", "virtual_source_files"]
 
 log = logging.getLogger("feature_cache")
-_HAS_PREADV = hasattr(os, "preadv")
 _WARNED_UNVERIFIED: set[str] = set()
 
 _JSON_ATTRS = {fmt.ATTR_NORMALISATION, fmt.ATTR_SCALES, fmt.ATTR_STRIDES, fmt.ATTR_TASKS,
@@ -88,61 +89,6 @@ def virtual_source_files(f: h5py.File, path: Path) -> list[Path]:
     return list(files.values())
 
 
-class _DirectRows:
-    """File offsets of every row of one unfiltered, non-virtual dataset (read once); its row shape
-    and dtype (h5py's properties cost microseconds per access); ``view``: (file bytes, row_bytes)
-    uint8 rows of the mapped file starting at every byte (a strided view, no copy), set while the
-    file is mapped."""
-
-    def __init__(self, offsets: np.ndarray, row_bytes: int) -> None:
-        self.offsets = offsets
-        self.row_bytes = row_bytes
-        self.shape: tuple[int, ...] = ()
-        self.dtype = np.dtype(np.uint8)
-        self.view: np.ndarray | None = None
-        self.last_end = self.end()
-
-    @classmethod
-    def of(cls, dset: h5py.Dataset) -> "_DirectRows | None":
-        """The row offsets of ``dset``, or ``None`` when it must be read through h5py."""
-        if dset.is_virtual or not dset.dtype.isnative or dset.dtype.kind not in "biuf" or dset.ndim < 1:
-            return None
-        dcpl = dset.id.get_create_plist()
-        if dcpl.get_nfilters() or dcpl.get_external_count():
-            return None
-        rows = cls._offsets(dset, dcpl)
-        if rows is not None:
-            rows.shape, rows.dtype = tuple(dset.shape[1:]), np.dtype(dset.dtype)
-        return rows
-
-    @classmethod
-    def _offsets(cls, dset: h5py.Dataset, dcpl: Any) -> "_DirectRows | None":
-        n = dset.shape[0]
-        row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
-        if row_bytes == 0:
-            return cls(np.zeros(n, np.int64), 0)
-        layout = dcpl.get_layout()
-        if layout == h5py.h5d.CONTIGUOUS:
-            base = dset.id.get_offset()
-            return None if base is None else cls(base + row_bytes * np.arange(n, dtype=np.int64), row_bytes)
-        if layout != h5py.h5d.CHUNKED or dset.chunks != (1, *dset.shape[1:]):
-            return None
-        offsets = np.full(n, -1, np.int64)
-
-        def visit(info: Any) -> None:
-            if info.filter_mask == 0 and info.size == row_bytes:
-                offsets[info.chunk_offset[0]] = info.byte_offset
-
-        try:
-            dset.id.chunk_iter(visit)
-        except Exception:  # noqa: BLE001 - an old HDF5 without chunk_iter, or an odd index: h5py reads it
-            return None
-        return cls(offsets, row_bytes) if (offsets >= 0).all() else None
-
-    def end(self) -> int:
-        return int(self.offsets.max()) + self.row_bytes if len(self.offsets) else 0
-
-
 class FeatureCacheReader:
     """Random and batched access to one validated cache.
 
@@ -177,7 +123,7 @@ class FeatureCacheReader:
             raise CacheMissingError(f"feature cache not found: {self.path}; run cache-features to create it")
         self._fd: int | None = None
         self._map: mmap.mmap | None = None
-        self._direct: dict[str, _DirectRows] = {}
+        self._direct: dict[str, DirectRows] = {}
         self._file = open_h5(self.path, "r")
         try:
             self.layout: CacheLayout = read_layout(self._file, self.path)
@@ -230,7 +176,7 @@ class FeatureCacheReader:
                 self._setup_direct(mapped=direct != "pread")
         except (OSError, RuntimeError, KeyError) as e:  # HDF5 could not walk the file's structure
             self.close()
-            raise fmt.damaged_error(self.path, e) from None
+            raise damaged_error(self.path, e) from None
         except BaseException:
             self.close()
             raise
@@ -240,7 +186,7 @@ class FeatureCacheReader:
             return self._file[name][...]
         except (OSError, RuntimeError) as e:
             raise CacheCorruptError(
-                f"cache {self.path}: {name} cannot be read ({fmt._hdf5_reason(str(e))}); the file is "
+                f"cache {self.path}: {name} cannot be read ({hdf5_reason(str(e))}); the file is "
                 "damaged: rewrite it (cache-features --overwrite)") from None
 
     def _setup_direct(self, mapped: bool) -> None:
@@ -248,7 +194,7 @@ class FeatureCacheReader:
         names = [fmt.feature_key(s) for s in range(len(self.layout.scales))]
         names += [fmt.target_key(t) for t in self.layout.targets] + [fmt.VIEW_PARAMS]
         for name in names:
-            rows = _DirectRows.of(self._file[name])
+            rows = DirectRows.of(self._file[name])
             if rows is None:
                 continue
             if rows.end() > size:
@@ -418,12 +364,12 @@ class FeatureCacheReader:
                 which = f"row {first}" if first == last else f"rows {first}..{last}"
                 raise CacheCorruptError(
                     f"cache {self.path} (split {self.split}): {which} of {name} cannot be read "
-                    f"({fmt._hdf5_reason(str(e))}); the file is damaged: rewrite this cache "
+                    f"({hdf5_reason(str(e))}); the file is damaged: rewrite this cache "
                     f"(cache-features --overwrite --split {self.split})") from None
         self._verify(name, unique, buffer)
         return buffer[inverse.reshape(-1)]
 
-    def _read_mapped(self, name: str, direct: _DirectRows, rows: np.ndarray) -> np.ndarray:
+    def _read_mapped(self, name: str, direct: DirectRows, rows: np.ndarray) -> np.ndarray:
         """(B, row_bytes) uint8: the rows' bytes copied from the mapping with one gather (a fresh
         C-contiguous array). Rows now beyond the file's end are refused before anything is touched."""
         offsets = direct.offsets[rows]
@@ -439,7 +385,7 @@ class FeatureCacheReader:
             f"cache {self.path} (split {self.split}) is truncated: row {row} of {name} has {got} of "
             f"{nbytes} bytes; rewrite this cache (cache-features --overwrite --split {self.split})")
 
-    def _read_direct(self, name: str, direct: _DirectRows, rows: np.ndarray, out: np.ndarray) -> None:
+    def _read_direct(self, name: str, direct: DirectRows, rows: np.ndarray, out: np.ndarray) -> None:
         nbytes = direct.row_bytes
         if nbytes == 0 or not len(rows):
             return
@@ -447,9 +393,9 @@ class FeatureCacheReader:
         fd = self._fd
         for j, offset in enumerate(direct.offsets[rows].tolist()):
             # one system call per row in the common case (this loop is the reader's hot path)
-            got = os.preadv(fd, (flat[j],), offset) if _HAS_PREADV else 0
+            got = os.preadv(fd, (flat[j],), offset) if HAS_PREADV else 0
             if got != nbytes:
-                got = _pread_into(fd, flat[j], offset)
+                got = pread_into(fd, flat[j], offset)
             if got != nbytes:
                 raise self._truncated(name, int(rows[j]), got, nbytes)
 
@@ -528,19 +474,3 @@ class FeatureCacheReader:
     def __repr__(self) -> str:
         return (f"FeatureCacheReader({str(self.path)!r}, samples={len(self)}, scales={list(self.scales)}, "
                 f"tasks={self.tasks}, dtype={self.layout.dtype})")
-
-
-def _pread_into(fd: int, buffer: np.ndarray, offset: int) -> int:
-    """Read ``buffer.nbytes`` bytes at ``offset`` into ``buffer``; the number of bytes read."""
-    if _HAS_PREADV:
-        total = 0
-        view = memoryview(buffer)
-        while total < len(view):
-            got = os.preadv(fd, [view[total:]], offset + total)
-            if got == 0:
-                break
-            total += got
-        return total
-    data = os.pread(fd, buffer.nbytes, offset)
-    buffer[:len(data)] = np.frombuffer(data, np.uint8)
-    return len(data)

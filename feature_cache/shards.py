@@ -36,8 +36,10 @@ import numpy as np
 
 from . import format as fmt
 from .errors import CacheMissingError, LayoutMismatchError
+from .atomic import atomic_cache
+from .h5io import open_h5
 from .reader import FeatureCacheReader, virtual_source_files
-from .writer import FeatureCacheWriter, atomic_cache, open_h5
+from .writer import FeatureCacheWriter
 
 __all__ = ["shard_range", "shard_path", "create_shard_writer", "join_shards", "consolidate"]
 
@@ -198,8 +200,8 @@ def consolidate(path: str | os.PathLike, out: str | os.PathLike | None = None,
             for start in range(0, len(reader), rows_per_copy):
                 rows = np.arange(start, min(start + rows_per_copy, len(reader)))
                 stored, scales = reader.stored_features_batch(rows)  # verified on the way
-                writer._write(rows, stored, reader.targets_batch(rows, decode=False),
-                              reader.view_params_batch(rows) if reader.view_param_names else None, scales)
+                writer.write_stored(rows, stored, reader.targets_batch(rows, decode=False),
+                                    reader.view_params_batch(rows) if reader.view_param_names else None, scales)
             writer.finalize()
             with open_h5(tmp, "r+") as f:  # same attributes, timestamps included: it is the same cache
                 for key in (fmt.ATTR_CREATED, fmt.ATTR_FINISHED, fmt.ATTR_VIEWS):

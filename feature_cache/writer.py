@@ -4,8 +4,9 @@ Crash safety (the design a reviewer must know). A cache takes hours to compute, 
 at any instant (SIGKILL, OOM killer, a pre-empted job) must leave a file that (1) still opens,
 (2) marks complete only rows whose bytes are really in it, and (3) resumes where it stopped.
 
-- The file skeleton (every dataset, the ids, the attributes, a zeroed completion mask) is built in
-  a temporary file and renamed into place, so ``path`` is never a half-created file.
+- The file skeleton (every dataset, the ids, the attributes, a zeroed completion mask,
+  :mod:`feature_cache.skeleton`) is built in a temporary file and renamed into place
+  (:mod:`feature_cache.atomic`), so ``path`` is never a half-created file.
 - Without compression every dataset is allocated at creation (``H5D_ALLOC_TIME_EARLY``, no fill
   write, so the file is sparse until written). Writing a row then changes raw bytes only, never
   HDF5 metadata: the structure on disk is the same before, during and after any write, so a kill
@@ -27,48 +28,29 @@ the cache or write it again.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import os
-import queue
-import shutil
-import tempfile
-import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 import torch
-from h5py import h5d, h5p
 
 from . import format as fmt
-from .errors import (CacheCorruptError, CacheIncompleteError, CacheVersionError, FeatureCacheError,
-                     LayoutMismatchError)
-from .format import CacheLayout, TargetSpec, check_fingerprint, open_h5, read_layout
+from .atomic import created_atomically
+from .convert import ArrayLike, as_numpy, stored_features, stored_targets, stored_view_params
+from .errors import CacheIncompleteError, CacheVersionError, FeatureCacheError, LayoutMismatchError
+from .format import CacheLayout, TargetSpec, check_fingerprint, read_layout
+from .h5io import check_index_readable, damaged_error, hdf5_reason, open_h5, plain_storage
+from .skeleton import check_free_space, write_skeleton
 
-# NOTE: open_h5, read_layout and check_fingerprint live in format.py (shared with the reader); they
-# stay importable from here for callers of earlier versions.
-
-__all__ = ["FeatureCacheWriter", "BackgroundWriter", "atomic_cache", "partial_path", "open_h5",
-           "round_to_storage"]
-
-ArrayLike = Any  # np.ndarray | torch.Tensor | nested sequences
+__all__ = ["FeatureCacheWriter", "round_to_storage", "utc_now"]
 
 
 def utc_now() -> str:
     """The current UTC time as ISO 8601 (seconds), as stored in the created/finished attributes."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def as_numpy(x: ArrayLike) -> np.ndarray:
-    """A tensor (any device) or array-like as a numpy array (no copy when already numpy on CPU)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dtype == torch.bfloat16:  # numpy has no bfloat16
-            x = x.float()
-        return x.cpu().numpy()
-    return np.asarray(x)
 
 
 def round_to_storage(features: torch.Tensor, dtype: str) -> torch.Tensor:
@@ -93,13 +75,6 @@ def round_to_storage(features: torch.Tensor, dtype: str) -> torch.Tensor:
     scale = torch.from_numpy(fmt.scales_for_peaks(peak.cpu().numpy())).to(x.device)
     scale = scale.reshape(-1, *([1] * (x.ndim - 1)))
     return (x / scale).to(torch.float16).float() * scale
-
-
-def _early_dcpl() -> h5p.PropDCID:
-    """Dataset creation properties: allocate all file space when the dataset is created."""
-    dcpl = h5p.create(h5p.DATASET_CREATE)
-    dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
-    return dcpl
 
 
 def _runs(rows: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
@@ -217,8 +192,9 @@ class FeatureCacheWriter:
                     f"cache {path} already exists; resume it, or pass overwrite=True "
                     "(cache-features --overwrite) to replace it")
             return cls._resume(path, layout, ids_array, views, first_index, shard)
-        _check_free_space(path, layout)
-        cls._create_skeleton(path, layout, ids_array, views, metadata, first_index, shard)
+        check_free_space(path, layout)
+        with created_atomically(path) as tmp, h5py.File(tmp, "w") as f:
+            write_skeleton(f, layout, ids_array, views, metadata, first_index, shard, created=utc_now())
         return cls(open_h5(path, "r+"), path, layout, first_index, resumed=False)
 
     @staticmethod
@@ -281,22 +257,6 @@ class FeatureCacheWriter:
                 f"view_index must hold {num_samples} non-negative integers, got shape {views.shape} dtype {views.dtype}")
         return views.astype(np.int32)
 
-    @staticmethod
-    def _create_skeleton(path: Path, layout: CacheLayout, ids: np.ndarray, views: np.ndarray,
-                         metadata, first_index: int, shard) -> None:
-        """Build every dataset and attribute in a temporary file, then rename it to ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            with h5py.File(tmp, "w") as f:
-                write_skeleton(f, layout, ids, views, metadata, first_index, shard)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
     @classmethod
     def _resume(cls, path: Path, layout: CacheLayout, ids: np.ndarray, views: np.ndarray,
                 first_index: int, shard) -> "FeatureCacheWriter":
@@ -308,7 +268,7 @@ class FeatureCacheWriter:
                 raise CacheVersionError(
                     f"cache {path} was written with format version {version} (no row checksums); "
                     "it cannot be resumed, rewrite it (cache-features --overwrite)")
-            _check_index_readable(f, path, stored)
+            check_index_readable(f, path, stored)
             check_fingerprint(path, stored.identity[fmt.ATTR_FINGERPRINT],
                               layout.identity[fmt.ATTR_FINGERPRINT], "this run's")
             diffs = stored.differences(layout)
@@ -329,7 +289,7 @@ class FeatureCacheWriter:
                     "overwrite=True (cache-features --overwrite) to replace it")
         except (OSError, RuntimeError, KeyError) as e:  # HDF5 could not walk the file's structure
             f.close()
-            raise fmt.damaged_error(path, e) from None
+            raise damaged_error(path, e) from None
         except BaseException:
             f.close()
             raise
@@ -372,16 +332,24 @@ class FeatureCacheWriter:
         """
         self._write(indices, features, targets, view_params, None)
 
+    def write_stored(self, indices: ArrayLike, features: Sequence[ArrayLike], targets: Mapping[str, ArrayLike],
+                     view_params: ArrayLike, feature_scale: ArrayLike) -> None:
+        """:meth:`write` for rows copied from another cache with the same layout
+        (:func:`feature_cache.shards.consolidate`): ``features`` are the stored values
+        (:meth:`FeatureCacheReader.stored_features_batch`) and ``feature_scale`` (B, S) the powers
+        of two they were divided by, written as they are; targets as stored (``decode=False``)."""
+        self._write(indices, features, targets, view_params, feature_scale)
+
     def _write(self, indices, features, targets, view_params, feature_scale) -> None:
         rows = self._rows(indices)
         batch = len(rows)
         if feature_scale is None:
-            feats, scales = self._convert_features(features, batch)
+            feats, scales = stored_features(features, self.layout, batch, self.path)
         else:  # stored values and their scales, copied from another cache (consolidate)
             feats = [np.ascontiguousarray(as_numpy(x)) for x in features]
             scales = np.ascontiguousarray(as_numpy(feature_scale), dtype=np.float32)
-        tgts = self._convert_targets(targets or {}, batch)
-        params = self._convert_view_params(view_params, batch)
+        tgts = stored_targets(targets or {}, self.layout, batch, self.path)
+        params = stored_view_params(view_params, self.layout, batch, self.path)
         if batch == 0:
             return
         columns = [*feats, *tgts.values(), params, scales]
@@ -398,8 +366,8 @@ class FeatureCacheWriter:
                 self._file.flush()
             per_row = [*zip(self._features, feats), *((self._targets[task], arr) for task, arr in tgts.items())]
             sliced = []
-            for dset, arr in per_row:
-                if self._raw_chunks[id(dset)] and arr[0].dtype == dset.dtype:
+            for dset, arr in per_row:  # arr is in dset's dtype (converted above)
+                if self._raw_chunks[id(dset)]:
                     _write_raw_chunks(dset, rows, arr)
                 else:
                     sliced.append((dset, np.stack(arr) if isinstance(arr, list) else arr))
@@ -419,7 +387,7 @@ class FeatureCacheWriter:
             damaged = ("; a compressed cache can be damaged by a failed write: if the next run "
                        "says so, rewrite it (cache-features --overwrite)") if self.layout.compression else ""
             raise FeatureCacheError(
-                f"writing {batch} rows to cache {self.path} failed ({fmt._hdf5_reason(str(e))}); if the "
+                f"writing {batch} rows to cache {self.path} failed ({hdf5_reason(str(e))}); if the "
                 f"disk is full, free space and run again to resume (rows written before are kept){damaged}"
             ) from None
 
@@ -434,92 +402,6 @@ class FeatureCacheWriter:
         if len(np.unique(rows)) != len(rows):
             raise FeatureCacheError(f"indices written to cache {self.path} repeat within one batch")
         return rows
-
-    def _convert_features(self, features: Sequence[ArrayLike], batch: int
-                          ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Stored arrays per scale and the (B, S) float32 scales they were divided by."""
-        if len(features) != len(self.layout.scales):
-            raise LayoutMismatchError(
-                f"{len(features)} feature scales given, cache {self.path} has {len(self.layout.scales)}")
-        stored_dtype = np.dtype(self.layout.dtype)
-        out, scales = [], np.ones((batch, len(self.layout.scales)), np.float32)
-        for s, (x, shape) in enumerate(zip(features, self.layout.scales)):
-            if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16:
-                x = x.float()
-            arr = as_numpy(x)
-            if arr.shape != (batch, *shape):
-                raise LayoutMismatchError(
-                    f"features of scale {s} have shape {arr.shape}, cache {self.path} expects {(batch, *shape)}")
-            if arr.dtype.kind != "f":
-                raise LayoutMismatchError(f"features of scale {s} have dtype {arr.dtype}, not a float type")
-            if arr.dtype == stored_dtype:
-                if not _all_finite(arr):
-                    raise FeatureCacheError(
-                        f"features of scale {s} hold NaN or inf values; check the backbone"
-                        + (" (already float16: pass float32 features, which the cache scales to "
-                           "fit float16)" if stored_dtype == np.float16 else ""))
-                out.append(np.ascontiguousarray(arr))
-                continue
-            if stored_dtype == np.float16:
-                arr32 = arr.astype(np.float32, copy=False)
-                row_scale = fmt.float16_scales(arr32)
-                if not _all_finite(arr32):
-                    raise FeatureCacheError(f"features of scale {s} hold NaN or inf values; check the backbone")
-                if (row_scale != 1).any():
-                    arr32 = arr32 / row_scale.reshape(-1, *([1] * len(shape)))
-                    scales[:, s] = row_scale
-                # torch's float32 -> float16 cast is vectorised (numpy's is ~50x slower here)
-                out.append(torch.from_numpy(np.ascontiguousarray(arr32)).to(torch.float16).numpy())
-            else:
-                with np.errstate(over="ignore"):
-                    stored = np.ascontiguousarray(arr.astype(stored_dtype))
-                if not _all_finite(stored):
-                    raise FeatureCacheError(
-                        f"features of scale {s} hold NaN or inf values or overflow {stored_dtype}; "
-                        "check the backbone")
-                out.append(stored)
-        return out, scales
-
-    def _convert_targets(self, targets: Mapping[str, ArrayLike], batch: int
-                         ) -> dict[str, np.ndarray | list[np.ndarray]]:
-        missing = set(self.layout.targets) - set(targets)
-        unknown = set(targets) - set(self.layout.targets)
-        if missing or unknown:
-            raise LayoutMismatchError(
-                f"targets for cache {self.path} must be exactly {sorted(self.layout.targets)}; "
-                f"missing {sorted(missing)}, unknown {sorted(unknown)}")
-        out: dict[str, np.ndarray | list[np.ndarray]] = {}
-        for task, spec in self.layout.targets.items():
-            value = targets[task]
-            if isinstance(value, (list, tuple)):  # B rows, kept apart
-                if len(value) != batch:
-                    raise LayoutMismatchError(
-                        f"targets of {task!r} have {len(value)} rows, cache {self.path} expects {batch}")
-                rows = [as_numpy(v) for v in value]
-                bad = next((r.shape for r in rows if r.shape != tuple(spec.shape)), None)
-                if bad is not None:
-                    raise LayoutMismatchError(
-                        f"a row of the targets of {task!r} has shape {bad}, cache {self.path} expects {spec.shape}")
-                out[task] = [_cast_checked(r, np.dtype(spec.dtype), f"targets of {task!r}") for r in rows]
-                continue
-            arr = as_numpy(value)
-            if arr.shape != (batch, *spec.shape):
-                raise LayoutMismatchError(
-                    f"targets of {task!r} have shape {arr.shape}, cache {self.path} expects {(batch, *spec.shape)}")
-            out[task] = _cast_checked(arr, np.dtype(spec.dtype), f"targets of {task!r}")
-        return out
-
-    def _convert_view_params(self, view_params: ArrayLike | None, batch: int) -> np.ndarray:
-        k = len(self.layout.view_param_names)
-        if view_params is None:
-            if k:
-                raise FeatureCacheError(
-                    f"cache {self.path} stores view parameters {list(self.layout.view_param_names)}; pass view_params")
-            return np.zeros((batch, 0), np.float32)
-        arr = as_numpy(view_params).astype(np.float32)
-        if arr.shape != (batch, k):
-            raise LayoutMismatchError(f"view_params have shape {arr.shape}, cache {self.path} expects {(batch, k)}")
-        return arr
 
     # -- closing --------------------------------------------------------------------------------
     def finalize(self) -> Path:
@@ -557,12 +439,7 @@ def _raw_chunk_rows(dset: h5py.Dataset) -> bool:
     chunks allocated at creation (uncompressed caches), it writes raw bytes in place and touches
     no metadata, as the slice assignment does (crash safety: see the module docstring).
     """
-    if dset.is_virtual or not dset.dtype.isnative or dset.dtype.kind not in "biuf" or dset.ndim < 1:
-        return False
-    if dset.chunks != (1, *dset.shape[1:]):
-        return False
-    dcpl = dset.id.get_create_plist()
-    return dcpl.get_nfilters() == 0 and dcpl.get_external_count() == 0
+    return plain_storage(dset) is not None and dset.chunks == (1, *dset.shape[1:])
 
 
 def _write_raw_chunks(dset: h5py.Dataset, rows: np.ndarray, arr: np.ndarray | Sequence[np.ndarray]) -> None:
@@ -572,290 +449,3 @@ def _write_raw_chunks(dset: h5py.Dataset, rows: np.ndarray, arr: np.ndarray | Se
     write = dset.id.write_direct_chunk
     for j, row in enumerate(rows.tolist()):
         write((row, *zeros), np.ascontiguousarray(arr[j]))
-
-
-def _cast_checked(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
-    """Cast to the stored dtype, refusing values that would not survive the cast."""
-    with np.errstate(over="ignore", invalid="ignore"):  # detected below, with a clearer message
-        out = arr.astype(dtype, copy=False)
-    if out is arr:
-        return out
-    if dtype.kind in "biu":
-        if not np.array_equal(out.astype(arr.dtype), arr):
-            raise LayoutMismatchError(
-                f"{what} do not fit the stored dtype {dtype} (values {arr.min()}..{arr.max()}); "
-                "store a wider dtype")
-    elif not np.array_equal(np.isfinite(out), np.isfinite(arr)):
-        raise LayoutMismatchError(f"{what} overflow the stored dtype {dtype}; store float32")
-    return out
-
-
-def _all_finite(arr: np.ndarray) -> bool:
-    """Whether ``arr`` holds no NaN/inf, without a float pass for float16 (numpy's float16 math is
-    slow): a float16 is finite iff its exponent bits are not all ones."""
-    if arr.dtype == np.float16:
-        bits = arr.view(np.uint16)
-        return bits.size == 0 or int((bits & 0x7C00).max()) != 0x7C00
-    if arr.size == 0:
-        return True
-    with np.errstate(invalid="ignore"):
-        return bool(np.isfinite(arr.max()) and np.isfinite(arr.min()))
-
-
-def _check_free_space(path: Path, layout: CacheLayout) -> None:
-    """Refuse, before anything is written, a cache that cannot fit on its disk.
-
-    Uncompressed rows have a known size (the file is allocated up front and filled as rows come);
-    a compressed cache is checked against an upper bound (a lossless filter never makes a chunk
-    much larger than its raw bytes, see :func:`feature_cache.format.disk_bytes_bound`), so a cache
-    that could not fit even uncompressed is refused before HDF5 allocates anything.
-    """
-    needed = fmt.disk_bytes_bound(layout)
-    free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
-    if needed > free:
-        row = needed / layout.num_samples
-        if layout.compression:
-            raise FeatureCacheError(
-                f"cache {path} may need up to {needed / 1e9:.1f} GB ({layout.num_samples} rows of up to "
-                f"{row / 1e6:.2f} MB before compression) but only {free / 1e9:.1f} GB are free there; "
-                "free space, cache fewer views or a smaller --size")
-        raise FeatureCacheError(
-            f"cache {path} needs about {needed / 1e9:.1f} GB ({layout.num_samples} rows of {row / 1e6:.2f} MB) "
-            f"but only {free / 1e9:.1f} GB are free there; free space, cache fewer views, or use compression "
-            f"(cache-features --compression lzf)")
-
-
-def _check_index_readable(f: h5py.File, path: Path, layout: CacheLayout) -> None:
-    """Refuse to resume a file whose chunk index HDF5 cannot walk (a compressed cache whose write
-    failed mid-flush, e.g. on a full disk: HDF5 then reports "addr overflow" on the next write)."""
-    if layout.compression is None:
-        return
-    size = os.path.getsize(path)
-    for name in fmt.checksum_columns(layout)[:-2]:
-        dset = f[name]
-        try:
-            ends: list[int] = []
-            dset.id.chunk_iter(lambda info: ends.append(info.byte_offset + info.size))
-        except Exception as e:  # noqa: BLE001 - any HDF5 failure here means a damaged index
-            _raise_damaged(path, f"{name}: {fmt._hdf5_reason(str(e))}")
-        if ends and max(ends) > size:
-            _raise_damaged(path, f"{name}: chunks end at byte {max(ends)} beyond the file's {size}")
-
-
-def _raise_damaged(path: Path, detail: str) -> None:
-    raise CacheCorruptError(
-        f"cache {path} is damaged ({detail}), probably by a write that failed (full disk) or was "
-        "killed mid-flush; it cannot be resumed: rewrite it (cache-features --overwrite)")
-
-
-def write_skeleton(f: h5py.File, layout: CacheLayout, ids: np.ndarray, views: np.ndarray,
-                   metadata: Mapping[str, Any] | None, first_index: int,
-                   shard: tuple[int, int, int] | None) -> None:
-    """Create every dataset and attribute of an empty cache in the open file ``f``."""
-    n = layout.num_samples
-    filters = fmt.compression_kwargs(layout.compression)
-    # Raw chunks are allocated up front, so writes never touch metadata (module docstring);
-    # filtered chunks change size and must be allocated as written.
-    chunked = dict(filters) if filters else {"dcpl": _early_dcpl(), "fill_time": "never"}
-    for s, (c, h, w) in enumerate(layout.scales):
-        f.create_dataset(fmt.feature_key(s), shape=(n, c, h, w), dtype=layout.dtype,
-                         chunks=(1, c, h, w), **chunked)
-    f.require_group(fmt.TARGETS)
-    for task, spec in layout.targets.items():
-        d = f.create_dataset(fmt.target_key(task), shape=(n, *spec.shape), dtype=spec.dtype,
-                             chunks=(1, *spec.shape), **chunked)
-        d.attrs["dtype"] = spec.dtype
-        d.attrs["decoded_dtype"] = spec.decoded_dtype
-    f.create_dataset(fmt.IDS, data=ids, dtype=h5py.string_dtype("utf-8"))
-    f.create_dataset(fmt.VIEW, data=views, dtype=np.int32)
-    k = len(layout.view_param_names)
-    vp = f.create_dataset(fmt.VIEW_PARAMS, shape=(n, k), dtype=np.float32, dcpl=_early_dcpl())
-    vp.attrs["names"] = fmt.to_json(list(layout.view_param_names))
-    if k:
-        vp[...] = 0
-    f.create_dataset(fmt.COMPLETE, data=np.zeros(n, np.uint8), dcpl=_early_dcpl())
-    f.create_dataset(fmt.FEATURE_SCALE, data=np.ones((n, len(layout.scales)), np.float32), dcpl=_early_dcpl())
-    sums = f.create_dataset(fmt.CHECKSUMS, shape=(n, len(fmt.checksum_columns(layout))), dtype=np.uint64,
-                            dcpl=_early_dcpl())
-    sums.attrs["columns"] = fmt.to_json(fmt.checksum_columns(layout))
-    sums.attrs["algorithm"] = "xxh3_64"
-    for key, value in layout.to_attrs().items():
-        f.attrs[key] = value
-    f.attrs[fmt.ATTR_VIEWS] = int(views.max()) + 1
-    f.attrs[fmt.ATTR_CREATED] = utc_now()
-    f.attrs[fmt.ATTR_FINISHED] = ""
-    f.attrs[fmt.ATTR_METADATA] = fmt.to_json(dict(metadata or {}))
-    f.attrs[fmt.ATTR_CHECKSUM] = "xxh3_64"
-    if first_index or shard is not None:
-        f.attrs[fmt.ATTR_FIRST_INDEX] = int(first_index)
-    if shard is not None:
-        rank, world, total = shard
-        f.attrs[fmt.ATTR_SHARD_RANK] = int(rank)
-        f.attrs[fmt.ATTR_SHARD_WORLD] = int(world)
-        f.attrs[fmt.ATTR_TOTAL_SAMPLES] = int(total)
-
-
-# -- background writing ---------------------------------------------------------------------------
-_STOP = object()
-
-
-class BackgroundWriter:
-    """Writes batches on a thread behind a bounded queue, so a GPU loop never waits on disk.
-
-    ``put`` takes ownership of the batch WITHOUT copying CPU arrays or tensors: the caller must not
-    modify them after ``put`` (a DataLoader's batches and a forward pass's outputs are fresh each
-    step, so the caching loop never does). CUDA tensors are copied to pinned CPU memory with a
-    non-blocking copy (the thread waits for the copy's CUDA event). ``put`` returns at once; the
-    thread calls ``writer.write``. At most ``max_pending`` batches wait, which bounds memory and blocks the
-    producer only when the disk is truly slower than the GPU. An exception in the thread is raised
-    again in the caller's thread at the next ``put`` or at ``close``.
-    """
-
-    def __init__(self, writer: FeatureCacheWriter, max_pending: int = 4) -> None:
-        self.writer = writer
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(max_pending)))
-        self._error: BaseException | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="feature-cache-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, indices: ArrayLike, features: Sequence[ArrayLike],
-            targets: Mapping[str, ArrayLike] | None = None,
-            view_params: ArrayLike | None = None) -> None:
-        """Queue one batch (the arguments of :meth:`FeatureCacheWriter.write`).
-
-        NOTE: the arrays are used as they are, later, on the writer thread: do not modify them
-        after this call (pass copies if you must reuse buffers).
-        """
-        self._raise_pending()
-        if self._closed:
-            raise FeatureCacheError(f"background writer of {self.writer.path} is closed")
-        item = (_to_host(indices), [_to_host(x) for x in features],
-                {k: [_to_host(x) for x in v] if isinstance(v, (list, tuple)) else _to_host(v)
-                 for k, v in (targets or {}).items()},
-                None if view_params is None else _to_host(view_params))
-        self._queue.put(item)
-
-    def close(self, finalize: bool = False) -> None:
-        """Wait until every queued batch is written; re-raise a writer error; optionally finalise."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(_STOP)
-            self._thread.join()
-        self._raise_pending()
-        if finalize:
-            self.writer.finalize()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if self._error is not None:
-                continue  # keep draining so a producer blocked on put() wakes up and sees the error
-            try:
-                indices = _from_host(item[0])
-                features = [_from_host(x) for x in item[1]]
-                targets = {k: [_from_host(x) for x in v] if isinstance(v, list) else _from_host(v)
-                           for k, v in item[2].items()}
-                view_params = None if item[3] is None else _from_host(item[3])
-                self.writer.write(indices, features, targets, view_params)
-            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-                self._error = e
-
-    def _raise_pending(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            self._closed = True
-            raise error
-
-    def __enter__(self) -> "BackgroundWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:  # stop the thread without hiding the original exception
-            if not self._closed:
-                self._closed = True
-                self._queue.put(_STOP)
-                self._thread.join()
-
-
-def _to_host(x: ArrayLike) -> Any:
-    """``x`` on the CPU: CUDA tensors copied (non-blocking, pinned), everything else as it is
-    (ownership passes to the writer; see :meth:`BackgroundWriter.put`)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.is_cuda:
-            host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
-            host.copy_(x, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            return (host, event)
-        return x
-    return x if isinstance(x, np.ndarray) else np.asarray(x)
-
-
-def _from_host(x: Any) -> np.ndarray:
-    if isinstance(x, tuple):  # (pinned tensor, CUDA event): wait for the copy to land
-        host, event = x
-        event.synchronize()
-        return as_numpy(host)
-    return as_numpy(x)
-
-
-# -- atomic overwrite -----------------------------------------------------------------------------
-def partial_path(path: str | os.PathLike) -> Path:
-    """Where :func:`atomic_cache` builds a replacement for ``path`` (same folder, fixed name)."""
-    path = Path(path)
-    return path.with_name(path.name + ".partial")
-
-
-@contextlib.contextmanager
-def atomic_cache(path: str | os.PathLike, keep_partial: bool = True) -> Iterator[Path]:
-    """Build a cache beside ``path`` and replace ``path`` only when the new one is finished.
-
-    Yields the temporary path (``partial_path(path)``) to create the writer on. On leaving the
-    block without an exception, the temporary file must be a finalised cache (every row
-    complete, finished timestamp set); it is fsynced and renamed over ``path`` in one atomic
-    step. On an exception, or if it is not finalised, ``path`` is left exactly as it was.
-
-    The temporary name is fixed, so a run killed while rebuilding resumes its partial file next
-    time (``keep_partial=True``, default); ``keep_partial=False`` deletes it on an exception.
-    """
-    path = Path(path)
-    tmp = partial_path(path)
-    try:
-        yield tmp
-    except BaseException:
-        if not keep_partial:
-            tmp.unlink(missing_ok=True)
-        raise
-    if not tmp.is_file():
-        raise FeatureCacheError(f"nothing was written to {tmp}; {path} is unchanged")
-    with open_h5(tmp, "r") as f:
-        finished = fmt._text(f.attrs.get(fmt.ATTR_FINISHED, ""))
-        complete = f[fmt.COMPLETE][...] if fmt.COMPLETE in f else np.zeros(0)
-    if not finished or not complete.all():
-        raise CacheIncompleteError(
-            f"new cache {tmp} is not finalised ({int(complete.sum())} of {complete.size} samples); "
-            f"{path} is unchanged")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

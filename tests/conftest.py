@@ -145,7 +145,7 @@ def torch_seed() -> int:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A small NYUD_MT/ + PASCAL_MT/ pair from ``make_synthetic`` (64 px, 8 train / 4 val images)."""
-    from ufl.datasets.synthetic import make_synthetic
+    from ufl.synthetic import make_synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic(root, size=64, n_train=8, n_val=4, seed=0)

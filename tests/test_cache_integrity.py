@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import feature_cache as fc
-from ufl.datasets.synthetic import make_synthetic
+from ufl.synthetic import make_synthetic
 from ufl.errors import CacheError
 from ufl.models import Backbone
 from ufl.workspace import Workspace

@@ -12,7 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from avalanche.training.plugins import SynapticIntelligencePlugin
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EWCPlugin, SynapticIntelligencePlugin
 
 from ufl.checkpoint import save_checkpoint
 from ufl.cli import main
@@ -195,19 +196,86 @@ def test_same_seed_gives_the_same_run(synthetic_root):
     assert first == second
 
 
+class _WeightRecorder(SupervisedPlugin):
+    """Records, for each strategy in turn, the backbone's parameters after every training experience and
+    the importances ``w`` of its penalty after the first one (EWC: the Fisher information; SI: the path
+    integral; none for the others), keyed by parameter name."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights: list[list[dict[str, torch.Tensor]]] = []
+        self.importances: list[dict[str, torch.Tensor]] = []
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.clock.train_exp_counter == 0:  # a new strategy starts
+            self.weights.append([])
+            self.importances.append({})
+
+    def after_training_exp(self, strategy, **kwargs):  # runs after the strategy's own plugins
+        backbone = {f"backbone.{k}": p.detach().clone() for k, p in strategy.model.backbone.named_parameters()}
+        self.weights[-1].append(backbone)
+        if len(self.weights[-1]) > 1:
+            return
+        for plugin in strategy.plugins:
+            if isinstance(plugin, EWCPlugin):
+                self.importances[-1] = {k: plugin.importances[0][k].data.clone() for k in backbone}
+            elif isinstance(plugin, SynapticIntelligencePlugin):  # flat, BatchNorm parameters excluded
+                self.importances[-1] = {k: plugin.ewc_data[1][k].data.view_as(v).clone()
+                                        for k, v in backbone.items() if k in plugin.ewc_data[1]}
+
+
+@pytest.fixture(scope="module")
+def regularised_run(synthetic_root, tmp_path_factory):
+    """naive, ewc, lwf and si over depth then saliency, same backbone and seed, with their weights recorded.
+
+    EWC's lambda is raised from its default (1e5) to 1e10: with 2 steps per experience from a random
+    resnet18 the default moves the weights by too little to measure (a Fisher-weighted drift 0.9999x
+    naive's); SI keeps its default (1e3)."""
+    log_dir = tmp_path_factory.mktemp("continual_logs")
+    recorder = _WeightRecorder()
+    config = _config(synthetic_root, strategies=["naive", "ewc", "lwf", "si"], tasks=["nyud:depth", "pascal:saliency"],
+                     backbone="resnet18", ewc_lambda=1e10, log_dir=log_dir, tensorboard=True)
+    results = run_continual(config, plugins=[recorder])
+    runs = {name: (weights, importance) for name, weights, importance
+            in zip(config.strategies, recorder.weights, recorder.importances)}
+    return SimpleNamespace(results=results, runs=runs, log_dir=log_dir)
+
+
 @pytest.mark.slow
-def test_ewc_lwf_and_si_run_on_dense_tasks(synthetic_root, tmp_path):
-    config = _config(synthetic_root, strategies=["ewc", "lwf", "si"], tasks=["nyud:depth", "pascal:saliency"],
-                     backbone="resnet18", log_dir=tmp_path / "logs", tensorboard=True)
-    results = run_continual(config)
+def test_ewc_lwf_and_si_run_on_dense_tasks(regularised_run):
+    results, log_dir = regularised_run.results, regularised_run.log_dir
     for name in ("ewc", "lwf", "si"):
         result = results["strategies"][name]
         assert set(result["final"]) == {"nyud:depth", "pascal:saliency"}
         assert result["forgetting"]["pascal:saliency"] == 0.0 and np.isfinite(result["forgetting"]["nyud:depth"])
-        log = (tmp_path / "logs" / f"{name}.log").read_text()
+        log = (log_dir / f"{name}.log").read_text()
         assert "Headline/eval_phase/test_stream/Task001/Exp001" in log
         assert "HeadlineForgetting/eval_phase/test_stream/Task000/Exp000" in log
-        assert list((tmp_path / "logs" / "tensorboard" / name).glob("events.out.tfevents.*"))
+        assert list((log_dir / "tensorboard" / name).glob("events.out.tfevents.*"))
+
+
+def _weighted_drift(before, after, importance) -> float:
+    """sum_i max(w_i, 0) (theta_i' - theta_i)^2: how far the second task moved the weights that the
+    penalty pulls back towards the first task's optimum (SI's w may be negative: those it does not)."""
+    return sum(float((w.clamp(min=0) * (after[k] - before[k]) ** 2).sum()) for k, w in importance.items())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ewc", "si"])
+def test_penalty_keeps_the_first_tasks_weights_closer_than_naive_fine_tuning(regularised_run, name):
+    """EWC and SI add lambda * sum_i w_i (theta_i - theta*_i)^2 to the second task's loss (theta*: the weights
+    after the first task). Against naive fine-tuning on the same stream, seed and first-task weights,
+    the important weights must move clearly less; a zero penalty (the same run as naive) or one of the
+    wrong sign (pushing away) fails."""
+    (naive_first, naive_second), _ = regularised_run.runs["naive"]
+    (first, second), importance = regularised_run.runs[name]
+    # the penalty starts with the second experience: the first one is naive's, bit for bit
+    assert naive_first.keys() == first.keys()
+    assert all(torch.equal(naive_first[k], first[k]) for k in first)
+    assert importance and sum(float(w.clamp(min=0).sum()) for w in importance.values()) > 0
+    naive = _weighted_drift(naive_first, naive_second, importance)
+    regularised = _weighted_drift(first, second, importance)
+    assert naive > 0 and regularised < 0.5 * naive, (regularised, naive)
 
 
 # -- the starting backbone ----------------------------------------------------------------------------

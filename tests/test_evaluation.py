@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn.functional import softplus
 
-import ufl.metrics
+import ufl.metrics.edge_matching
 from ufl import evaluation
 from ufl.evaluation import (OriginalSizeDataset, collate_original_size, evaluate, make_metric, resize_logits)
 from ufl.metrics import EdgeMetric
@@ -123,13 +123,13 @@ def _edge_pair():
 @pytest.mark.parametrize("dataset, max_dist", [("nyud", 0.011), ("pascal", 0.0075), ("folder", 0.0075)])
 def test_edge_settings_per_dataset_reach_the_matcher(monkeypatch, dataset, max_dist):
     calls = []
-    original = ufl.metrics._match_pixels
+    original = ufl.metrics.edge_matching._match_pixels
 
     def spy(predicted, edges, distance):
         calls.append(distance)
         return original(predicted, edges, distance)
 
-    monkeypatch.setattr(ufl.metrics, "_match_pixels", spy)
+    monkeypatch.setattr(ufl.metrics.edge_matching, "_match_pixels", spy)
     monkeypatch.setattr(evaluation, "edge_workers", lambda: 0)  # match in this process, where the spy is
     metric = make_metric(get_spec("edges"), dataset, edge_thresholds=3)
     assert (metric.max_dist, metric.thin) == (max_dist, True)

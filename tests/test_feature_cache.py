@@ -167,7 +167,7 @@ def test_chunks_hold_one_sample_and_layout_is_plain_hdf5(reference):
 
 def test_a_cache_that_cannot_fit_on_its_disk_is_refused_before_writing(tmp_path, monkeypatch):
     import collections
-    import feature_cache.writer as writer
+    import feature_cache.skeleton as writer
 
     row = fc.estimate_bytes_per_sample(SCALES, "float16", TARGETS, view_params=3)
     usage = collections.namedtuple("usage", "total used free")

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from ufl.foundation import frozen_backbone_step, frozen_markdown, frozen_rows
-from ufl.reproduce import StepRunner, _cell, summarise
+from ufl.reproduce import StepRunner, summarise, cell as _cell
 
 
 @pytest.mark.slow

@@ -19,9 +19,8 @@ from ufl.metrics import (
     NormalsMetric,
     SaliencyMetric,
     SegmentationMetric,
-    build_metric,
-    delta_m,
 )
+from ufl.evaluation import delta_m
 from ufl.taskspec import KINDS
 
 
@@ -536,23 +535,60 @@ def test_delta_m_errors():
         delta_m({"semseg": 1.0}, {"semseg": {"mIoU": 2.0}})
 
 
-def test_directions_and_factory_agree_with_task_kinds():
+def test_directions_and_metrics_agree_with_task_kinds():
     assert METRIC_DIRECTIONS["mIoU"] and METRIC_DIRECTIONS["odsF"] and METRIC_DIRECTIONS["maxF"]
     assert not METRIC_DIRECTIONS["rmse"] and not METRIC_DIRECTIONS["mean"]
     assert set(HEADLINE_METRICS) <= set(METRIC_DIRECTIONS)
     expected = {"segmentation": SegmentationMetric, "depth": DepthMetric, "normals": NormalsMetric,
                 "edges": EdgeMetric, "saliency": SaliencyMetric}
-    for kind, info in KINDS.items():
-        metric = build_metric(kind, num_classes=3)
-        assert type(metric) is expected[kind]
-        assert metric.keys == info.metric_keys
-        assert METRIC_DIRECTIONS[info.headline] == info.higher_is_better
-    assert build_metric("segmentation", num_classes=21, ignore_index=0).ignore_index == 0
-    assert build_metric("edges", num_thresholds=9).thresholds.size == 9
+    for name, expected_type in expected.items():
+        kind = KINDS[name]
+        metric = kind.build_metric(3)
+        assert type(metric) is expected_type
+        assert metric.keys == kind.metric_keys
+        assert METRIC_DIRECTIONS[kind.headline] == kind.higher_is_better
+    assert KINDS["segmentation"].build_metric(21, {"ignore_index": 0}).ignore_index == 0
+    assert KINDS["edges"].build_metric(1, {"num_thresholds": 9}).thresholds.size == 9
     with pytest.raises(ValueError, match="num_classes"):
-        build_metric("segmentation")
-    with pytest.raises(UflError, match="unknown metric kind"):
-        build_metric("optical_flow")
+        SegmentationMetric.build()
+
+
+def test_metrics_know_no_tasks_and_build_by_class():
+    """ufl.metrics sits below the task catalogue: a task given as floats needs its direction from
+    the caller (ufl.evaluation.delta_m fills in the built-in ones), and a metric is built from a
+    task's options by its class, without a kind name."""
+    import ufl.metrics
+
+    with pytest.raises(ValueError, match="higher_is_better"):
+        ufl.metrics.delta_m({"semseg": 40.0}, {"semseg": 38.0})
+    # +(40 - 38) / 38 * 100 = 5.2632 %, as delta_m of ufl.evaluation gives for the built-in semseg
+    assert ufl.metrics.delta_m({"semseg": 40.0}, {"semseg": 38.0}, {"semseg": True}) == pytest.approx(200 / 38)
+    assert delta_m({"semseg": 40.0}, {"semseg": 38.0}) == pytest.approx(200 / 38)
+    segmentation = SegmentationMetric.build(num_classes=4, ignore_index=0)
+    assert (type(segmentation), segmentation.num_classes, segmentation.ignore_index) == (SegmentationMetric, 4, 0)
+    assert type(DepthMetric.build(num_classes=4)) is DepthMetric   # num_classes ignored where not needed
+    assert EdgeMetric.build(num_classes=1, num_thresholds=5).thresholds.size == 5
+    with pytest.raises(ValueError, match="num_classes"):
+        SegmentationMetric.build()
+
+
+def test_metrics_import_only_downward():
+    """The package imports no ufl module above it (task specs, datasets, training, workspace)."""
+    import ast
+
+    import ufl.metrics
+
+    allowed = {"ufl.errors", "ufl.registry", "ufl.labels", "ufl.tensors", "ufl.evalcache"}
+    package = Path(ufl.metrics.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = "ufl.metrics" if node.level == 1 else "ufl"
+                name = f"{target}.{node.module}" if node.module else target
+                assert name.startswith("ufl.metrics") or name in allowed, f"{path.name} imports {name}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert not any(n == "ufl" or n.startswith("ufl.") for n in names), f"{path.name}: {names}"
 
 
 @pytest.mark.slow

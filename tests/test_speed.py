@@ -308,12 +308,12 @@ def test_cached_edge_counts_are_identical_and_skip_matching(tmp_path, monkeypatc
     assert (first.cache.hits, first.cache.misses) == (0, 3) and len(first.cache.entries()) == 3
     assert _same(_counts(first), _counts(plain))
 
-    import ufl.metrics
+    import ufl.metrics.edge_matching
 
     def no_matching(*args, **kwargs):
         raise AssertionError("matched again")
 
-    monkeypatch.setattr(ufl.metrics, "_edge_image_counts", no_matching)
+    monkeypatch.setattr(ufl.metrics.edge_matching, "_edge_image_counts", no_matching)
     second = EdgeMetric(num_thresholds=9, cache=tmp_path)
     second.update(pred, target)
     assert (second.cache.hits, second.cache.misses) == (3, 0)
@@ -421,13 +421,13 @@ def test_edge_counts_split_by_image_and_threshold_over_the_pool_are_identical(tm
 
 @pytest.mark.slow
 def test_a_second_evaluate_reuses_the_edge_counts(ws, monkeypatch):
-    import ufl.metrics
+    import ufl.metrics.edge_matching
 
     assert CountCache(ws.root / EDGE_CACHE).entries()  # filled when the head was registered
     shutil.rmtree(ws.root / EDGE_CACHE)
     first = ws.evaluate(["edges"], device="cpu", progress=False).to_dict()["tasks"]["edges"]
     shutil.rmtree(ws.root / METRICS_CACHE)  # the head runs again: its counts come from the edge cache
-    monkeypatch.setattr(ufl.metrics, "_edge_image_counts", lambda *a, **k: pytest.fail("matched again"))
+    monkeypatch.setattr(ufl.metrics.edge_matching, "_edge_image_counts", lambda *a, **k: pytest.fail("matched again"))
     second = ws.evaluate(["edges"], device="cpu", progress=False).to_dict()["tasks"]["edges"]
     assert second == first and second["drift"] == 0.0
 

@@ -16,11 +16,11 @@ from PIL import Image
 from click.testing import CliRunner
 from skimage.segmentation import find_boundaries
 
-from ufl.datasets import synthetic
-from ufl.datasets.render import Box, Camera, Capsule, Cylinder, Rect, cast, sphere
+from ufl import synthetic
 from ufl.datasets.catalog import NYUD_CLASSES
-from ufl.datasets.synthetic import (PERSON_PARTS, VOC_TO_CONTEXT, make_synthetic, nyud_intrinsics,
-                                    render_nyud_sample, render_pascal_sample)
+from ufl.synthetic import (PERSON_PARTS, VOC_TO_CONTEXT, generate, kinect_depth, make_synthetic, nyud_intrinsics,
+                           render_nyud_sample, render_pascal_sample)
+from ufl.synthetic.render import Box, Camera, Capsule, Cylinder, Rect, cast, sphere
 from ufl.errors import DataError, UflError
 
 SIZE, N_TRAIN, N_VAL = 64, 6, 3
@@ -263,14 +263,14 @@ def test_kinect_shadow_band_has_the_disparity_width():
     depth = np.full((8, 100), 4.0)
     depth[:, 50:70] = 1.0
     thing = np.zeros((8, 100), dtype=np.int64)
-    out = synthetic._kinect_depth(np.random.default_rng(0), depth, thing, [synthetic.Thing(1, [])], fx=100.0)
+    out = kinect_depth(np.random.default_rng(0), depth, thing, [synthetic.Thing(1, [])], fx=100.0)
     assert (out[:, 45:50] == 0).all()
     assert (out[:, 50:] == depth[:, 50:]).all()
     border = int((out[0] == 0).argmin())  # the registration band along the left border: 1..3 % of the width
     assert 1 <= border <= 3 and (out[:, :border] == 0).all() and (out[:, border:45] == 4.0).all()
     far = np.full((2, 4), 12.0)  # out of the Kinect's range reads 0
-    assert (synthetic._kinect_depth(np.random.default_rng(0), far, np.zeros((2, 4), int), [synthetic.Thing(1, [])],
-                                    100.0) == 0).all()
+    assert (kinect_depth(np.random.default_rng(0), far, np.zeros((2, 4), int), [synthetic.Thing(1, [])],
+                         100.0) == 0).all()
 
 
 def test_pascal_person_counts_and_image_sizes_vary():
@@ -332,7 +332,7 @@ def test_refuses_an_output_that_holds_a_dataset(tmp_path):
 
 def test_an_interrupted_run_leaves_no_dataset(tmp_path, monkeypatch):
     calls = []
-    real_job = synthetic._job
+    real_job = generate._job
 
     def failing_job(args):
         if args[1].name.startswith(".PASCAL_MT"):
@@ -341,7 +341,7 @@ def test_an_interrupted_run_leaves_no_dataset(tmp_path, monkeypatch):
             calls.append(args)
         return real_job(args)
 
-    monkeypatch.setattr(synthetic, "_job", failing_job)
+    monkeypatch.setattr(generate, "_job", failing_job)
     with pytest.raises(KeyboardInterrupt):
         make_synthetic(tmp_path, size=32, n_train=2, n_val=1, progress=False)
     # NYUD_MT was complete and renamed into place; the half-written PASCAL_MT was removed

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import default_collate
 
 from ufl.datasets.transforms import (RECIPES, Compose, RandomHorizontalFlip, RandomScaleRotate, Resize, View,
-                                     apply_view, build_transforms, hflip, resize, rotate_normals, scale_rotate)
+                                     apply_view, build_transforms, hflip, resize, scale_rotate)
+from ufl.kinds.normals import rotate_normals
 
 MODALITIES = {"semseg": "label", "edges": "binary", "depth": "depth", "normals": "normals"}
 

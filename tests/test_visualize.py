@@ -1,4 +1,4 @@
-"""Tests of ufl.visualize: colours against hand-computed values, shapes, attention maps, PNG files."""
+"""Tests of ufl.viz: colours against hand-computed values, shapes, attention maps, PNG files."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from PIL import Image
 
 from ufl.errors import UflError
 from ufl.models.medusa import MedusaHead
-from ufl.visualize import (
+from ufl.viz import (
     IGNORE_COLOUR, SCALE_COLOURS, as_rgb, attention_images, bar_chart, blend, colorize, depth_range, grouped_bars,
     prediction_grid, prediction_grids, save_png,
 )
-from ufl.visualize import metric_unit, normals_key, prediction_figure, unit_chart, unit_figure
+from ufl.viz import PanelRow, metric_unit, normals_key, prediction_figure, unit_chart, unit_figure
+from ufl.viz.panels import MISSING_GT
 
 H, W = 6, 9  # H != W so that a transposed output cannot pass
 
@@ -384,3 +385,52 @@ def test_rows_without_a_kind_get_no_key_column(rng):
     rows = [{"task": "saliency", "pred": colorize("saliency", rng.uniform(0, 1, (8, 8)))}]
     fig = prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8), "rows": rows}], panel_inches=2.0)
     assert fig.get_figwidth() == 4.0 and not [ax for ax in fig.axes if ax.get_label() == "key"]
+
+
+# -- the typed panel row, and kinds that draw themselves ------------------------------------------------
+def test_panel_row_colours_a_kind_and_wraps_attention_lines():
+    labels = np.array([[0, 1], [1, 255]])
+    maps = [np.full((2, 2, 3), i, np.uint8) for i in range(7)]
+    row = PanelRow.from_dict({"task": "parts", "kind": "segmentation", "dataset": "pascal", "target": "human_parts",
+                              "pred": labels, "attention": maps,
+                              "attention_labels": [f"SFA s{i}" for i in range(6)] + ["MSA argmax"]}, "row 0")
+    assert row.gt is None and row.pred.tolist() == colorize("segmentation", labels, dataset="pascal",
+                                                             task="human_parts").tolist()
+    assert [entry[0] for entry in row.keys[0]["entries"]] == ["background", "head", "ignore"]
+    lines = row.lines()
+    assert [(len(panels), what) for panels, what in lines] == [(1, "prediction"), (5, "attention"),
+                                                               (1, "attention"), (1, "attention")]
+    assert row.scales == 0  # the argmax map is not a scale
+    # another row of the sample has a ground truth: this one gets the placeholder in its place
+    first = row.lines(gt_column=True)[0][0]
+    assert [label for label, _ in first] == ["ground truth", "prediction"] and first[0][1] is MISSING_GT
+
+
+def test_a_registered_kind_draws_its_own_colours_key_and_unit():
+    from ufl.kinds import register_kind, unregister_kind
+    from ufl.kinds.saliency import SaliencyKind
+
+    class Heat(SaliencyKind):
+        name = "heat_toy"
+
+        def colorize(self, array, *, valid=None, classes=None, value_range=None):
+            return np.full(np.shape(array)[-2:] + (3,), (10, 20, 30), np.uint8)
+
+        def colour_key(self, gt, pred, *, classes=None, value_range=None):
+            return [{"type": "colorbar", "cmap": "hot", "range": (0.0, 5.0), "label": "heat (K)"}]
+
+        def metric_unit(self, metric):
+            return "kelvin"
+
+    register_kind(Heat)
+    try:
+        assert colorize("heat_toy", np.zeros((2, 3))).tolist() == [[[10, 20, 30]] * 3] * 2
+        fig = prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8),
+                                  "rows": [{"task": "t", "kind": "heat_toy", "pred": np.zeros((8, 8))}]}])
+        assert _colorbar_labels(fig) == ["heat (K)"]
+        assert metric_unit("heat_toy", "maxF") == "kelvin"
+    finally:
+        unregister_kind("heat_toy")
+    with pytest.raises(ValueError, match="unknown task kind 'heat_toy'"):
+        prediction_figure([{"image": np.zeros((8, 8, 3), np.uint8),
+                            "rows": [{"task": "t", "kind": "heat_toy", "pred": np.zeros((8, 8))}]}])

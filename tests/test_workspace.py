@@ -80,7 +80,7 @@ def _strip_output_activation(ws, task):
 def test_an_old_identity_depth_head_keeps_its_predictions(ws, synthetic_root):
     from ufl.evaluation import postprocess
     from ufl.workspace.evaluate import recorded_protocol, task_metrics
-    from ufl.workspace.predict import _load_heads, _run_heads
+    from ufl.workspace.predict import load_heads, _run_heads
 
     assert ws.tasks["depth"]["output_activation"] == "softplus"  # a new checkpoint's head records it
     assert ws.tasks["saliency"]["output_activation"] == "identity"
@@ -98,7 +98,7 @@ def test_an_old_identity_depth_head_keeps_its_predictions(ws, synthetic_root):
     assert result["metrics"] == identity and result["drift"] == 0.0
     # predict / visualize: the raw output itself, not its softplus
     images = torch.rand(1, 3, *NYUD_SIZE)
-    heads = _load_heads(ws, ["depth"], "cpu")
+    heads = load_heads(ws, ["depth"], "cpu")
     raw = head(ws.backbone("cpu")(images), out_size=NYUD_SIZE)["out"]
     pred = _run_heads(ws, heads, images, "cpu", attention=False)["depth"]["pred"]
     torch.testing.assert_close(pred, raw.float(), rtol=0, atol=0)
@@ -721,7 +721,7 @@ def test_predict_takes_a_folder_prints_each_image_once_and_json(ws, synthetic_ro
 
 @pytest.mark.slow
 def test_a_backbone_trained_only_on_generated_data_is_said(ws, checkpoint, synthetic_root, tmp_path):
-    from ufl.datasets.synthetic import SYNTHETIC_MARKER, is_synthetic
+    from ufl.synthetic import SYNTHETIC_MARKER, is_synthetic
     from ufl.provenance import UNREACHABLE
 
     assert is_synthetic(synthetic_root / "NYUD_MT") and (synthetic_root / "PASCAL_MT" / SYNTHETIC_MARKER).is_file()

@@ -22,7 +22,7 @@ _LAZY = {
     "HeadTrainingConfig": "ufl.workspace",
     "PretrainConfig": "ufl.training.pretrain",
     "pretrain": "ufl.training.pretrain",
-    "make_synthetic": "ufl.datasets.synthetic",
+    "make_synthetic": "ufl.synthetic",
 }
 
 __all__ = ["UflError", "TaskSpec", "builtin_specs", "get_spec", "load_spec", "__version__", *_LAZY]

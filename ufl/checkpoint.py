@@ -14,7 +14,6 @@ complete weights file with a matching hash. Nothing is unpickled on load.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 
 from .errors import UflError
-from .io import load_weights, read_json, save_weights, write_json
+from .io import file_sha256, load_weights, read_json, save_weights, write_json
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "has_checkpoint", "RECORD"]
 
@@ -88,14 +87,6 @@ def _run_cwd(run_dir: Path | None, out: str | None) -> Path | None:
     return Path(*run_dir.parts[: -len(parts)]) if len(parts) < len(run_dir.parts) else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split ``optimizer.state_dict()`` into tensors (for safetensors) and JSON-able values."""
     tensors: dict[str, torch.Tensor] = {}
@@ -135,7 +126,7 @@ def save_checkpoint(run_dir: str | Path, model_state: dict[str, torch.Tensor], m
     weights = run_dir / f"epoch-{epoch:04d}.safetensors"
     save_weights(weights, tensors)
     record = {"format": FORMAT, "version": VERSION, **meta, "weights": weights.name,
-              "sha256": _sha256(weights), "optimizer": optim_plain}
+              "sha256": file_sha256(weights), "optimizer": optim_plain}
     write_json(run_dir / RECORD, record)
     for old in run_dir.glob("epoch-*.safetensors"):
         if old.name != weights.name:
@@ -166,7 +157,7 @@ def load_checkpoint(run_dir: str | Path, with_optimizer: bool = False) -> Checkp
                        f"leads outside the run folder; the run folder is damaged")
     if not weights.is_file():
         raise UflError(f"checkpoint weights {weights} are missing; the run folder is damaged")
-    if _sha256(weights) != record["sha256"]:
+    if file_sha256(weights) != record["sha256"]:
         raise UflError(f"checkpoint weights {weights} do not match their recorded hash; the file is damaged")
     tensors = load_weights(weights)
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from .datasets.synthetic import make_synthetic
+from .synthetic import make_synthetic
 from .errors import UflError
 from .io import write_json
-from .tables import text_table
+from . import tables
 from .training.pretrain import PretrainConfig, pretrain
 from .workspace import HeadTrainingConfig, Workspace
 from .workspace.evaluate import plot_evaluation, trivial_metrics
@@ -125,6 +125,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     return results
 
 
+#: The demo table's columns, in the terminal (:func:`format_results`) and the README (:func:`markdown_table`)
+_COLUMNS = ["task", "dataset", "metric", "ufl", "trivial", "drift"]
+
+
 def format_results(results: dict[str, Any]) -> str:
     """The demo's table: each task's headline metric, the trivial predictor's, and the drift."""
     rows = []
@@ -133,7 +137,7 @@ def format_results(results: dict[str, Any]) -> str:
         arrow = "higher" if r["higher_is_better"] else "lower"
         rows.append([name, r["dataset"], f"{metric} ({arrow} is better)", r["metrics"][metric],
                      r["trivial"][metric], r["drift"]])
-    table = text_table(["task", "dataset", "metric", "ufl", "trivial", "drift"], rows)
+    table = tables.text_table(_COLUMNS, rows)
     return f"{table}\n\ntotal {results['seconds']['total']:.0f} s " + \
         "(" + ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items() if k != "total") + ")"
 
@@ -158,17 +162,16 @@ def markdown_table(results: dict[str, Any]) -> str:
     """The README's demo table (header, separator, one row per task) from a demo's ``results.json``."""
     from .datasets.catalog import MetadataCatalog
 
-    lines = ["| task | dataset | metric | ufl | trivial | drift |", "|---|---|---|---|---|---|"]
+    rows = []
     for name, r in results["evaluation"]["tasks"].items():
         metric = r["metric"]
         label = f"{_METRIC_LABELS.get(metric, metric)} {'↑' if r['higher_is_better'] else '↓'}"
         if name == "semseg" and (r["dataset"], name) in MetadataCatalog:
             label += f" ({MetadataCatalog.get(r['dataset'], name).num_classes} classes)"
         drift = r["drift"]
-        lines.append(f"| {name} | {_DATASET_LABELS.get(r['dataset'], r['dataset'])} | {label} | "
-                     f"{_figure(r['metrics'][metric])} | {_figure(r['trivial'][metric])} | "
-                     f"{'0' if drift == 0 else f'{drift:.2g}'} |")
-    return "\n".join(lines)
+        rows.append([name, _DATASET_LABELS.get(r["dataset"], r["dataset"]), label, _figure(r["metrics"][metric]),
+                     _figure(r["trivial"][metric]), "0" if drift == 0 else f"{drift:.2g}"])
+    return tables.markdown_table(_COLUMNS, rows)
 
 
 def readme_table(text: str) -> list[list[str]]:

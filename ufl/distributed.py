@@ -7,7 +7,6 @@ function here behaves as a single process (rank 0 of 1).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 
@@ -16,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["init_distributed", "is_distributed", "rank", "world_size", "is_main", "barrier",
-           "all_reduce_sum", "broadcast_object", "shutdown", "main_first"]
+           "all_reduce_sum", "shutdown"]
 
 
 def init_distributed(device: torch.device) -> bool:
@@ -52,16 +51,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-@contextlib.contextmanager
-def main_first():
-    """Run the body on rank 0 first (e.g. create folders), then on the others."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
-
-
 def all_reduce_sum(array: np.ndarray) -> np.ndarray:
     """Sum a NumPy array over all processes (float64/int64 kept exact through float64 or int64)."""
     if not is_distributed():
@@ -72,15 +61,6 @@ def all_reduce_sum(array: np.ndarray) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)  # 0-d arrays come back 1-d
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.cpu().numpy().reshape(array.shape)
-
-
-def broadcast_object(obj, src: int = 0):
-    """Send a picklable object from ``src`` to every process."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def shutdown() -> None:

@@ -285,10 +285,11 @@ def cache_content_id(path: str | os.PathLike) -> str | None:
     ``ufl doctor`` checks all of them; a rewritten cache has new checksums or new times.
     """
     from feature_cache import format as fmt
+    from feature_cache.h5io import open_h5
 
     h = hashlib.blake2b(digest_size=32)
     try:
-        with fmt.open_h5(path, "r") as f:
+        with open_h5(path, "r") as f:
             if fmt.CHECKSUMS not in f or fmt.IDS not in f:
                 return None
             for name in sorted(f.attrs):

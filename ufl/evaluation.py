@@ -30,16 +30,14 @@ from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
 from . import distributed
-from .datasets.catalog import metric_options
-from .metrics import Metric, build_metric
-from .models.heads import resize
-from .outputs import activate
+from .kinds import get_kind
+from .metrics import Metric
+from .metrics import delta_m as metrics_delta_m
 from .runtime import Precision, progress_disable, usable_cpus
-from .taskspec import TaskSpec
-from .training.trainer import move_to_device
-from .vectors import unit_vectors
+from .taskspec import TaskSpec, builtin_specs
+from .tensors import move_to_device, resize
 
-__all__ = ["postprocess", "make_metric", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK", "RESOLUTIONS",
+__all__ = ["postprocess", "make_metric", "delta_m", "edge_workers", "evaluate", "EDGE_THRESHOLDS_QUICK", "RESOLUTIONS",
            "ORIGINAL_SIZE", "check_resolution", "resize_logits", "OriginalSizeDataset", "collate_original_size"]
 
 #: Evaluation resolutions: each image's own size (the benchmark's), or the working (input) size.
@@ -55,23 +53,16 @@ EDGE_THRESHOLDS_QUICK = 19
 
 
 def postprocess(kind: str, logits: torch.Tensor, activation: str | None = None) -> torch.Tensor:
-    """Turn a head's logits (B, C, H, W) into what the kind's metric takes.
+    """Turn a head's logits (B, C, H, W) into what the kind's metric takes
+    (:meth:`ufl.kinds.Kind.postprocess`).
 
     segmentation -> labels (B, H, W); depth -> metres > 0 (B, 1, H, W), through the kind's
     activation (:func:`ufl.outputs.activate`: softplus); normals -> unit vectors (B, 3, H, W);
     edges and saliency -> probabilities (B, 1, H, W). ``activation``: the head's recorded output
     activation (:func:`ufl.outputs.recorded_activation`; ``None``: the kind's current one).
+    An unknown kind is a :class:`~ufl.errors.SpecError`.
     """
-    logits = logits.float()
-    if kind == "segmentation":
-        return logits.argmax(1)
-    if kind == "depth":
-        return activate(kind, logits, activation)
-    if kind == "normals":
-        return unit_vectors(logits, dim=1)
-    if kind in ("edges", "saliency"):
-        return torch.sigmoid(logits)
-    raise ValueError(f"unknown task kind {kind!r}")
+    return get_kind(kind).postprocess(logits, activation)
 
 
 def edge_workers() -> int:
@@ -95,19 +86,26 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
     :mod:`ufl.evalcache`).
 
     ``options``: keyword arguments of the metric; ``None`` (default) takes the benchmark's settings
-    of ``dataset`` from :func:`ufl.datasets.catalog.metric_options` (edges: maxDist 0.011 on NYUD,
+    of ``dataset`` from :meth:`ufl.kinds.Kind.metric_options` (edges: maxDist 0.011 on NYUD,
     0.0075 on PASCAL, thinned). A registered task passes the options it was registered with
     (``{}`` for records older than these settings: the metric's defaults), so its numbers stay
     comparable.
     """
-    kwargs: dict[str, Any] = dict(metric_options(dataset, spec.kind) if options is None else options)
-    if spec.kind == "edges":
-        kwargs["workers"] = edge_workers()
-        if edge_cache is not None:
-            kwargs["cache"] = edge_cache
-        if edge_thresholds is not None:
-            kwargs["num_thresholds"] = edge_thresholds
-    return build_metric(spec.kind, num_classes=spec.out_channels(dataset), **kwargs)
+    kind = spec.info
+    kwargs: dict[str, Any] = dict(kind.metric_options(dataset) if options is None else options)
+    return kind.build_metric(spec.out_channels(dataset), kwargs, workers=edge_workers(), cache=edge_cache,
+                             thresholds=edge_thresholds)
+
+
+def delta_m(results: Mapping[str, Any], references: Mapping[str, Any],
+            higher_is_better: Mapping[str, bool] | None = None) -> float:
+    """Delta_m in percent (:func:`ufl.metrics.delta_m`, same arguments) knowing the built-in tasks:
+    a built-in task given as floats (``{"semseg": 40.0}``) takes the direction of its spec
+    (``ufl.taskspec.builtin_specs``) unless ``higher_is_better`` gives one."""
+    specs = builtin_specs()
+    directions = {task: specs[task].higher_is_better for task, value in results.items()
+                  if task in specs and not isinstance(value, Mapping)}
+    return metrics_delta_m(results, references, {**directions, **(higher_is_better or {})})
 
 
 def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .metrics import delta_m
+from .cfg import DEFAULTS
+from .evaluation import delta_m
 from .models.backbone import resolve_pretrained
 from .tables import markdown_table
 from .workspace import HeadTrainingConfig, Workspace
@@ -30,7 +31,9 @@ def train_ufl_heads(ws: Workspace, config, preset, seed: int, tasks: Sequence[st
     are kept: a resumed step continues); returns ``{task: registered val metrics}``."""
     ws.cache_features("pascal", ["train", "val"], data_root=config.data_root, size=preset.pascal_size,
                       views=preset.views, device=config.device, seed=seed, progress=config.progress)
-    heads = HeadTrainingConfig(epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed)
+    heads = HeadTrainingConfig(epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed,
+                               weight_decay=getattr(preset, "weight_decay", DEFAULTS.weight_decay),
+                               poly_power=getattr(preset, "poly_power", DEFAULTS.poly_power))
     for task in tasks:
         if task not in ws.tasks:
             ws.add_task(task, config=heads, device=config.device, progress=config.progress)

@@ -1,4 +1,4 @@
-"""Atomic file writes and weight files.
+"""Atomic file writes, weight files and file hashes.
 
 Nothing already stored is lost when a write fails: every file is written to a temporary name in
 the same folder, flushed to disk, and renamed over the target (``os.replace`` is atomic on POSIX
@@ -8,6 +8,7 @@ and Windows). Weights are stored as safetensors and loaded without executing pic
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from .errors import UflError
 if TYPE_CHECKING:  # imported where used: JSON helpers serve `ufl list-tasks`, which needs no torch
     import torch
 
-__all__ = ["atomic_path", "write_json", "read_json", "json_safe", "save_weights", "load_weights"]
+__all__ = ["atomic_path", "write_json", "read_json", "json_safe", "save_weights", "load_weights", "file_sha256"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -108,3 +109,12 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         return load_file(str(path), device=str(device))
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise UflError(f"weights file {path} is unreadable ({e}); re-create it") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes as 64 hex digits, read in 1 MiB blocks (any file size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -26,6 +26,7 @@ from .errors import SpecError
 from .outputs import activate
 from .registry import Registry
 from .taskspec import IGNORE_INDEX, TaskSpec
+from .tensors import resize
 from .vectors import vector_norm
 
 __all__ = [
@@ -219,22 +220,16 @@ class MultiTaskLoss(nn.Module):
             if "out" not in outputs[task]:  # auxiliary only (PAD-Net, MTI-Net): deep supervision only
                 if not (self.deep_supervision and initials):
                     raise KeyError(f"task {task!r} has no final output and no initial predictions to supervise")
-                values[task] = sum(loss_fn(activate(kind, _resize(initial, size)), target) for initial in initials)
+                values[task] = sum(loss_fn(activate(kind, resize(initial, size)), target) for initial in initials)
                 task_total = values[task]
             else:
-                values[task] = loss_fn(activate(kind, _resize(outputs[task]["out"], size)), target)
+                values[task] = loss_fn(activate(kind, resize(outputs[task]["out"], size)), target)
                 task_total = values[task]
                 if self.deep_supervision:
                     for initial in initials:
-                        task_total = task_total + loss_fn(activate(kind, _resize(initial, size)), target)
+                        task_total = task_total + loss_fn(activate(kind, resize(initial, size)), target)
             weighted = self.weights[task] * task_total
             total = weighted if total is None else total + weighted
         if total is None:
             raise ValueError("MultiTaskLoss has no tasks")
         return total, values
-
-
-def _resize(pred: torch.Tensor, size) -> torch.Tensor:
-    if tuple(pred.shape[-2:]) == tuple(size):
-        return pred
-    return F.interpolate(pred, size=tuple(size), mode="bilinear", align_corners=False)

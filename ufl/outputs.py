@@ -3,7 +3,9 @@
 Every model returns raw outputs ("logits": ``{"out": ..., "initial": [...]}``) and nothing in a
 model depends on the task kind, so a new model (MTAN, PAD-Net, ...) needs nothing of its own: the
 loss (:class:`ufl.losses.MultiTaskLoss`, every output and every deep-supervision output) and the
-predictions (:func:`ufl.evaluation.postprocess`) both go through :func:`activate`, here, once.
+predictions (:func:`ufl.evaluation.postprocess`) both go through :func:`activate`, here, once,
+which asks the task's kind (:meth:`ufl.kinds.Kind.activate`; its ``activation`` attribute names
+the one a head is trained with now).
 
 ============  ====================================================================
 kind          activation of the raw output ``x``
@@ -30,20 +32,13 @@ activation existed and is read as ``"identity"``: old heads keep their exact pre
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["activate", "inverse", "default_activation", "recorded_activation", "ACTIVATED_KINDS",
-           "ACTIVATIONS", "RECORD_KEY"]
+from .kinds import KINDS, get_kind
 
-#: Task kinds whose raw output goes through an activation here.
-ACTIVATED_KINDS = ("depth",)
-
-#: Named output activations (what a task record / checkpoint stores).
-ACTIVATIONS = ("identity", "softplus")
+__all__ = ["activate", "inverse", "default_activation", "recorded_activation", "known_activations", "RECORD_KEY"]
 
 #: The key naming the activation in a task record (a name) and in a checkpoint's metadata ({task: name}).
 RECORD_KEY = "output_activation"
@@ -51,7 +46,13 @@ RECORD_KEY = "output_activation"
 
 def default_activation(kind: str) -> str:
     """The activation a head of ``kind`` is trained with now: ``"softplus"`` for depth, else ``"identity"``."""
-    return "softplus" if kind in ACTIVATED_KINDS else "identity"
+    return get_kind(kind).activation
+
+
+def known_activations() -> tuple[str, ...]:
+    """The named output activations a task record / checkpoint may store: those of the registered
+    kinds (:attr:`ufl.kinds.Kind.activations`; built-in: ``identity``, ``softplus``)."""
+    return tuple(dict.fromkeys(name for kind in KINDS.values() for name in kind.activations))
 
 
 def recorded_activation(record: Mapping[str, Any] | None, task: str | None = None) -> str:
@@ -63,32 +64,21 @@ def recorded_activation(record: Mapping[str, Any] | None, task: str | None = Non
         value = (value or {}).get(task) if isinstance(value, Mapping) else None
     if value is None:
         return "identity"
-    if value not in ACTIVATIONS:
-        raise ValueError(f"unknown output activation {value!r} (known: {', '.join(ACTIVATIONS)}); "
+    if value not in known_activations():
+        raise ValueError(f"unknown output activation {value!r} (known: {', '.join(known_activations())}); "
                          f"the record was written by a newer ufl, upgrade it")
     return value
 
 
 def activate(kind: str, x: torch.Tensor, activation: str | None = None) -> torch.Tensor:
     """The kind's quantity from a raw output ``x`` (any shape) through ``activation`` (a name of
-    :data:`ACTIVATIONS`; ``None``: :func:`default_activation` of ``kind``, what a head trained
+    the kind's ``activations``; ``None``: :func:`default_activation` of ``kind``, what a head trained
     now uses): depth -> ``softplus(x)`` metres (> 0), or ``x`` for a head recorded with
-    ``"identity"``; every other kind -> ``x`` unchanged."""
-    if kind not in ACTIVATED_KINDS:
-        return x
-    activation = default_activation(kind) if activation is None else activation
-    if activation == "softplus":
-        return F.softplus(x)
-    if activation == "identity":
-        return x
-    raise ValueError(f"unknown output activation {activation!r} (known: {', '.join(ACTIVATIONS)})")
+    ``"identity"``; every other built-in kind -> ``x`` unchanged."""
+    return get_kind(kind).activate(x, activation)
 
 
 def inverse(kind: str, value: float) -> float:
     """The raw output whose :func:`activate` is ``value`` (depth: ``softplus⁻¹(value)``, value >
     0); used to start a prediction bias at a prior (the training mean)."""
-    if kind == "depth":
-        if not value > 0:
-            raise ValueError(f"depth must be positive to invert softplus, got {value}")
-        return float(value + math.log(-math.expm1(-value)))  # log(exp(v) - 1), stable for large v
-    return float(value)
+    return get_kind(kind).inverse(value)

@@ -33,7 +33,8 @@ from feature_cache import FeatureCacheReader
 
 from .errors import CacheError, SpecError
 from .io import write_json
-from .taskspec import IGNORE_INDEX, TaskSpec, resolve_spec
+from .kinds.base import standardise
+from .taskspec import TaskSpec, resolve_spec
 
 __all__ = ["logme", "probe_task", "ProbeResult", "sample_pixels", "probe_targets", "probe_path", "format_probe"]
 
@@ -92,26 +93,13 @@ def logme(features: torch.Tensor, targets: torch.Tensor, max_iterations: int = 1
 
 
 def probe_targets(spec: TaskSpec, target: np.ndarray, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """A task's decoded target of one image -> (valid (H, W) bool, values (H, W, K) float64).
+    """A task's decoded target of one image -> (valid (H, W) bool, values (H, W, K) float64), by its
+    kind (:meth:`ufl.kinds.Kind.probe_targets`).
 
     Segmentation: one-hot over the task's classes (ignore 255 invalid); saliency/edges: the 0/1 map
     (255 invalid); depth: metres (0 invalid); normals: the 3 components (zero vector invalid).
     """
-    if spec.kind == "segmentation":
-        labels = np.asarray(target).astype(np.int64)
-        valid = labels != IGNORE_INDEX
-        classes = spec.out_channels(dataset)
-        valid &= (labels >= 0) & (labels < classes)
-        return valid, np.eye(classes)[np.where(valid, labels, 0)]
-    target = np.asarray(target, dtype=np.float64)
-    if spec.kind in ("saliency", "edges"):
-        values = target[0]
-        return values != IGNORE_INDEX, values[..., None]
-    if spec.kind == "depth":
-        return target[0] > 0, target[0][..., None]
-    if spec.kind == "normals":
-        return np.linalg.norm(target, axis=0) > 0, np.moveaxis(target, 0, -1)
-    raise SpecError(f"ufl probe does not know task kind {spec.kind!r}")
+    return spec.info.probe_targets(target, spec.out_channels(dataset))
 
 
 def sample_pixels(valid: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -148,10 +136,6 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _standardise(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
 
 
 def probe_task(ws, name: str | None = None, *, spec_file: str | Path | None = None, dataset: str | None = None,
@@ -209,12 +193,8 @@ def probe_task(ws, name: str | None = None, *, spec_file: str | Path | None = No
             values.append(target[ys, xs])
     if not values or sum(len(v) for v in values) < 2:
         raise CacheError(f"the {dataset}/{split} cache has fewer than 2 valid pixels for {spec.name!r}; nothing to probe")
-    y = np.concatenate(values)
-    if spec.kind == "segmentation":
-        y = y[:, y.sum(0) > 0]  # classes present in the sample
-    elif spec.kind in ("depth", "normals"):
-        y = _standardise(y)
-    scale_features = [_standardise(np.concatenate([f[s] for f in feats])) for s in range(len(channels))]
+    y = spec.info.probe_columns(np.concatenate(values))  # e.g. the classes present; regression standardised
+    scale_features = [standardise(np.concatenate([f[s] for f in feats])) for s in range(len(channels))]
     target = torch.from_numpy(y)
     scores = [logme(torch.from_numpy(f), target) for f in scale_features]
     together = logme(torch.from_numpy(np.concatenate(scale_features, axis=1)), target)

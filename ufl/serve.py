@@ -10,7 +10,7 @@ Endpoints (FastAPI on uvicorn, the ``serve`` extra):
   prediction (as ``ufl predict`` writes it) as base64 PNG; ``array``: the prediction itself as nested
   lists (labels; metres; unit normals (3, H, W); probabilities), at the image's own size. Each
   head runs exactly as in ``ufl predict`` (the same code: its recorded precision and output
-  activation, :func:`ufl.workspace.predict._apply_heads`), so both give the same numbers.
+  activation, :func:`ufl.workspace.predict.apply_heads`), so both give the same numbers.
 * ``GET /health`` -> ``{"status": "ok", "tasks": n, "batches": n, "requests": n}``.
 
 Tasks added (``ufl add-task``) or removed while the server runs are picked up without a restart:
@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UflError
+from .kinds import get_kind
 from .runtime import resolve_device
 
 __all__ = ["ModelServer", "ServingState", "create_app", "serve", "check_loopback", "decode_image"]
@@ -82,7 +83,7 @@ class ServingState:
     """An immutable snapshot: the heads of every registered task, grouped by input size."""
 
     signature: tuple[int, str]
-    heads: dict[str, tuple]  # name -> ufl.workspace.predict._load_heads's (head, spec, dataset, precision, activation)
+    heads: dict[str, tuple]  # name -> ufl.workspace.predict.load_heads's (head, spec, dataset, precision, activation)
     sizes: dict[str, tuple[int, int]]
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -135,9 +136,9 @@ class ModelServer:
 
     def _load(self, old: ServingState | None) -> ServingState:
         """A new state from the manifest (heads loaded by ``ufl predict``'s
-        :func:`~ufl.workspace.predict._load_heads`); heads whose file and precision are unchanged are
+        :func:`~ufl.workspace.predict.load_heads`); heads whose file and precision are unchanged are
         reused from ``old``."""
-        from .workspace.predict import _load_heads
+        from .workspace.predict import load_heads
 
         signature = self._signature()
         tasks = self.ws.tasks
@@ -146,7 +147,7 @@ class ModelServer:
                      and old.info[name]["head_sha256"] == record["head_sha256"]
                      and old.info[name]["precision"] == record.get("precision")}
         heads = {name: old.heads[name] for name in unchanged}
-        heads.update(_load_heads(self.ws, [name for name in tasks if name not in unchanged], self.device))
+        heads.update(load_heads(self.ws, [name for name in tasks if name not in unchanged], self.device))
         sizes, info = {}, {}
         for name, record in tasks.items():
             spec = heads[name][1]
@@ -202,8 +203,8 @@ class ModelServer:
         """Predictions for each image (H_i, W_i, 3) uint8, of its ``tasks`` (None: all), at its own
         size: ``[{task: postprocessed prediction (labels (H, W) / (C, H, W) maps)}]``. The backbone
         runs once per input size for the whole batch; the heads run as in ``ufl predict``
-        (:func:`~ufl.workspace.predict._apply_heads`)."""
-        from .workspace.predict import _apply_heads, _resize_back
+        (:func:`~ufl.workspace.predict.apply_heads`)."""
+        from .workspace.predict import apply_heads
 
         state = state or self.state
         wanted = [list(state.heads) if t is None else list(t) for t in tasks]
@@ -219,10 +220,11 @@ class ModelServer:
             batch = torch.cat([F.interpolate(tensors[i], size=size, mode="bilinear", align_corners=False,
                                              antialias=True) for i in members]).to(self.device)
             features = self.backbone(batch)
-            for name, result in _apply_heads({n: state.heads[n] for n in names}, features, size).items():
+            for name, result in apply_heads({n: state.heads[n] for n in names}, features, size).items():
                 for row, i in enumerate(members):
                     if name in wanted[i]:
-                        results[i][name] = _resize_back(result["kind"], result["pred"][row], tuple(images[i].shape[:2]))
+                        results[i][name] = get_kind(result["kind"]).resize_prediction(result["pred"][row],
+                                                                                      tuple(images[i].shape[:2]))
         self.batches += 1
         self.requests += len(images)
         return results
@@ -231,7 +233,7 @@ class ModelServer:
         """One task's prediction as JSON: base64 PNG (``ufl predict``'s colours) or nested lists."""
         from PIL import Image
 
-        from .visualize import colorize
+        from .viz import colorize
 
         info = state.info[name]
         if fmt == "array":

@@ -18,20 +18,10 @@ top-level ``tasks`` package; a user's task is a YAML file of the same form::
       folder: road                  # default: the task name
       format: png                   # png | npy; default png
 
-Kinds and their target conventions (tensors as the datasets return them):
-
-============  ================================  ==================  ==================
-kind          target                            loss (default)      headline metric
-============  ================================  ==================  ==================
-segmentation  (H, W) int64, 255 = ignore        cross_entropy       mIoU (higher)
-depth         (1, H, W) float32 metres, 0 = n/a l1                  rmse (lower)
-normals       (3, H, W) float32 unit, 0 = n/a   normals_l1          mean (lower)
-edges         (1, H, W) float32 {0, 1}, 255     balanced_bce        odsF (higher)
-saliency      (1, H, W) float32 {0, 1}, 255     balanced_bce        maxF (higher)
-============  ================================  ==================  ==================
-
-Normals are in camera coordinates with x to the right, y down (image rows) and z towards the
-camera, as NYUD-v2 stores them; a horizontal flip negates x.
+A kind is an object of :mod:`ufl.kinds` (segmentation, depth, normals, edges, saliency, or one
+registered with :func:`ufl.kinds.register_kind`); its module docstring tables the built-in kinds'
+target conventions, default losses and headline metrics. A spec's metric direction defaults to
+the one :data:`ufl.metrics.METRIC_DIRECTIONS` gives for its metric.
 """
 
 from __future__ import annotations
@@ -45,38 +35,13 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import SpecError
+from .kinds import KINDS, Kind, get_kind
+from .labels import IGNORE_INDEX
 
-__all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "KindInfo", "load_spec", "builtin_specs", "get_spec", "resolve_spec",
+__all__ = ["TaskSpec", "KINDS", "IGNORE_INDEX", "load_spec", "builtin_specs", "get_spec", "resolve_spec",
            "TASK_NAME", "check_task_name"]
 
 ANY_DATASET = "*"
-
-IGNORE_INDEX = 255
-"""Target value that losses and metrics skip (segmentation labels, edge and saliency maps)."""
-
-
-@dataclass(frozen=True)
-class KindInfo:
-    """What a task kind fixes: the default loss, the allowed losses, the metric keys and the
-    modality the transforms use for its targets (``label``: nearest and 255 fill; ``depth``;
-    ``normals``; ``binary``: nearest and 255 fill, float)."""
-
-    losses: tuple[str, ...]
-    metric_keys: tuple[str, ...]
-    headline: str
-    higher_is_better: bool
-    modality: str
-    fixed_channels: int | None = None
-
-
-KINDS: dict[str, KindInfo] = {
-    "segmentation": KindInfo(("cross_entropy",), ("mIoU",), "mIoU", True, "label"),
-    "depth": KindInfo(("l1",), ("rmse", "log_rmse"), "rmse", False, "depth", 1),
-    "normals": KindInfo(("normals_l1",), ("mean", "median", "rmse", "11.25", "22.5", "30"), "mean",
-                        False, "normals", 3),
-    "edges": KindInfo(("balanced_bce",), ("odsF",), "odsF", True, "binary", 1),
-    "saliency": KindInfo(("balanced_bce",), ("maxF", "maxF_b03", "mIoU"), "maxF", True, "binary", 1),
-}
 
 TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 """A task name: a lower-case letter, then up to 63 lower-case letters, digits or '_' (it names
@@ -116,12 +81,14 @@ class TaskSpec:
 
     # -- per-dataset values -------------------------------------------------------------------
     @property
-    def info(self) -> KindInfo:
-        return KINDS[self.kind]
+    def info(self) -> Kind:
+        """The task's kind object (:mod:`ufl.kinds`)."""
+        return get_kind(self.kind)
 
     @property
     def modality(self) -> str:
-        return self.info.modality
+        """The name of the kind's target modality (what a dataset's ``.modalities`` gives)."""
+        return self.info.modality.name
 
     def datasets(self) -> list[str]:
         """Datasets this task is defined on (``["*"]`` for any)."""
@@ -198,26 +165,20 @@ class TaskSpec:
         if not isinstance(name, str) or not TASK_NAME.match(name):
             raise fail(f"name {name!r} must be 1 to 64 lower-case letters, digits and '_' (starting with a letter)")
         kind = data["kind"]
-        if kind not in KINDS:
-            raise fail(f"kind {kind!r} is not one of {sorted(KINDS)}")
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise fail(f"kind {kind!r} is not one of {sorted(KINDS)} (ufl.kinds.register_kind adds one)")
         info = KINDS[kind]
 
         channels = _per_dataset(data["channels"], "channels", fail)
         for ds, c in channels.items():
             if isinstance(c, bool) or not isinstance(c, int) or c < 1:
                 raise fail(f"channels for {ds!r} must be a positive integer, got {c!r}")
-            if info.fixed_channels is not None and c != info.fixed_channels:
-                raise fail(f"a {kind} task has {info.fixed_channels} output channel(s), got {c} for {ds!r}")
-            if kind == "segmentation" and c < 2:
-                raise fail(f"a segmentation task needs at least 2 classes, got {c} for {ds!r}")
+            problem = info.check_channels(c)
+            if problem:
+                raise fail(f"{problem} for {ds!r}")
 
-        loss = data.get("loss") or {}
-        if not isinstance(loss, Mapping):
-            raise fail("'loss' must be a mapping (name, weight)")
-        unknown = set(loss) - _LOSS_KEYS
-        if unknown:
-            raise fail(f"unknown loss key(s) {sorted(unknown)}; allowed: {sorted(_LOSS_KEYS)}")
-        loss_name = loss.get("name", info.losses[0])
+        loss = _section(data, "loss", _LOSS_KEYS, "name, weight", fail)
+        loss_name = loss.get("name", info.default_loss)
         if loss_name not in info.losses:
             raise fail(f"loss {loss_name!r} does not fit a {kind} task; use one of {list(info.losses)}")
         weight = _per_dataset(loss.get("weight", 1.0), "loss weight", fail)
@@ -237,27 +198,15 @@ class TaskSpec:
         elif loss_name == "balanced_bce":
             pos_weight = "batch"
 
-        metric = data.get("metric") or {}
-        if not isinstance(metric, Mapping):
-            raise fail("'metric' must be a mapping (name, higher_is_better)")
-        unknown = set(metric) - _METRIC_KEYS
-        if unknown:
-            raise fail(f"unknown metric key(s) {sorted(unknown)}; allowed: {sorted(_METRIC_KEYS)}")
+        metric = _section(data, "metric", _METRIC_KEYS, "name, higher_is_better", fail)
         metric_name = metric.get("name", info.headline)
         if metric_name not in info.metric_keys:
             raise fail(f"metric {metric_name!r} is not reported for a {kind} task; use one of {list(info.metric_keys)}")
-        default_direction = info.higher_is_better if metric_name == info.headline else metric_name in (
-            "11.25", "22.5", "30", "mIoU", "maxF", "maxF_b03", "odsF")
-        higher = metric.get("higher_is_better", default_direction)
+        higher = metric["higher_is_better"] if "higher_is_better" in metric else info.direction(metric_name)
         if not isinstance(higher, bool):
             raise fail(f"metric.higher_is_better must be true or false, got {higher!r}")
 
-        target = data.get("target") or {}
-        if not isinstance(target, Mapping):
-            raise fail("'target' must be a mapping (folder, format)")
-        unknown = set(target) - _TARGET_KEYS
-        if unknown:
-            raise fail(f"unknown target key(s) {sorted(unknown)}; allowed: {sorted(_TARGET_KEYS)}")
+        target = _section(data, "target", _TARGET_KEYS, "folder, format", fail)
         fmt = target.get("format", "png")
         if fmt not in ("png", "npy"):
             raise fail(f"target.format must be 'png' or 'npy', got {fmt!r}")
@@ -274,6 +223,17 @@ class TaskSpec:
             metric=metric_name, higher_is_better=higher, description=description,
             pos_weight=pos_weight, target_folder=folder, target_format=fmt, source=source,
         )
+
+
+def _section(data: Mapping, key: str, allowed: set[str], shown: str, fail) -> Mapping:
+    """The optional mapping ``data[key]`` (``{}`` when absent), refusing keys outside ``allowed``."""
+    section = data.get(key) or {}
+    if not isinstance(section, Mapping):
+        raise fail(f"'{key}' must be a mapping ({shown})")
+    unknown = set(section) - allowed
+    if unknown:
+        raise fail(f"unknown {key} key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return section
 
 
 def _per_dataset(value: Any, what: str, fail) -> dict[str, Any]:

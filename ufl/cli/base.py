@@ -19,12 +19,13 @@ from safetensors import SafetensorError
 
 from feature_cache.errors import FeatureCacheError
 
+from ..cfg import DEFAULTS, read_config
 from ..errors import UflError
 
 __all__ = ["main", "data_root_option", "workspace_option", "device_option", "seed_option", "parse_size",
            "parse_names", "pretrained_option", "optimizer_options", "threads_option", "json_option", "echo_json",
            "parse_device", "list_option_help", "FiniteFloat", "os_error_message", "check_task_names",
-           "parse_task_names", "precision_option"]
+           "parse_task_names", "precision_option", "config_option", "backbone_option"]
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -134,20 +135,17 @@ def main(ctx: click.Context, debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def data_root_option(f):
-    return click.option(
-        "--data-root", type=click.Path(file_okay=False), envvar="UFL_DATA_ROOT", default="data",
-        show_default=True, show_envvar=True,
-        help="Folder holding NYUD_MT/ and PASCAL_MT/ (as the public MTI-Net archives unpack).",
-    )(f)
+def _folder_option(name: str, envvar: str, default: str, help: str):
+    """A folder option with an environment variable and a default, both shown in ``--help``."""
+    return click.option(name, type=click.Path(file_okay=False), envvar=envvar, default=default,
+                        show_default=True, show_envvar=True, help=help)
 
 
-def workspace_option(f):
-    return click.option(
-        "--workspace", type=click.Path(file_okay=False), envvar="UFL_WORKSPACE", default="ufl-workspace",
-        show_default=True, show_envvar=True,
-        help="Workspace folder (manifest, backbone, heads, feature caches).",
-    )(f)
+data_root_option = _folder_option(
+    "--data-root", "UFL_DATA_ROOT", "data", "Folder holding NYUD_MT/ and PASCAL_MT/ (as the public MTI-Net archives unpack).")
+
+workspace_option = _folder_option(
+    "--workspace", "UFL_WORKSPACE", "ufl-workspace", "Workspace folder (manifest, backbone, heads, feature caches).")
 
 
 def parse_device(ctx, param, value):
@@ -221,15 +219,15 @@ def echo_json(data) -> None:
 def optimizer_options(schedule: str = "poly decay, power 0.9, per epoch"):
     """``--lr`` and ``--weight-decay`` of Adam, with the reference protocol's defaults."""
     def decorate(f):
-        f = click.option("--weight-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True,
+        f = click.option("--weight-decay", type=FiniteFloat(min=0), default=DEFAULTS.weight_decay, show_default=True,
                          help="Adam weight decay.")(f)
-        return click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True,
+        return click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=DEFAULTS.lr, show_default=True,
                             help=f"Adam learning rate ({schedule}).")(f)
     return decorate
 
 
 def seed_option(f):
-    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(f)
+    return click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Random seed.")(f)
 
 
 def parse_size(ctx, param, value):
@@ -284,7 +282,7 @@ def list_option_help(text: str) -> str:
 
 def pretrained_option(f):
     return click.option(
-        "--pretrained", default="auto", show_default=True, metavar="auto|imagenet|none|PATH",
+        "--pretrained", default=DEFAULTS.pretrained, show_default=True, metavar="auto|imagenet|none|PATH",
         help="Backbone weights: timm's ImageNet weights (auto: when cached or reachable, else random "
              "init, said in the log), none for random init, or a local .safetensors/.pth file.",
     )(f)
@@ -304,3 +302,32 @@ def precision_option(what: str, default_help: str):
                  f"scaling). Default: {default_help}.",
         )(f)
     return decorate
+
+
+def backbone_option(help: str = "timm features_only backbone (its last four levels are used)."):
+    """``--backbone NAME``, by default the reference backbone (``backbone`` of ``ufl/cfg/default.yaml``)."""
+    return click.option("--backbone", default=DEFAULTS.backbone, show_default=True, help=help)
+
+
+def config_option(keys: dict[str, str], note: str = ""):
+    """``--config FILE.yaml``: protocol keys (those of ``ufl/cfg/default.yaml``, :class:`ufl.cfg.Preset`)
+    read by :func:`ufl.cfg.read_config`. ``keys`` maps each key the command has an option for to that
+    option's parameter name: the file's value becomes the option's default, so the command line
+    overrides the file and the file the defaults. The command receives the file's checked keys as
+    ``config`` (``{}`` without a file) for the keys it uses without an option; keys it has no use
+    for are ignored (one file can serve every command). A missing file, an unknown key or a value
+    of the wrong type is a :class:`ufl.cfg.ConfigError` (one line, exit status 1)."""
+    def load(ctx: click.Context, param, value):
+        if value is None:
+            return {}
+        overrides = read_config(value)
+        ctx.default_map = {**(ctx.default_map or {}),
+                           **{name: overrides[key] for key, name in keys.items() if key in overrides}}
+        return overrides
+
+    used = note if not keys else f"used here: {', '.join(keys)}{f'; {note}' if note else ''}; other keys are ignored"
+    return click.option(
+        "--config", "config", type=click.Path(), default=None, is_eager=True, expose_value=True,
+        callback=load, metavar="FILE.yaml",
+        help=f"Protocol settings as YAML, keys as in ufl/cfg/default.yaml ({used}). The command line overrides "
+             f"the file, the file the defaults.")

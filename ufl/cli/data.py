@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..synthetic.contract import MAX_NYUD_PERSONS
 from .base import FiniteFloat, echo_json, json_option, main
 
 
@@ -17,11 +18,11 @@ from .base import FiniteFloat, echo_json, json_option, main
 @click.option("--val", "n_val", type=click.IntRange(1), default=32, show_default=True,
               help="Validation images per dataset.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same files).")
-@click.option("--nyud-persons", type=FiniteFloat(0, 6), default=None,
-              help="Relatedness knob: mean standing persons per NYUD-like room (0..6, in every room type). "
-                   "Persons carry PASCAL's 24 body parts, so more of them make NYUD pretraining share more "
-                   "with the PASCAL tasks; 0 removes them. Default: the rooms' own (0..1 in living rooms "
-                   "and offices), the same files as without this option.")
+@click.option("--nyud-persons", type=FiniteFloat(0, MAX_NYUD_PERSONS), default=None,
+              help=f"Relatedness knob: mean standing persons per NYUD-like room (0..{MAX_NYUD_PERSONS}, in "
+                   "every room type). Persons carry PASCAL's 24 body parts, so more of them make NYUD "
+                   "pretraining share more with the PASCAL tasks; 0 removes them. Default: the rooms' own "
+                   "(0..1 in living rooms and offices), the same files as without this option.")
 @json_option
 def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int, nyud_persons: float | None,
                        as_json: bool) -> None:
@@ -31,7 +32,7 @@ def make_synthetic_cmd(out: str, size: int, n_train: int, n_val: int, seed: int,
     classes, edges, person parts and saliency are consistent with each other. NYUD-like scenes are
     indoor rooms with furniture; PASCAL-like scenes are outdoor, with persons and other objects.
     """
-    from ..datasets.synthetic import make_synthetic
+    from ..synthetic import make_synthetic
 
     paths = make_synthetic(out, size=size, n_train=n_train, n_val=n_val, seed=seed, nyud_persons=nyud_persons)
     if as_json:

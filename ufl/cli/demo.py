@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .base import device_option, echo_json, json_option, main, parse_size, seed_option, threads_option
+from .base import config_option, device_option, echo_json, json_option, main, parse_size, seed_option, threads_option
 
 
 @main.command("demo")
+@config_option({"pretrain_epochs": "pretrain_epochs", "head_epochs": "head_epochs", "seed": "seed"},
+               "batch_size, lr, views (the demo's own otherwise: 8, 1e-3, 2)")
 @click.option("--out", type=click.Path(file_okay=False), default="ufl-demo", show_default=True,
               help="Folder for the data, the checkpoint, the workspace and the results (must be new).")
 @click.option("--size", default="96x128", show_default=True, callback=parse_size,
@@ -23,7 +25,7 @@ from .base import device_option, echo_json, json_option, main, parse_size, seed_
 @seed_option
 @threads_option
 @json_option
-def demo_cmd(out, size, train, val, pretrain_epochs, head_epochs, device, seed, as_json) -> None:
+def demo_cmd(config, out, size, train, val, pretrain_epochs, head_epochs, device, seed, as_json) -> None:
     """Run the whole pipeline on generated data and print the results table.
 
     make-synthetic -> pretrain Medusa (NYUD-like: semseg, depth, aux normals, edges) -> init ->
@@ -37,7 +39,8 @@ def demo_cmd(out, size, train, val, pretrain_epochs, head_epochs, device, seed, 
         raise click.BadParameter(f"both sides must be multiples of 32 (the backbone's stride) from 64 to 512, "
                                  f"got {height}x{width}", param_hint="--size")
     results = run_demo(DemoConfig(out=out, size=height, width=width, train=train, val=val,
-                                  pretrain_epochs=pretrain_epochs, head_epochs=head_epochs, device=device, seed=seed))
+                                  pretrain_epochs=pretrain_epochs, head_epochs=head_epochs, device=device, seed=seed,
+                                  **{k: config[k] for k in ("batch_size", "lr", "views") if k in config}))
     if as_json:
         echo_json(results)
         return

@@ -7,7 +7,7 @@ import json
 import click
 
 from ..model_names import MODEL_NAMES
-from .base import list_option_help, main, parse_names, parse_size, threads_option
+from .base import backbone_option, list_option_help, main, parse_names, parse_size, threads_option
 
 
 def _int_list(ctx, param, value: str) -> list[int]:
@@ -23,7 +23,7 @@ def _int_list(ctx, param, value: str) -> list[int]:
 @main.command("profile")
 @click.option("--tasks", "task_counts", default="1,2,4,8", show_default=True, callback=_int_list,
               help="Task counts to profile (NYUD semseg, depth, normals, edges, then 8-class tasks).")
-@click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone name.")
+@backbone_option("timm backbone name.")
 @click.option("--size", default="480x640", show_default=True, callback=parse_size, help="Input size HxW.")
 @click.option("--models", default="medusa,mt-baseline,mti-net", show_default=True, callback=parse_names,
               help=f"Comma-separated model names ({', '.join(MODEL_NAMES)}).")

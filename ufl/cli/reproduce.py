@@ -6,14 +6,15 @@ import json
 
 import click
 
-from .base import device_option, main, parse_names, threads_option
+from ..cfg import DEFAULTS, preset_names
+from .base import config_option, device_option, main, parse_names, threads_option
 
-#: The poster's systems in its order and the two controls (the same as
-#: ``ufl.reproduce.DEFAULT_MODELS``; kept here so that the CLI does not import torch to show its help).
-DEFAULT_MODELS = ("st", "mt-baseline", "mtan", "pad-net", "mti-net", "medusa", "random", "oracle")
-#: Every ``--models`` name (``ufl.reproduce.SYSTEMS``) and every ``--preset``.
+#: The poster's systems in its order and the two controls (``models`` of ufl/cfg/default.yaml).
+DEFAULT_MODELS = DEFAULTS.models
+#: Every ``--models`` name (``ufl.reproduce.SYSTEMS``; spelt out so that the CLI does not import torch to
+#: show its help) and every ``--preset`` (``ufl/cfg/NAME.yaml``).
 SYSTEM_NAMES = DEFAULT_MODELS[:6] + ("medusa-no-sfa", "medusa-no-msa", "medusa-no-ip") + DEFAULT_MODELS[6:]
-PRESET_NAMES = ("paper", "quick", "transfer")
+PRESET_NAMES = preset_names()
 
 
 def _seeds(ctx, param, value):
@@ -27,6 +28,7 @@ def _seeds(ctx, param, value):
 
 
 @main.command("reproduce")
+@config_option({}, "every key but seed (see --seeds), applied on top of the preset")
 @click.option("--data-root", type=click.Path(file_okay=False), envvar="UFL_DATA_ROOT", default="data",
               show_default=True, show_envvar=True, help="Folder holding NYUD_MT/ and PASCAL_MT/.")
 @click.option("--models", default=None, callback=parse_names,
@@ -45,7 +47,8 @@ def _seeds(ctx, param, value):
                    "95 % interval.")
 @click.option("--out", type=click.Path(file_okay=False), default="reproduce", show_default=True,
               help="Folder of the steps, tables.md, results.json, figure.png and claims.png (re-run to resume).")
-@click.option("--backbone", default="hrnet_w18_small_v2", show_default=True, help="timm backbone of every model.")
+@click.option("--backbone", default=None,
+              help=f"timm backbone of every model.  [default: the preset's, {DEFAULTS.backbone}]")
 @click.option("--backbones", default=None, callback=parse_names,
               help="Comma-separated timm backbones (e.g. vit_small_patch14_dinov2) frozen as they come, without NYUD "
                    "training: one more UFL row each (parts and saliency heads on PASCAL).")
@@ -57,7 +60,7 @@ def _seeds(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @device_option
 @threads_option
-def reproduce_cmd(data_root, models, preset, seeds, out, backbone, backbones, pretrain_epochs, head_epochs,
+def reproduce_cmd(config, data_root, models, preset, seeds, out, backbone, backbones, pretrain_epochs, head_epochs,
                   oracle_epochs, as_json, device) -> None:
     """Run the poster's two experiments end to end and print both tables.
 
@@ -73,7 +76,8 @@ def reproduce_cmd(data_root, models, preset, seeds, out, backbone, backbones, pr
 
     result = reproduce(ReproduceConfig(data_root=data_root, out=out, models=models or None, preset=preset, seeds=seeds,
                                        backbone=backbone, device=device, pretrain_epochs=pretrain_epochs,
-                                       head_epochs=head_epochs, oracle_epochs=oracle_epochs, backbones=backbones))
+                                       head_epochs=head_epochs, oracle_epochs=oracle_epochs, backbones=backbones,
+                                       overrides=config))
     if as_json:
         click.echo(json.dumps(json_safe({k: v for k, v in result.items() if k != "markdown"})))
     else:

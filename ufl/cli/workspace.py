@@ -9,9 +9,10 @@ import json
 
 import click
 
-from .base import (check_task_names, device_option, echo_json, eval_resolution_option, json_option, list_option_help,
-                   main, optimizer_options, parse_names, parse_size, parse_task_names, precision_option, pretrained_option,
-                   seed_option, threads_option, workspace_option)
+from ..cfg import DEFAULTS
+from .base import (check_task_names, config_option, device_option, echo_json, eval_resolution_option, json_option,
+                   list_option_help, main, optimizer_options, parse_names, parse_size, parse_task_names, precision_option,
+                   pretrained_option, seed_option, threads_option, workspace_option)
 
 
 def _note(ws) -> None:
@@ -143,7 +144,13 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
 
 
 # -- add-task -------------------------------------------------------------------------------------
+#: The protocol keys (ufl/cfg/default.yaml) that ``--config`` sets options of, by option.
+ADD_TASK_KEYS = {"head_epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
+                 "views": "views", "seed": "seed"}
+
+
 @main.command("add-task")
+@config_option(ADD_TASK_KEYS, "poly_power")
 @workspace_option
 @click.argument("name", required=False, callback=check_task_names)
 @click.option("--dataset", type=click.Choice(["pascal", "nyud", "folder"]), default=None,
@@ -151,8 +158,10 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False), default=None,
               help="Your own task spec (YAML); NAME may then be omitted.")
 @_dataset_name_option
-@click.option("--epochs", type=click.IntRange(1), default=100, show_default=True, help="Training epochs.")
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Batch size.")
+@click.option("--epochs", type=click.IntRange(1), default=DEFAULTS.head_epochs, show_default=True,
+              help="Training epochs.")
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size, show_default=True,
+              help="Batch size.")
 @optimizer_options()
 @click.option("--val-every", type=click.IntRange(1), default=None,
               help="Validate every k epochs (default: 5 times per run).")
@@ -175,9 +184,9 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
 @seed_option
 @threads_option
 @json_option
-def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay, val_every,
-                 views, replace, register_as, workers, log_dir, precision, eval_resolution, data_root, root, size, device,
-                 seed, as_json) -> None:
+def add_task_cmd(config, workspace, name, dataset, spec_file, dataset_name, epochs, batch_size, lr, weight_decay,
+                 val_every, views, replace, register_as, workers, log_dir, precision, eval_resolution, data_root, root,
+                 size, device, seed, as_json) -> None:
     """Train a Medusa head for a task on cached features and register it.
 
     NAME is a built-in task (semseg, depth, normals, edges, human_parts, saliency) or your own with
@@ -189,11 +198,12 @@ def add_task_cmd(workspace, name, dataset, spec_file, dataset_name, epochs, batc
     if name is None and spec_file is None:
         raise click.UsageError("give a task NAME or --spec FILE.yaml")
     ws = Workspace(workspace)
-    config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                                val_every=val_every, precision=precision)
+    training = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                                  val_every=val_every, precision=precision,
+                                  poly_power=config.get("poly_power", DEFAULTS.poly_power))
     if log_dir:
         require_tensorboard()  # a missing tensorboard package fails now, not after caching
-    result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=config, views=views, replace=replace,
+    result = ws.add_task(name, spec_file=spec_file, dataset=dataset, config=training, views=views, replace=replace,
                          device=device, workers=workers, data_root=data_root, root=root, size=size,
                          register_as=register_as, callbacks=[TensorBoardLog(log_dir)] if log_dir else (),
                          dataset_name=dataset_name, eval_resolution=eval_resolution)

@@ -8,12 +8,15 @@ Build one by name with :func:`get_dataset` (``DATASETS`` is the registry) and fi
 with :func:`dataset_root`; the sample contract is in :mod:`ufl.datasets.base`, the transforms in
 :mod:`ufl.datasets.transforms`, class names and palettes in :mod:`ufl.datasets.catalog`.
 
-``ufl.datasets.synthetic`` (generated data in these formats) is imported on its own: importing
-this package does not import it.
+Generated data in these formats comes from :mod:`ufl.synthetic` (``ufl make-synthetic``), a
+package of its own: importing this package does not import it.
 """
 
-from .base import (DATASETS, IGNORE_INDEX, DenseDataset, dataset_root, get_dataset, read_split, to_binary_target,
-                   to_depth_target, to_label_target, to_normals_target)
+from ..kinds.binary import to_binary_target
+from ..kinds.depth import to_depth_target
+from ..kinds.normals import to_normals_target
+from ..kinds.segmentation import to_label_target
+from .base import DATASETS, IGNORE_INDEX, DenseDataset, dataset_root, get_dataset, read_split
 from .catalog import HUMAN_PART_CLASSES, NYUD_CLASSES, VOC_CLASSES, Metadata, MetadataCatalog, voc_palette
 from .folder import FolderDataset
 from .nyud import NYUD

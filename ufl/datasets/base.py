@@ -1,10 +1,10 @@
-"""The contract every ``ufl`` dataset follows, the ``DATASETS`` registry, and target checks by kind.
+"""The contract every ``ufl`` dataset follows and the ``DATASETS`` registry (target checks by kind: :mod:`ufl.kinds`).
 
 A dataset item is a flat dict that torch's ``default_collate`` batches::
 
     {"image": float32 (3, H, W) RGB in [0, 1]   (not normalised: the backbone normalises),
      "id": str,
-     <task name>: the target in the convention of its kind (ufl.taskspec):
+     <task name>: the target in the convention of its kind (ufl.kinds):
          segmentation (H, W) int64, 255 = ignore;   depth (1, H, W) float32 metres, 0 = invalid;
          normals (3, H, W) float32 unit vectors, zero vector = invalid;
          edges / saliency (1, H, W) float32 {0, 1}, 255 = ignore,
@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..images import read_image
 from ..registry import Registry
-from ..taskspec import IGNORE_INDEX, KINDS, TaskSpec, get_spec
+from ..taskspec import IGNORE_INDEX, TaskSpec, get_spec
 
 __all__ = [
     "DATASETS",
@@ -39,11 +38,6 @@ __all__ = [
     "get_dataset",
     "dataset_root",
     "read_split",
-    "to_label_target",
-    "to_depth_target",
-    "to_normals_target",
-    "to_binary_target",
-    "normalize_normals",
     "IGNORE_INDEX",
 ]
 
@@ -126,6 +120,13 @@ class DenseDataset(Dataset):
         """
         raise NotImplementedError
 
+    def load_targets(self, image_id: str, size: tuple[int, int]) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(task, target)`` for every task of the dataset, in order, each loaded when asked for
+        (:meth:`load_target`); a dataset whose tasks share a decoded file overrides this to read
+        it once per sample."""
+        for task in self.specs:
+            yield task, self.load_target(task, image_id, size)
+
     def check_task(self, spec: TaskSpec) -> None:
         """Raise a :class:`DataError` when this dataset cannot provide targets for ``spec``."""
         if spec.name not in self.supported_tasks:
@@ -143,7 +144,7 @@ class DenseDataset(Dataset):
 
     @property
     def modalities(self) -> dict[str, str]:
-        return {name: KINDS[spec.kind].modality for name, spec in self.specs.items()}
+        return {name: spec.modality for name, spec in self.specs.items()}
 
     def num_classes(self, task: str) -> int:
         """Output channels of ``task`` on this dataset (classes for segmentation tasks)."""
@@ -162,8 +163,7 @@ class DenseDataset(Dataset):
         rgb = torch.empty((3, height, width), dtype=torch.float32)
         torch.div(torch.from_numpy(image).permute(2, 0, 1), 255.0, out=rgb)
         sample: dict[str, Any] = {"image": rgb, "id": image_id}
-        for task in self.specs:
-            target = self.load_target(task, image_id, (height, width))
+        for task, target in self.load_targets(image_id, (height, width)):
             if tuple(target.shape[-2:]) != (height, width):
                 th, tw = target.shape[-2:]
                 raise DataError(f"{self.describe_target(task)} {self.target_path(task, image_id)} is {th}x{tw} "
@@ -250,91 +250,6 @@ def read_split(path: str | os.PathLike, split: str = "") -> list[str]:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise DataError(f"split file {path} lists id {dup!r} more than once")
     return ids
-
-
-# -- targets by kind ---------------------------------------------------------------------------
-def _spatial(arr: np.ndarray, path: Path | str, what: str) -> np.ndarray:
-    """``(H, W)``, ``(H, W, 1)`` or ``(1, H, W)`` -> ``(H, W)``; anything else is a DataError."""
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    elif arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise DataError(f"{what} {path} has shape {tuple(arr.shape)}; a single-channel HxW map is expected")
-    return arr
-
-
-def _integral(arr: np.ndarray, path: Path | str, what: str) -> np.ndarray:
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
-        return arr.astype(np.int64)
-    if np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all() and (arr == np.round(arr)).all():
-        return arr.astype(np.int64)
-    raise DataError(f"{what} {path} holds non-integer values ({arr.dtype}); class indices are expected")
-
-
-def to_label_target(arr: np.ndarray, num_classes: int, path: Path | str, what: str = "label") -> torch.Tensor:
-    """Class indices ``(H, W)`` -> int64 tensor ``(H, W)``; values must be in ``0..num_classes-1`` or 255."""
-    labels = _integral(_spatial(np.asarray(arr), path, what), path, what)
-    bad = (labels < 0) | ((labels >= num_classes) & (labels != IGNORE_INDEX))
-    if bad.any():
-        value = int(labels[bad][0])
-        raise DataError(f"{what} {path} holds class {value}, outside 0..{num_classes - 1} "
-                        f"({IGNORE_INDEX} = ignore); the task has {num_classes} classes")
-    return torch.from_numpy(labels)
-
-
-def to_depth_target(arr: np.ndarray, path: Path | str, what: str = "depth") -> torch.Tensor:
-    """Depth in metres ``(H, W)`` -> float32 ``(1, H, W)``; 0 = invalid, negative or non-finite is an error."""
-    depth = _spatial(np.asarray(arr), path, what)
-    if not np.issubdtype(depth.dtype, np.number):
-        raise DataError(f"{what} {path} has dtype {depth.dtype}; depth in metres is expected")
-    depth = depth.astype(np.float32)
-    if not np.isfinite(depth).all():
-        raise DataError(f"{what} {path} holds NaN or infinite values; store 0 for missing depth")
-    if (depth < 0).any():
-        raise DataError(f"{what} {path} holds negative depth ({float(depth.min()):g}); depth is in metres, 0 = missing")
-    return torch.from_numpy(depth)[None]
-
-
-def to_normals_target(arr: np.ndarray, path: Path | str, what: str = "normals", tol: float = 1e-3) -> torch.Tensor:
-    """Normals ``(H, W, 3)`` -> float32 ``(3, H, W)`` unit vectors (re-normalised), zero vector = invalid.
-
-    Components must lie in ``[-1, 1]`` (within ``tol``): an RGB-encoded map (0..255) stored as
-    ``.npy`` by mistake is refused rather than silently normalised.
-    """
-    normals = np.asarray(arr)
-    if normals.ndim != 3 or normals.shape[2] != 3:
-        raise DataError(f"{what} {path} has shape {tuple(normals.shape)}; an HxWx3 array of unit vectors is expected")
-    if not np.issubdtype(normals.dtype, np.number):
-        raise DataError(f"{what} {path} has dtype {normals.dtype}; float unit vectors are expected")
-    normals = normals.astype(np.float32)
-    if not np.isfinite(normals).all():
-        raise DataError(f"{what} {path} holds NaN or infinite values; store a zero vector where normals are missing")
-    if np.abs(normals).max(initial=0.0) > 1 + tol:
-        raise DataError(f"{what} {path} holds components up to {float(np.abs(normals).max()):g}; unit vectors "
-                        f"(components in [-1, 1]) are expected")
-    return torch.from_numpy(normalize_normals(normals)).permute(2, 0, 1).contiguous()
-
-
-def normalize_normals(normals: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Scale each ``(..., 3)`` vector to unit length; vectors shorter than ``eps`` become zero (invalid)."""
-    norm = np.linalg.norm(normals, axis=-1, keepdims=True)
-    valid = norm > eps
-    return np.where(valid, normals / np.where(valid, norm, 1.0), 0.0).astype(np.float32)
-
-
-def to_binary_target(arr: np.ndarray, path: Path | str, what: str = "binary map") -> torch.Tensor:
-    """A binary map ``(H, W)`` with values {0, 1, 255 = ignore} -> float32 ``(1, H, W)``."""
-    values = _spatial(np.asarray(arr), path, what)
-    if values.dtype == np.bool_:
-        values = values.astype(np.uint8)
-    if not np.issubdtype(values.dtype, np.number) or not np.isfinite(values).all():
-        raise DataError(f"{what} {path} holds non-numeric or non-finite values; 0, 1 or {IGNORE_INDEX} expected")
-    bad = (values != 0) & (values != 1) & (values != IGNORE_INDEX)
-    if bad.any():
-        raise DataError(f"{what} {path} holds value {values[bad][0].item():g}; a binary map holds 0, 1 or "
-                        f"{IGNORE_INDEX} (ignore)")
-    return torch.from_numpy(values.astype(np.float32))[None]
 
 
 # -- construction by name ----------------------------------------------------------------------

@@ -14,12 +14,16 @@ segmentation task gets generic names (``class_0``, ...) when its class count is 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import UflError
+from ..kinds import get_kind
+from ..kinds.edges import EDGE_PROTOCOL
 
 __all__ = ["Metadata", "MetadataCatalog", "voc_palette", "NYUD_CLASSES", "VOC_CLASSES", "HUMAN_PART_CLASSES",
            "PASCAL_NORMALS_VALID_CLASSES", "EDGE_PROTOCOL", "metric_options"]
@@ -47,31 +51,7 @@ HUMAN_PART_CLASSES = (
 
 
 PASCAL_NORMALS_VALID_CLASSES: dict[int, str] = {
-    3: 'air conditioner', 4: 'antenna', 6: 'ashtray', 9: 'bag', 10: 'ball', 11: 'balloon', 13: 'barrel',
-    15: 'basket', 17: 'bathtub', 18: 'bed', 22: 'bench', 23: 'bicycle', 29: 'blackboard', 30: 'board',
-    33: 'book', 34: 'bottle', 36: 'bowl', 37: 'box', 38: 'bracelet', 39: 'brick', 41: 'broom', 43: 'bucket',
-    46: 'cabinet', 49: 'cake', 50: 'calculator', 51: 'calendar', 53: 'camera', 55: 'can', 56: 'candle',
-    59: 'car', 61: 'cart', 62: 'case', 65: 'cat', 66: 'cd', 68: 'ceiling', 69: 'cell phone', 72: 'chair',
-    73: 'chessboard', 78: 'clock', 83: 'coffee machine', 84: 'comb', 85: 'computer', 87: 'cone',
-    88: 'container', 95: 'corkscrew', 96: 'counter', 101: 'crate', 104: 'cup', 105: 'curtain',
-    107: 'cutting board', 111: 'dishwasher', 113: 'dog', 115: 'door', 122: 'drum', 124: 'duck', 135: 'envelope',
-    141: 'fan', 142: 'faucet', 143: 'fax machine', 146: 'fire extinguisher', 150: 'fish tank', 154: 'flag',
-    157: 'flashlight', 158: 'floor', 159: 'flower', 165: 'fork', 172: 'fruit', 174: 'furnace', 181: 'glass',
-    183: 'globe', 184: 'glove', 191: 'guitar', 193: 'hammer', 195: 'handle', 197: 'hanger', 199: 'hat',
-    202: 'heater', 213: 'ipod', 215: 'ironing board', 216: 'jar', 219: 'key', 220: 'keyboard', 223: 'knife',
-    225: 'ladder', 228: 'laptop', 230: 'lid', 232: 'light', 233: 'light bulb', 238: 'lock', 239: 'machine',
-    242: 'map', 243: 'mask', 246: 'mattress', 250: 'microphone', 251: 'microwave', 252: 'mirror', 255: 'money',
-    260: 'mouse', 261: 'mouse pad', 263: 'napkin', 269: 'oven', 272: 'pan', 273: 'paper', 275: 'paper cutter',
-    281: 'pen', 283: 'pencil', 284: 'person', 285: 'photo', 286: 'piano', 287: 'picture', 288: 'pig',
-    290: 'pillow', 291: 'pipe', 292: 'pitcher', 293: 'plant', 295: 'plate', 304: 'pool table', 307: 'pot',
-    309: 'printer', 310: 'projector', 314: 'radiator', 315: 'radio', 319: 'range hood', 323: 'remote control',
-    329: 'rope', 330: 'rug', 331: 'ruler', 336: 'scale', 342: 'sculpture', 345: 'sewing machine',
-    349: 'shelves', 350: 'shoe', 351: 'shopping cart', 352: 'shovel', 355: 'sign', 357: 'sink', 368: 'sofa',
-    370: 'spatula', 371: 'speaker', 374: 'spoon', 379: 'stapler', 380: 'stick', 383: 'stool', 384: 'stove',
-    397: 'table', 401: 'tape', 403: 'telephone', 405: 'tent', 407: 'toaster', 408: 'toilet', 411: 'toothbrush',
-    412: 'towel', 413: 'toy', 414: 'toy car', 417: 'trampoline', 419: 'tray', 421: 'tricycle', 423: 'trophy',
-    427: 'tvmonitor', 429: 'typewriter', 430: 'umbrella', 432: 'vacuum cleaner', 440: 'wall', 441: 'wallet',
-    442: 'wardrobe', 443: 'washing machine', 444: 'watch', 446: 'water dispenser', 454: 'window', 457: 'wire',
+    int(k): name for k, name in json.loads((Path(__file__).parent / "pascal_normals_classes.json").read_text()).items()
 }
 """PASCAL-Context classes (``LabelMap`` id -> name) on which the distilled PASCAL normals are valid.
 
@@ -86,30 +66,11 @@ Repository: github.com/SimonVandenhende/Multi-Task-Learning-PyTorch (the class i
 code; the list is derived from the two JSON files as that loader derives it).
 """
 
-EDGE_PROTOCOL: dict[str, dict[str, float | bool]] = {
-    # SEISM, src/scripts/eval_method.m (github.com/jponttuset/seism): maxDist = 0.0075 for every
-    # database but 'Pascal' (0.01) and 'SBD' (0.02); MTI-Net's evaluation/eval_edge.py runs it on
-    # 'PASCALContext'. Thinning: SEISM's eval_cont.m calls edgesEvalImg(contours, gt, params) with
-    # params.maxDist only, so edgesEvalImg's default thin = 1 applies (bwmorph(E1, 'thin', inf)).
-    "pascal": {"max_dist": 0.0075, "thin": True},
-    # Dollar's structured-edge benchmark on NYUD (github.com/pdollar/edges, edgesDemoRgbd.m:
-    # edgesEval(model, ..., 'maxDist', .011)), the setting the multi-task NYUD edge numbers use;
-    # edgesEvalImg thins (thin = 1 by default).
-    "nyud": {"max_dist": 0.011, "thin": True},
-}
-"""Edge matching settings per dataset (keyword arguments of :class:`ufl.metrics.EdgeMetric`).
-
-A dataset not listed (a user's folder) gets EdgeMetric's defaults (maxDist 0.0075, thinned), the
-BSDS / SEISM default.
-"""
-
-
 def metric_options(dataset: str, kind: str) -> dict[str, float | bool]:
     """Keyword arguments of the metric of a task of ``kind`` on ``dataset`` that the benchmark fixes
-    per dataset: the edge matching of :data:`EDGE_PROTOCOL` for ``edges``, nothing for other kinds."""
-    if kind == "edges":
-        return dict(EDGE_PROTOCOL.get(dataset, {}))
-    return {}
+    per dataset (:meth:`ufl.kinds.Kind.metric_options`: the edge matching of :data:`EDGE_PROTOCOL`
+    for ``edges``, nothing for the other built-in kinds)."""
+    return get_kind(kind).metric_options(dataset)
 
 
 def voc_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:

@@ -7,7 +7,7 @@ Layout::
     ROOT/<folder>/ID.png or ID.npy         one folder per task: the spec's ``target.folder``
                                            (default: the task name) and ``target.format``
 
-Targets are decoded by the task's kind (``ufl.taskspec``):
+Targets are decoded by the task's kind (:meth:`ufl.kinds.Kind.decode_file`):
 
 ============  ==========================================  ===================================
 kind          ``format: png``                             ``format: npy``
@@ -30,13 +30,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from ..errors import DataError
-from ..images import decode_normals_rgb, read_npy, read_png
-from ..taskspec import KINDS, TaskSpec
-from .base import DATASETS, DenseDataset, TaskLike, to_binary_target, to_depth_target, to_label_target, to_normals_target
+from ..taskspec import TaskSpec
+from .base import DATASETS, DenseDataset, TaskLike
 
 __all__ = ["FolderDataset", "IMAGE_EXTENSIONS"]
 
@@ -70,12 +68,12 @@ class FolderDataset(DenseDataset):
         super().__init__(root, split=split, tasks=tasks, transform=transform)
 
     def check_task(self, spec: TaskSpec) -> None:
-        if spec.kind == "segmentation":
-            spec.out_channels(self.name)  # the class count: a SpecError when the spec lacks it for this dataset
+        if spec.info.fixed_channels is None:
+            spec.out_channels(self.name)  # e.g. the class count: a SpecError when the spec lacks it for this dataset
 
     def num_classes(self, task: str) -> int:
         spec = self.specs[task]
-        fixed = KINDS[spec.kind].fixed_channels  # depth, normals, edges, saliency: any dataset
+        fixed = spec.info.fixed_channels  # depth, normals, edges, saliency: any dataset
         return fixed if fixed is not None and not spec.supports(self.name) else spec.out_channels(self.name)
 
     def split_file(self) -> Path:
@@ -112,27 +110,5 @@ class FolderDataset(DenseDataset):
 
     def load_target(self, task: str, image_id: str, size: tuple[int, int]) -> torch.Tensor:
         spec = self.specs[task]
-        path = self.target_path(task, image_id)
-        what = f"{task} target"
-        npy = spec.target_format == "npy"
-        if spec.kind == "segmentation":
-            labels = read_npy(path, what) if npy else read_png(path, what)
-            return to_label_target(labels, self.num_classes(task), path, what)
-        if spec.kind == "depth":
-            if npy:
-                return to_depth_target(read_npy(path, what), path, what)
-            millimetres = read_png(path, what)
-            if millimetres.dtype == np.uint8:
-                raise DataError(f"{what} {path} is an 8-bit PNG; depth PNGs are 16-bit millimetres (or use "
-                                f"target format npy, in metres)")
-            return to_depth_target(millimetres.astype(np.float32) / 1000.0, path, what)
-        if spec.kind == "normals":
-            if npy:
-                return to_normals_target(read_npy(path, what), path, what)
-            rgb = read_png(path, what, channels=3)
-            normals = decode_normals_rgb(rgb)
-            normals[(rgb == 0).all(axis=-1)] = 0.0  # black marks invalid pixels
-            return to_normals_target(normals, path, what)
-        if npy:  # edges, saliency
-            return to_binary_target(read_npy(path, what), path, what)
-        return to_binary_target(read_png(path, what, channels=1, allow_16bit=False) > 127, path, what)
+        return spec.info.decode_file(self.target_path(task, image_id), spec.target_format, self.num_classes(task),
+                                     f"{task} target")

@@ -19,8 +19,11 @@ import torch
 
 from ..errors import DataError
 from ..images import read_npy, read_png
-from .base import (DATASETS, IGNORE_INDEX, DenseDataset, to_binary_target, to_depth_target, to_label_target,
-                   to_normals_target)
+from ..kinds.binary import to_binary_target
+from ..kinds.depth import to_depth_target
+from ..kinds.normals import to_normals_target
+from ..kinds.segmentation import to_label_target
+from .base import DATASETS, IGNORE_INDEX, DenseDataset
 
 __all__ = ["NYUD", "nyud_semseg_labels"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,8 +30,10 @@ from skimage.morphology import thin
 from ..errors import DataError
 from ..images import decode_normals_rgb, read_mat, read_png
 from ..io import read_json
-from .base import (DATASETS, IGNORE_INDEX, DenseDataset, TaskLike, to_binary_target, to_label_target,
-                   to_normals_target)
+from ..kinds.binary import to_binary_target
+from ..kinds.normals import to_normals_target
+from ..kinds.segmentation import to_label_target
+from .base import DATASETS, IGNORE_INDEX, DenseDataset, TaskLike
 from .catalog import PASCAL_NORMALS_VALID_CLASSES
 
 __all__ = ["PASCALContext", "HUMAN_PARTS_6", "PERSON_CLASS", "paint_human_parts", "labelmap_boundaries",
@@ -303,7 +305,10 @@ class PASCALContext(DenseDataset):
         return 0 if mode == "background" else IGNORE_INDEX
 
     # -- targets -----------------------------------------------------------------------------
-    def load_target(self, task: str, image_id: str, size: tuple[int, int]) -> torch.Tensor:
+    def load_target(self, task: str, image_id: str, size: tuple[int, int],
+                    labels: np.ndarray | None = None) -> torch.Tensor:
+        """See :meth:`DenseDataset.load_target`; ``labels``: the sample's Context label map when the
+        caller has read it already (the normals' valid-class mask and the edges use it)."""
         path = self.target_path(task, image_id)
         what = _TARGETS[task][0]
         if task == "semseg":
@@ -316,30 +321,24 @@ class PASCALContext(DenseDataset):
         if task == "normals":
             normals = decode_normals_rgb(read_png(path, what, channels=3))
             if self.normals_valid_classes is not None:
-                labels = self._labelmap(image_id)
+                labels = self._read_labelmap(image_id) if labels is None else labels
                 if labels.shape != normals.shape[:2]:
                     raise DataError(f"{what} {path} is {normals.shape[0]}x{normals.shape[1]} but its context label "
                                     f"map {self.labelmap_path(image_id)} is {labels.shape[0]}x{labels.shape[1]}")
                 normals[~np.isin(labels, self.normals_valid_classes)] = 0.0
             return to_normals_target(normals, path, what)
-        return to_binary_target(labelmap_edges(self._labelmap(image_id)), path, what)  # edges
+        labels = self._read_labelmap(image_id) if labels is None else labels
+        return to_binary_target(labelmap_edges(labels), path, what)  # edges
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        # the normals' mask and the edges both come from the Context label map: one read per sample
-        self._labelmaps: dict[str, np.ndarray] | None = {}
-        try:
-            return super().__getitem__(index)
-        finally:
-            self._labelmaps = None
-
-    def _labelmap(self, image_id: str) -> np.ndarray:
-        memo = getattr(self, "_labelmaps", None)
-        if memo is not None and image_id in memo:
-            return memo[image_id]
-        labels = self._read_labelmap(image_id)
-        if memo is not None:
-            memo[image_id] = labels
-        return labels
+    def load_targets(self, image_id: str, size: tuple[int, int]) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every task's target; the Context label map, which the normals' valid-class mask and the
+        edges both use, is read once per sample (when the first task that needs it comes)."""
+        uses_labels = {"edges"} | ({"normals"} if self.normals_valid_classes is not None else set())
+        labels = None
+        for task in self.specs:
+            if labels is None and task in uses_labels:
+                labels = self._read_labelmap(image_id)
+            yield task, self.load_target(task, image_id, size, labels)
 
     def _read_labelmap(self, image_id: str) -> np.ndarray:
         path = self.labelmap_path(image_id)

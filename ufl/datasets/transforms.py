@@ -1,7 +1,9 @@
 """Geometric transforms over sample dicts, treating each target by its modality.
 
 A sample is the dict a dataset returns (``ufl.datasets.base``). Each target is transformed by its
-modality (``ufl.taskspec.KINDS[kind].modality``; a dataset's ``.modalities`` gives them):
+modality (:class:`ufl.kinds.Modality`: its ``fill`` and its ``flipped`` / ``warped`` / ``resized``
+hooks), named as a dataset's ``.modalities`` gives them (:data:`ufl.kinds.MODALITIES`); the
+built-in ones:
 
 =========  =========================  ================  ========================================
 modality   resampling                 out-of-view fill  values
@@ -37,8 +39,9 @@ camera: NYU Depth v2's convention (its normal maps put "red to the right, green 
 towards the camera", as the 2D-3D-S paper quotes it), which the distilled PASCAL normals inherit.
 
 NOTE: the rotation of the normals' x, y components is MTI-Net's: its ``ScaleNRotate`` rotates them
-with the image through ``arctan2(n_x, n_y)``, the same in-plane rotation as :func:`rotate_normals`
-for y pointing down. Data with y pointing up would need the opposite angle.
+with the image through ``arctan2(n_x, n_y)``, the same in-plane rotation as
+:func:`ufl.kinds.normals.rotate_normals` for y pointing down. Data with y pointing up would need the
+opposite angle.
 
 NOTE: MTI-Net fills out-of-view pixels with 0 for every target (class 0 = background for
 segmentation); here labels and binary maps are filled with 255 (ignored), depth and normals with 0
@@ -49,20 +52,17 @@ are blended into valid ones, and the image uses bilinear.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ..vectors import vector_norm
+from ..kinds import MODALITIES, Modality, get_modality
 
 __all__ = [
-    "MODALITIES",
     "View",
     "hflip",
-    "rotate_normals",
     "scale_rotate",
     "resize",
     "apply_view",
@@ -76,8 +76,6 @@ __all__ = [
     "build_transforms",
 ]
 
-MODALITIES = ("label", "binary", "depth", "normals")
-_FILL = {"label": 255.0, "binary": 255.0, "depth": 0.0, "normals": 0.0}
 _RESERVED = ("image", "id", "meta")
 _NEAREST = TF.InterpolationMode.NEAREST
 _NEAREST_EXACT = TF.InterpolationMode.NEAREST_EXACT  # pixel-centre aligned, as PIL and scikit-image
@@ -103,16 +101,21 @@ class View:
 
 
 # -- per-modality functional ops ---------------------------------------------------------------
-def _targets(sample: Mapping[str, Any], modalities: Mapping[str, str]):
-    """Yield ``(key, modality)`` for each target tensor of ``sample``; an unknown tensor key raises."""
+def _targets(sample: Mapping[str, Any], modalities: Mapping[str, str | Modality]):
+    """Yield ``(key, Modality)`` for each target tensor of ``sample`` (``modalities`` maps a key to a
+    modality name of :data:`ufl.kinds.MODALITIES` or a :class:`~ufl.kinds.Modality`); an unknown
+    tensor key raises."""
     for key, value in sample.items():
         if key in _RESERVED or not isinstance(value, torch.Tensor):
             continue
         modality = modalities.get(key)
-        if modality not in MODALITIES:
+        if isinstance(modality, Modality):
+            yield key, modality
+        elif isinstance(modality, str) and modality in MODALITIES:
+            yield key, get_modality(modality)
+        else:
             raise ValueError(f"sample entry {key!r} has no known modality (got {modality!r}); pass "
-                             f"modalities={{{key!r}: one of {MODALITIES}}}")
-        yield key, modality
+                             f"modalities={{{key!r}: one of {tuple(MODALITIES)}}}")
 
 
 def _as_3d(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -128,32 +131,14 @@ def _meta(sample: dict[str, Any], **values: float) -> dict[str, Any]:
     return meta
 
 
-def _renormalize(normals: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Unit-length ``(3, H, W)`` vectors; vectors shorter than ``eps`` become zero (invalid)."""
-    norm = vector_norm(normals, dim=0)
-    return torch.where(norm > eps, normals / norm.clamp_min(eps), torch.zeros_like(normals))
-
-
 def hflip(sample: Mapping[str, Any], modalities: Mapping[str, str]) -> dict[str, Any]:
     """Mirror the image and every target horizontally; the normals' x component is negated."""
     out = dict(sample)
     if "image" in out:
         out["image"] = TF.horizontal_flip(sample["image"])
     for key, modality in _targets(sample, modalities):
-        flipped = sample[key].flip(-1)
-        if modality == "normals":
-            flipped = flipped * torch.tensor([-1.0, 1.0, 1.0], dtype=flipped.dtype).view(3, 1, 1)
-        out[key] = flipped
+        out[key] = modality.flipped(sample[key].flip(-1))
     return out
-
-
-def rotate_normals(normals: torch.Tensor, angle: float) -> torch.Tensor:
-    """Rotate the x, y components of ``(3, H, W)`` normals by ``angle`` degrees counter-clockwise
-    on screen (x right, y down: ``x' = x cos + y sin``, ``y' = -x sin + y cos``)."""
-    rad = math.radians(angle)
-    c, s = math.cos(rad), math.sin(rad)
-    x, y, z = normals[0], normals[1], normals[2]
-    return torch.stack([c * x + s * y, -s * x + c * y, z])
 
 
 def scale_rotate(sample: Mapping[str, Any], modalities: Mapping[str, str], scale: float = 1.0,
@@ -180,12 +165,7 @@ def scale_rotate(sample: Mapping[str, Any], modalities: Mapping[str, str], scale
     if "image" in out:
         out["image"] = warp(sample["image"], _BILINEAR, 0.0).clamp_(0.0, 1.0)
     for key, modality in _targets(sample, modalities):
-        warped = warp(sample[key], _NEAREST, _FILL[modality])
-        if modality == "depth":
-            warped = warped / scale
-        elif modality == "normals":
-            warped = _renormalize(rotate_normals(warped, angle))
-        out[key] = warped
+        out[key] = modality.warped(warp(sample[key], _NEAREST, modality.fill), scale, angle)
     return out
 
 
@@ -205,8 +185,7 @@ def resize(sample: Mapping[str, Any], modalities: Mapping[str, str], size: Seque
             continue
         x3, squeezed = _as_3d(x)
         y = TF.resize(x3, [height, width], interpolation=_NEAREST_EXACT)
-        y = y[0] if squeezed else y
-        out[key] = _renormalize(y) if modality == "normals" else y
+        out[key] = modality.resized(y[0] if squeezed else y)
     return out
 
 

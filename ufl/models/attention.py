@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .heads import basic_block, conv_bn_relu, prediction_conv, resize
+from ..tensors import resize
+from .heads import basic_block, conv_bn_relu, prediction_conv
 
 __all__ = ["SharedFeatureAttention", "MultiScaleAttentionHead"]
 

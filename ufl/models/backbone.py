@@ -31,6 +31,7 @@ from torch import nn
 # NOTE: timm (which imports wandb and torchvision) is imported inside the functions that build or
 # load a model, so that importing the models (a head for `ufl evaluate`) does not pay for it.
 
+from ..cfg import DEFAULTS
 from ..errors import UflError
 from .pyramid import ViTFeaturePyramid, is_plain_vit
 
@@ -38,7 +39,8 @@ __all__ = ["Backbone", "DEFAULT_BACKBONE", "resolve_pretrained"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "hrnet_w18_small_v2"
+#: The paper's HRNet-18 (``backbone`` of ``ufl/cfg/default.yaml``).
+DEFAULT_BACKBONE = DEFAULTS.backbone
 #: timm ``out_indices`` of the last four feature levels (negative indices count from the end).
 LAST_FOUR_LEVELS = (-4, -3, -2, -1)
 

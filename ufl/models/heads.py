@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..tensors import resize
+
 __all__ = ["BasicBlock", "Conv2dNormActivation", "basic_block", "bottleneck", "conv_bn_relu", "prediction_conv",
-           "init_prediction_bias", "resize", "HRNetHead"]
+           "init_prediction_bias", "HRNetHead"]
 
 
 class BasicBlock(nn.Module):
@@ -137,17 +138,6 @@ class MultiTaskModel(nn.Module):
     @property
     def tasks(self) -> list[str]:
         return list(self.heads)
-
-
-def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of (B, C, h, w) to ``size`` = (H, W) (``align_corners=False``); no-op if equal.
-
-    Symbolic sizes (``torch.export``, as ``ufl export --dynamic`` traces) stay symbolic: ``int()``
-    would fix the traced graph to the example's size."""
-    size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in size[:2])
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class HRNetHead(nn.Module):

@@ -35,9 +35,10 @@ from torch import nn
 
 from ..errors import UflError
 from ..io import load_weights, save_weights
+from ..tensors import resize
 from .attention import MultiScaleAttentionHead, SharedFeatureAttention
 from .backbone import Backbone
-from .heads import HRNetHead, MultiTaskModel, prediction_conv, resize
+from .heads import HRNetHead, MultiTaskModel, prediction_conv
 
 __all__ = ["MedusaHead", "Medusa", "build_head"]
 

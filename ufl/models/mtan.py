@@ -54,8 +54,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UflError
+from ..tensors import resize
 from .backbone import Backbone
-from .heads import MultiTaskModel, bottleneck, conv_bn_relu, prediction_conv, resize
+from .heads import MultiTaskModel, bottleneck, conv_bn_relu, prediction_conv
 
 __all__ = ["MTAN", "DeepLabV3PlusDecoder", "attention_layer"]
 

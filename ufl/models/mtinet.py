@@ -32,8 +32,9 @@ import torch
 from torch import nn
 
 from ..errors import UflError
+from ..tensors import resize
 from .backbone import Backbone
-from .heads import HRNetHead, MultiTaskModel, basic_block, prediction_conv, resize
+from .heads import HRNetHead, MultiTaskModel, basic_block, prediction_conv
 
 __all__ = ["MTINet", "InitialTaskPrediction", "FeaturePropagation", "SpatialAttention", "MultiModalDistillation"]
 

@@ -38,8 +38,9 @@ import torch
 from torch import nn
 
 from ..errors import UflError
+from ..tensors import resize
 from .backbone import Backbone
-from .heads import MultiTaskModel, bottleneck, prediction_conv, resize
+from .heads import MultiTaskModel, bottleneck, prediction_conv
 from .mtinet import MultiModalDistillation
 
 __all__ = ["PADNet"]

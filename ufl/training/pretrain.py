@@ -1,9 +1,9 @@
 """Multi-task pretraining (``ufl pretrain``): a backbone and its heads trained jointly on one dataset.
 
-The reference schedule (DESIGN.md section 6) is the default: Adam, lr 1e-4, weight decay 1e-4, poly
-decay (power 0.9) per epoch, batch 8, 100 epochs, the dataset's reference augmentations, deep
-supervision where the model has it. Auxiliary tasks (``aux``) are built as the model builds them
-(:func:`ufl.models.build_model`): PAD-Net's and MTI-Net's have no final output and are neither
+The reference schedule (DESIGN.md section 6, ``ufl/cfg/default.yaml``) is the default: Adam, lr 1e-4,
+weight decay 1e-4, poly decay (power 0.9) per epoch, batch 8, 100 epochs, the dataset's reference
+augmentations, deep supervision where the model has it. Auxiliary tasks (``aux``) are built as the
+model builds them (:func:`ufl.models.build_model`): PAD-Net's and MTI-Net's have no final output and are neither
 validated nor reported; the other models' are ordinary tasks with their own heads. Validation runs
 every ``val_every`` epochs, by default at each val image's original size (``eval_resolution``, see
 :mod:`ufl.evaluation`); a checkpoint is written after every epoch (see :mod:`ufl.checkpoint`), and
@@ -14,6 +14,7 @@ Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from .. import distributed
+from ..cfg import DEFAULTS
 from ..checkpoint import has_checkpoint, load_checkpoint
 from ..datasets import RECIPES, build_transforms, dataset_root, get_dataset
 from ..errors import UflError
@@ -37,7 +39,7 @@ from ..runtime import loader_kwargs, named_precision, precision_for, resolve_dev
 from ..taskspec import TaskSpec, get_spec
 from .callbacks import Checkpointer, JsonLog, ProgressBar, Validation
 from .priors import start_at_prior
-from .trainer import Callback, Trainer
+from .trainer import Callback, Trainer, poly_lr
 
 __all__ = ["PretrainConfig", "PretrainResult", "pretrain", "RESUME_KEYS"]
 
@@ -45,28 +47,32 @@ log = logging.getLogger(__name__)
 
 #: Settings a resumed run must share with the checkpoint (others, e.g. device, may change).
 RESUME_KEYS = ("model", "dataset", "tasks", "aux", "backbone", "size", "batch_size", "lr", "weight_decay",
-               "seed", "augment", "epochs", "model_options")
+               "seed", "augment", "epochs", "model_options", "poly_power")
+#: The value of a resume key that checkpoints written before it existed were trained with.
+_BEFORE_KEY = {"poly_power": 0.9}
 
 
 @dataclass
 class PretrainConfig:
-    """Everything ``ufl pretrain`` needs; the defaults are the reference protocol."""
+    """Everything ``ufl pretrain`` needs; the defaults are the reference protocol (:data:`ufl.cfg.DEFAULTS`)."""
 
     out: str = "runs/medusa"
     dataset: str = "nyud"
     tasks: Sequence[str] = ("semseg", "depth")
     aux: Sequence[str] = ("normals", "edges")
     model: str = "medusa"
-    backbone: str = "hrnet_w18_small_v2"
+    backbone: str = DEFAULTS.backbone
     pretrained: str | bool | None = None
     data_root: str = "data"
     root: str | None = None
     size: Sequence[int] | None = None
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    val_every: int = 1
+    epochs: int = DEFAULTS.pretrain_epochs
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
+    weight_decay: float = DEFAULTS.weight_decay
+    #: The learning rate at epoch e is ``lr * (1 - e / epochs) ** poly_power``.
+    poly_power: float = DEFAULTS.poly_power
+    val_every: int = DEFAULTS.val_every
     device: str = "auto"
     amp: bool = True
     precision: str | None = None
@@ -74,7 +80,7 @@ class PretrainConfig:
     ``amp`` (AMP on CUDA, bfloat16 where supported, else float16 with a gradient scaler; float32 on
     the CPU)."""
     workers: int | None = None
-    seed: int = 0
+    seed: int = DEFAULTS.seed
     resume: bool = False
     augment: bool = True
     edge_thresholds: int | None = EDGE_THRESHOLDS_QUICK
@@ -93,6 +99,8 @@ class PretrainConfig:
             raise UflError("give at least one task with --tasks")
         if self.epochs < 1 or self.batch_size < 1 or self.val_every < 1:
             raise UflError("--epochs, --batch-size and --val-every must be at least 1")
+        if not self.poly_power >= 0:
+            raise UflError(f"poly_power must not be negative, got {self.poly_power}")
         if self.eval_resolution not in ("original", "working"):
             raise UflError(f"--eval-resolution must be original or working, got {self.eval_resolution!r}")
         if self.precision not in (None, "fp32") and not self.amp:
@@ -141,7 +149,7 @@ def _datasets(config: PretrainConfig, specs: dict[str, TaskSpec]):
 
 
 def _check_resume(config: PretrainConfig, meta: dict[str, Any]) -> None:
-    stored = meta.get("config", {})
+    stored = {**_BEFORE_KEY, **meta.get("config", {})}
     current = config.to_dict()
     differ = [k for k in RESUME_KEYS if stored.get(k) != current.get(k)]
     if differ:
@@ -229,7 +237,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Callback] = ()) -> Pret
 
     loss_fn = MultiTaskLoss(specs, config.dataset, deep_supervision=True).to(device)
     trainer = Trainer(net, optimizer, forward, loss_fn, epochs=config.epochs, base_lr=config.lr, device=device,
-                      precision=precision, seed=config.seed,
+                      lr_schedule=functools.partial(poly_lr, power=config.poly_power), precision=precision,
+                      seed=config.seed,
                       callbacks=[Validation(validate, config.val_every),
                                  Checkpointer(run_dir, meta, model.state_dict),
                                  JsonLog(run_dir / "log.jsonl"),

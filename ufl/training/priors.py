@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ..models import init_prediction_bias
-from ..outputs import inverse
 from ..taskspec import TaskSpec
 
 __all__ = ["start_at_prior"]
@@ -26,17 +25,16 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def start_at_prior(model: nn.Module, specs: Mapping[str, TaskSpec], batch: Mapping[str, Any]) -> dict[str, float]:
-    """Start the prediction of each depth task at the batch's mean valid depth (its prediction
-    biases at ``softplus⁻¹(mean)``); return the means."""
+    """Start the prediction of each task whose kind has an output prior
+    (:meth:`ufl.kinds.Kind.output_prior`: depth, the batch's mean valid depth) at that prior (its
+    prediction biases at the kind's :meth:`~ufl.kinds.Kind.inverse` of it: ``softplus⁻¹(mean)``);
+    return the priors."""
     priors = {}
     for name, spec in specs.items():
-        if spec.kind != "depth" or name not in batch:
+        prior = spec.info.output_prior(batch[name]) if name in batch else None
+        if prior is None:
             continue
-        target = batch[name]
-        valid = target > 0
-        if not valid.any():
-            continue
-        priors[name] = float(target[valid].double().mean())
-        layers = init_prediction_bias(model, name, inverse(spec.kind, priors[name]))
+        priors[name] = prior
+        layers = init_prediction_bias(model, name, spec.info.inverse(prior))
         log.debug("%s: %d prediction bias(es) start at %.3f", name, layers, priors[name])
     return priors

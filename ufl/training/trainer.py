@@ -15,35 +15,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
+from ..cfg import DEFAULTS
 from ..errors import UflError
 from ..runtime import Precision
+from ..tensors import move_to_device
 
-__all__ = ["Trainer", "TrainState", "Callback", "NonFiniteLoss", "poly_lr", "move_to_device"]
+__all__ = ["Trainer", "TrainState", "Callback", "NonFiniteLoss", "poly_lr"]
 
 
 class NonFiniteLoss(UflError):
     """The loss became NaN or infinite; the run stops and earlier checkpoints are kept."""
 
 
-def poly_lr(base_lr: float, epoch: int, epochs: int, power: float = 0.9) -> float:
-    """Poly decay per epoch (the reference schedule): ``base * (1 - epoch / epochs) ** power``."""
+def poly_lr(base_lr: float, epoch: int, epochs: int, power: float = DEFAULTS.poly_power) -> float:
+    """Poly decay per epoch (the reference schedule, power 0.9): ``base * (1 - epoch / epochs) ** power``."""
     return base_lr * (1.0 - epoch / max(epochs, 1)) ** power
-
-
-def move_to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """Move every tensor of a (nested) batch to ``device``; strings and numbers stay as they are."""
-    if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device, non_blocking) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and batch and torch.is_tensor(batch[0]):
-        return type(batch)(move_to_device(v, device, non_blocking) for v in batch)
-    return batch
 
 
 @dataclass

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
 from feature_cache import (BackgroundWriter, FeatureCacheReader, FeatureCacheWriter, atomic_cache,
-                           create_shard_writer, join_shards, label_storage_dtype, partial_path, shard_path)
+                           create_shard_writer, join_shards, partial_path, shard_path)
 from feature_cache.errors import CacheBusyError, FeatureCacheError
 
 from .. import distributed
@@ -107,20 +107,14 @@ class CacheResult:
 
 
 def target_layout(spec: TaskSpec, dataset: str, size: Sequence[int]) -> tuple[tuple[int, ...], str, str]:
-    """How a task's target is stored: ``(shape, stored dtype, decoded dtype)``.
+    """How a task's target is stored: ``(shape, stored dtype, decoded dtype)``, by its kind
+    (:meth:`ufl.kinds.Kind.target_layout`).
 
     Labels as the smallest unsigned integer (ignore 255 included), binary maps as uint8 (0, 1,
     255), depth as float32 metres, normals as float16 (their sources are 8-bit PNGs or float
     maps: float16's 1e-3 precision is below 0.1 degree).
     """
-    h, w = size
-    if spec.modality == "label":
-        return (h, w), label_storage_dtype(max(255, spec.out_channels(dataset) - 1)), "int64"
-    if spec.modality == "binary":
-        return (1, h, w), "uint8", "float32"
-    if spec.modality == "depth":
-        return (1, h, w), "float32", "float32"
-    return (3, h, w), "float16", "float32"
+    return spec.info.target_layout(spec.out_channels(dataset), size)
 
 
 class RowBatch(dict):

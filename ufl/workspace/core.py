@@ -18,37 +18,33 @@ The Python API mirrors the CLI (which is a thin layer over it)::
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
 import secrets
-import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from safetensors import SafetensorError
 
 from ..errors import UflError, WorkspaceError
-from ..io import json_safe
+from ..io import file_sha256, json_safe
 from ..provenance import backbone_note, describe_init, training_data
 from ..taskspec import TaskSpec, check_task_name
-from .manifest import MANIFEST, Manifest, now
+from .creation import staged_workspace, write_new
+from .manifest import Manifest, now
 
 if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
     import torch
 
     from ..models import Backbone, MedusaHead
 
-__all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE", "file_sha256", "RESCUE_PREFIX"]
+__all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE", "RESCUE_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "ufl-workspace"
-BACKBONE_FILE = "backbone.safetensors"
-_WORKSPACE_ENTRIES = {MANIFEST, BACKBONE_FILE, "heads", "caches", ".workspace.lock"}
 HEADS = "heads"
 CACHES = "caches"
 RESCUE_PREFIX = "ufl-rescued-head-"
@@ -59,64 +55,6 @@ REMOVING = ".removing"
 def resolve_workspace(path: str | os.PathLike | None) -> Path:
     """``--workspace`` / ``$UFL_WORKSPACE`` / ``./ufl-workspace``."""
     return Path(path or os.environ.get("UFL_WORKSPACE") or DEFAULT_WORKSPACE)
-
-
-def check_folder(root: Path) -> None:
-    """One clear error when ``root`` or a folder above it exists as something else than a folder
-    (``--workspace notes.txt/ws``)."""
-    for folder in (root, *root.parents):
-        if folder.exists() and not folder.is_dir():
-            raise WorkspaceError(f"workspace path {root}: {folder} is a file, not a folder; choose another "
-                                 f"--workspace")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _staging(root: Path) -> Iterator[Path]:
-    """A hidden, empty sibling folder of ``root`` to build a new workspace in; moved to ``root``
-    when the block ends without an error (in one rename when ``root`` does not exist or is empty,
-    else entry by entry with the manifest last), deleted when it fails. So ``root`` holds a
-    manifest only once the workspace is complete, and a failed or killed ``ufl init`` never
-    blocks its retry (a killed one leaves only the hidden ``.NAME.*.creating`` folder)."""
-    root = Path(root)
-    check_folder(root)
-    if (root / MANIFEST).exists():
-        raise WorkspaceError(f"{root} already holds a workspace; choose another --workspace or remove it")
-    clash = sorted(p.name for p in root.iterdir() if p.name in _WORKSPACE_ENTRIES) if root.is_dir() else []
-    if clash:
-        raise WorkspaceError(f"{root} holds {', '.join(clash)} but no {MANIFEST} (not a workspace); remove them or "
-                             f"choose another --workspace")
-    target = root.resolve() if root.exists() else root  # a symlinked folder: build on its own disk
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".creating", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # a folder as mkdir makes it (mkdtemp's is private)
-    try:
-        yield staging
-        if not root.exists() or (not root.is_symlink() and not any(root.iterdir())):
-            os.replace(staging, root)  # an empty folder is replaced in the same rename
-        else:
-            entries = sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST)  # the manifest last
-            for entry in entries:
-                os.replace(entry, target / entry.name)
-            staging.rmdir()
-    except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(e.filename, (str, os.PathLike)) and Path(e.filename).is_relative_to(staging):
-            # name the file as the user will know it, inside --workspace
-            raise OSError(e.errno, e.strerror, str(root / Path(e.filename).relative_to(staging))) from None
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def os_error_text(error: BaseException) -> str:
@@ -142,25 +80,10 @@ class Workspace:
                provenance: Mapping[str, Any] | None = None) -> "Workspace":
         """A new workspace around ``backbone`` (frozen, weights saved), with no tasks; ``provenance``
         (see :mod:`ufl.provenance`) is recorded as the backbone's. Built aside and moved into place
-        whole (see :func:`_staging`)."""
-        with _staging(resolve_workspace(path)) as staging:
-            cls._write_new(staging, backbone, source, provenance)
+        whole (see :func:`ufl.workspace.creation.staged_workspace`)."""
+        with staged_workspace(resolve_workspace(path)) as staging:
+            write_new(staging, backbone, source, provenance)
         return cls(path)
-
-    @staticmethod
-    def _write_new(root: Path, backbone: Backbone, source: str, provenance: Mapping[str, Any] | None) -> None:
-        """The backbone's weights and a manifest without tasks, in the empty folder ``root``."""
-        from ..io import save_weights
-
-        backbone = backbone.cpu().freeze()
-        fingerprint = backbone.fingerprint()
-        save_weights(root / BACKBONE_FILE, backbone.model.state_dict(),
-                     metadata={"config": json.dumps(backbone.config()), "fingerprint": fingerprint})
-        Manifest(root).create({"config": backbone.config(), "fingerprint": fingerprint, "weights": BACKBONE_FILE,
-                               "source": source, "channels": backbone.channels, "strides": backbone.strides,
-                               "size_divisor": backbone.size_divisor,
-                               **({"provenance": dict(provenance)} if provenance is not None else {})})
-        log.debug("new workspace: backbone %s (%s), fingerprint %s", backbone.name, source, fingerprint[:12])
 
     @classmethod
     def from_backbone(cls, path: str | os.PathLike | None, name: str | None = None,
@@ -206,8 +129,8 @@ class Workspace:
                           "data": [training_data(ckpt.meta["dataset"], trained_on)]}
         source = f"checkpoint {Path(run_dir).resolve()} ({ckpt.meta['model']}, epoch {ckpt.epoch})"
         # built aside and moved into place whole: a failed init leaves nothing that blocks the retry
-        with _staging(resolve_workspace(path)) as staging:
-            cls._write_new(staging, backbone, source, provenance)
+        with staged_workspace(resolve_workspace(path)) as staging:
+            write_new(staging, backbone, source, provenance)
             if register:
                 from .registration import register_checkpoint_tasks
 

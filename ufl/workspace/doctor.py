@@ -160,7 +160,7 @@ def _check_records(root: Path, report: DoctorReport) -> tuple[set[Path] | None, 
     """Check manifest, backbone, tasks and caches: the files they refer to (resolved; None when the
     manifest itself is unreadable, then no file counts as an orphan), and whether every task's head
     path was sound (if not, a head file no task refers to may be the one a damaged record lost)."""
-    from .core import Workspace, file_sha256
+    from .core import Workspace
     from .evaluate import check_val_cache
     from .targets import target_path
 

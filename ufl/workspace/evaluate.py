@@ -310,7 +310,7 @@ def _evaluation_code() -> str:
         except metadata.PackageNotFoundError:
             h.update(f"{package}=?|".encode())
     here = Path(ufl.__file__).parent
-    sources = [here / "metrics.py", here / "evaluation.py", here / "outputs.py", here / "runtime.py",
+    sources = [*sorted((here / "metrics").glob("*.py")), here / "evaluation.py", here / "outputs.py", here / "runtime.py",
                Path(__file__), *sorted((here / "models").glob("*.py"))]
     for path in sources:
         h.update(f"{path.relative_to(here)}|".encode())
@@ -420,11 +420,11 @@ def trivial_metrics(ws, name: str, batch_size: int = 16) -> dict[str, float]:
 
 
 def evaluation_table(ws, data: Mapping[str, Any], trivial: bool = True) -> tuple[dict, dict[str, bool]]:
-    """``ufl evaluate``'s result (``Evaluation.to_dict()``) as :func:`ufl.visualize.unit_figure`'s table:
+    """``ufl evaluate``'s result (``Evaluation.to_dict()``) as :func:`ufl.viz.unit_figure`'s table:
     ``{unit: {task: {"ufl": headline, "trivial": the prior predictor's}}}`` and ``{task: higher is
     better}``. A task whose trivial predictor cannot be fitted (no train cache and no data) has
     no trivial bar (said in the log). A result that already holds ``"trivial"`` (the demo's) is used."""
-    from ..visualize import metric_unit
+    from ..viz import metric_unit
 
     table: dict[str, dict[str, dict[str, float]]] = {}
     directions: dict[str, bool] = {}
@@ -447,8 +447,8 @@ def evaluation_table(ws, data: Mapping[str, Any], trivial: bool = True) -> tuple
 
 def plot_evaluation(ws, data: Mapping[str, Any], path, *, title: str | None = None, trivial: bool = True):
     """``ufl evaluate --plot``: each task's headline metric beside the trivial predictor's, one axis
-    per unit (:func:`ufl.visualize.unit_chart`); returns the path."""
-    from ..visualize import unit_chart
+    per unit (:func:`ufl.viz.unit_chart`); returns the path."""
+    from ..viz import unit_chart
 
     table, directions = evaluation_table(ws, data, trivial)
     return unit_chart(table, path, title=title, higher_is_better=directions)

@@ -10,6 +10,7 @@ every earlier task keeps its exact predictions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from feature_cache import available_memory_bytes
 
+from ..cfg import DEFAULTS
 from ..datasets import DATASETS
 from ..errors import CacheError, SpecError, WorkspaceError
 from ..evaluation import EDGE_THRESHOLDS_QUICK
@@ -30,7 +32,7 @@ from ..models import build_head
 from ..outputs import default_activation
 from ..runtime import loader_kwargs, named_precision, precision_for, precision_name, resolve_device
 from ..taskspec import TaskSpec, builtin_specs, check_task_name, resolve_spec
-from ..training import Callback, Trainer
+from ..training import Callback, Trainer, poly_lr
 from ..training.callbacks import ProgressBar, Validation
 from ..training.priors import start_at_prior
 from .evaluate import eval_protocol, eval_threads, task_metrics
@@ -44,13 +46,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HeadTrainingConfig:
-    """How a head is trained; the defaults are the reference schedule (DESIGN.md section 6)."""
+    """How a head is trained; the defaults are the reference schedule (DESIGN.md section 6,
+    :data:`ufl.cfg.DEFAULTS`: ``head_epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``poly_power``,
+    ``seed``). Adam; the learning rate at epoch e is ``lr * (1 - e / epochs) ** poly_power``."""
 
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    seed: int = 0
+    epochs: int = DEFAULTS.head_epochs
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
+    weight_decay: float = DEFAULTS.weight_decay
+    seed: int = DEFAULTS.seed
     val_every: int | None = None
     head_options: dict[str, Any] = field(default_factory=dict)
     precision: str | None = None
@@ -58,11 +62,12 @@ class HeadTrainingConfig:
     training and in every evaluation of it (registration, ``ufl evaluate``, ``predict``), recorded
     as the task's ``precision``. ``None``: training as the device does by default (AMP on CUDA,
     float32 on the CPU) and evaluation in float32 (``fp32``)."""
+    poly_power: float = DEFAULTS.poly_power
 
     def to_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "weight_decay": self.weight_decay, "seed": self.seed, "head_options": dict(self.head_options),
-                "schedule": "poly 0.9 per epoch", "optimizer": "Adam"}
+                "schedule": f"poly {self.poly_power:g} per epoch", "optimizer": "Adam"}
 
 
 @dataclass
@@ -160,6 +165,7 @@ def add_task(ws, name: str | None = None, *, spec_file: str | Path | None = None
     val_every = config.val_every or max(1, config.epochs // 5)
     trainer = Trainer(head, optimizer, forward, MultiTaskLoss(specs, dataset).to(device), epochs=config.epochs,
                       base_lr=config.lr, device=device, precision=training_precision, seed=config.seed,
+                      lr_schedule=functools.partial(poly_lr, power=config.poly_power),
                       callbacks=[Validation(validate, val_every), ProgressBar(f"add-task {name}", progress),
                                  *callbacks])
     log.info("training a %s head for %s on %s (%d cached rows, %d epochs)", spec.kind, name, dataset,

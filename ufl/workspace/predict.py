@@ -21,14 +21,14 @@ import torch.nn.functional as F
 from ..evaluation import postprocess
 from ..outputs import recorded_activation
 from ..images import read_image
+from ..kinds import get_kind
 from ..runtime import resolve_device
-from ..visualize import as_rgb, attention_images, colorize, prediction_grids, save_png
+from ..viz import as_rgb, attention_images, colorize, prediction_grids, save_png
 from .cache import dataset_specs, open_split, resolve_data
 from .folders import expand_datasets
 from .views import ViewDataset
-from ..vectors import unit_vectors
 
-__all__ = ["predict", "visualize", "image_files", "IMAGE_SUFFIXES"]
+__all__ = ["predict", "visualize", "image_files", "IMAGE_SUFFIXES", "load_heads", "apply_heads"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _task_groups(ws, tasks: Sequence[str] | None) -> dict[tuple[int, int], list[
     return groups
 
 
-def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
+def load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
     """``{task: (head on device, spec, dataset, precision, output activation)}``, read (and
     hash-checked) once for many images; each head runs in the precision it was registered with (its
     record's ``precision``) and its raw output goes through the activation it was trained with
@@ -62,16 +62,16 @@ def _load_heads(ws, names: Sequence[str], device) -> dict[str, tuple]:
 
 @torch.no_grad()
 def _run_heads(ws, heads: dict[str, tuple], images: torch.Tensor, device, attention: bool) -> dict[str, dict]:
-    """Backbone once, then each head of :func:`_load_heads` (:func:`_apply_heads`): ``{task: {"pred":
+    """Backbone once, then each head of :func:`load_heads` (:func:`apply_heads`): ``{task: {"pred":
     postprocessed (B, ...), "attention": ..., "kind", "dataset", "classes", "target": the spec's target
     name}}``."""
     features = ws.backbone(device)(images.to(device))
-    return _apply_heads(heads, features, tuple(images.shape[-2:]), attention)
+    return apply_heads(heads, features, tuple(images.shape[-2:]), attention)
 
 
 @torch.no_grad()
-def _apply_heads(heads: dict[str, tuple], features, size: tuple[int, int], attention: bool = False) -> dict[str, dict]:
-    """Each head of :func:`_load_heads` on the backbone's ``features`` (of a batch of images at
+def apply_heads(heads: dict[str, tuple], features, size: tuple[int, int], attention: bool = False) -> dict[str, dict]:
+    """Each head of :func:`load_heads` on the backbone's ``features`` (of a batch of images at
     ``size``), in its recorded precision and through its recorded activation: the one path of
     ``ufl predict``, ``ufl visualize`` and ``ufl serve``; returns what :func:`_run_heads` does."""
     out = {}
@@ -85,14 +85,6 @@ def _apply_heads(heads: dict[str, tuple], features, size: tuple[int, int], atten
                      "kind": spec.kind, "dataset": dataset, "classes": spec.out_channels(dataset),
                      "target": spec.name}
     return out
-
-
-def _resize_back(kind: str, pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A prediction (one sample) at the original image size: nearest for labels, bilinear else."""
-    if kind == "segmentation":
-        return F.interpolate(pred[None, None].float(), size=size, mode="nearest")[0, 0].long()
-    x = F.interpolate(pred[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-    return unit_vectors(x, dim=0) if kind == "normals" else x
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -131,7 +123,7 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     """
     device = resolve_device(device)
     out = Path(out)
-    groups = {size: _load_heads(ws, names, device) for size, names in _task_groups(ws, tasks).items()}
+    groups = {size: load_heads(ws, names, device) for size, names in _task_groups(ws, tasks).items()}
     written: dict[str, dict[str, Path]] = {}
     scales = len(ws.read()["backbone"]["channels"])
     for file, name in output_names(image_files(images)).items():
@@ -144,7 +136,7 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         for size, heads in groups.items():
             resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
             for name, result in _run_heads(ws, heads, resized, device, attention).items():
-                pred = _resize_back(result["kind"], result["pred"][0], (height, width))
+                pred = get_kind(result["kind"]).resize_prediction(result["pred"][0], (height, width))
                 png = colorize(result["kind"], pred, dataset=result["dataset"], task=result["target"],
                                num_classes=result["classes"])
                 record[name] = save_png(png, folder / f"{name}.png")
@@ -155,9 +147,10 @@ def predict(ws, images: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
                 if attention:
                     images_ = attention_images(result["attention"], rgb, index=0)
                     maps = images_["sfa"] + images_["msa"] + images_["msa_argmax"]
-                    for kind, pictures in images_.items():
+                    for maps_name, pictures in images_.items():
                         for s, picture in enumerate(pictures):
-                            save_png(picture, folder / f"{name}_{kind}{'' if kind == 'msa_argmax' else f'_s{s}'}.png")
+                            suffix = "" if maps_name == "msa_argmax" else f"_s{s}"
+                            save_png(picture, folder / f"{name}_{maps_name}{suffix}.png")
                 rows.append({"task": name, "pred": pred, "kind": result["kind"], "dataset": result["dataset"],
                              "target": result["target"], "num_classes": result["classes"], "attention": maps,
                              "attention_labels": _attention_labels(scales) if maps else None})
@@ -227,7 +220,7 @@ def visualize(ws, out: str | os.PathLike, *, datasets: Sequence[str] | None = No
             continue
         folder, size = resolve_data(ws, dataset, None, None, tuple(ws.task(names[0])["eval"]["size"]))
         rows = ViewDataset(open_split(ws, dataset, "val", folder, dataset_specs(ws, dataset, None)), 1, size)
-        heads = _load_heads(ws, names, device)
+        heads = load_heads(ws, names, device)
         samples = []
         for index in range(min(num, len(rows))):
             sample = rows[index]

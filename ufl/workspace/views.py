@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from ..kinds import get_modality
 from ..runtime import Precision, torch_threads
 
 # NOTE: ufl.datasets.transforms (torchvision) is imported where a view is made, not here: reading a
@@ -81,7 +82,7 @@ class ViewDataset(Dataset):
             dtype = _TORCH_DTYPES.get(name)
             if dtype is None:
                 continue
-            if dtype == torch.uint8 and modalities.get(task) in ("label", "binary"):
+            if dtype == torch.uint8 and task in modalities and get_modality(modalities[task]).exact_integers:
                 self._early[task] = dtype
             else:
                 self._late[task] = dtype

@@ -1,10 +1,10 @@
 """A small vectorised numpy ray caster: pinhole camera, simple primitives, Lambertian shading.
 
-It renders the synthetic scenes of :mod:`ufl.datasets.synthetic`. One primary ray per pixel is
-intersected with every primitive whose projected bounding sphere covers the pixel; the nearest hit
-gives, for each pixel, the primitive index, the depth and the surface normal, so that every label
-map derived from them (classes, instances, parts, edges, depth, normals) is consistent with the
-shaded RGB image by construction.
+It renders the synthetic scenes of :mod:`ufl.synthetic` (:func:`ufl.synthetic.scene.render_scene`).
+One primary ray per pixel is intersected with every primitive whose projected bounding sphere
+covers the pixel; the nearest hit gives, for each pixel, the primitive index, the depth and the
+surface normal, so that every label map derived from them (classes, instances, parts, edges, depth,
+normals) is consistent with the shaded RGB image by construction.
 
 Conventions
 -----------
