@@ -77,6 +77,7 @@ def test_every_default_comes_from_default_yaml():
     assert ReproduceConfig().backbone == "hrnet_w18_small_v2"
 
 
+@pytest.mark.slow
 def test_config_file_trains_pretrain_and_the_command_line_overrides_it(synthetic_root, tmp_path):
     config = tmp_path / "schedule.yaml"
     config.write_text("pretrain_epochs: 2\nbatch_size: 4\nlr: 1e-3\npoly_power: 1.0\npretrained: none\n"

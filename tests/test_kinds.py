@@ -134,6 +134,7 @@ def _invoke(*args):
     return result
 
 
+@pytest.mark.slow
 def test_a_kind_registered_here_is_cached_trained_and_evaluated_through_the_cli(toy_flow, tmp_path, write, rng):
     root = tmp_path / "flowdata"
     flows = {}
