@@ -58,6 +58,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from ..cfg import DEFAULTS
 from ..kinds import MODALITIES, Modality, get_modality
 
 __all__ = [
@@ -325,10 +326,10 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # MTI-Net NYUD: flip, ScaleNRotate(rots=[0], scales=[1.0, 1.2, 1.5]), 480x640.
-    "nyud": Recipe(size=(480, 640), scales=[1.0, 1.2, 1.5], angles=[0.0]),
-    # MTI-Net PASCAL: flip, ScaleNRotate(rots=(-20, 20), scales=(.75, 1.25)), 512x512.
-    "pascal": Recipe(size=(512, 512), scales=(0.75, 1.25), angles=(-20.0, 20.0)),
+    # MTI-Net NYUD: flip, ScaleNRotate(rots=[0], scales=[1.0, 1.2, 1.5]), 480x640 (ufl/cfg/default.yaml).
+    "nyud": Recipe(size=DEFAULTS.nyud_size, scales=[1.0, 1.2, 1.5], angles=[0.0]),
+    # MTI-Net PASCAL: flip, ScaleNRotate(rots=(-20, 20), scales=(.75, 1.25)), 512x512 (ufl/cfg/default.yaml).
+    "pascal": Recipe(size=DEFAULTS.pascal_size, scales=(0.75, 1.25), angles=(-20.0, 20.0)),
     # A user's folder: flips only (pass augment=False for tasks whose classes are not left-right
     # symmetric), images kept at their size unless a size is given.
     "folder": Recipe(size=None, scales=[1.0], angles=[0.0]),
