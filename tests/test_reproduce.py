@@ -213,7 +213,7 @@ def test_paired_claims_from_per_seed_rows():
     per_seed = {0: {"medusa": pascal(20.0, 50.0), "random": pascal(15.0, 48.0)},
                 1: {"medusa": pascal(22.0, 51.0), "random": pascal(19.0, 49.0)}}
     ufl = {s: {r["model"]: r for r in rp.ufl_rows({}, per_seed[s], ["medusa", "random"])} for s in (0, 1)}
-    claims = {c["claim"].split(" on PASCAL ")[-1]: c for c in rp._claims({0: {}, 1: {}}, ufl, [], ("human_parts", "saliency"), [0, 1])}
+    claims = {c["claim"].split(" on PASCAL ")[-1]: c for c in rp.decide_claims({0: {}, 1: {}}, ufl, [], ("human_parts", "saliency"), [0, 1])}
     parts, sal = claims["parts mIoU"], claims["saliency maxF"]
     assert parts["differences"] == [5.0, 3.0] and parts["mean"] == 4.0 and parts["verdict"] == "undecided"
     assert parts["ci95"][0] == pytest.approx(4.0 - 12.706204736174703, rel=1e-9)  # sd sqrt(2), n 2

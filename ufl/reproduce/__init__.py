@@ -61,9 +61,8 @@ from ..viz import grouped_bars
 from ..workspace import Workspace
 from .config import (ABLATIONS, AUX_TASKS, CONTROLS, DEFAULT_MODELS, MAIN_TASKS, MODEL_INFO, POSTER, POSTER_MODELS,
                      PRESETS, SYSTEMS, Preset, ReproduceConfig, System, mtl_key)
-from .tables import (UFL_COLUMNS, cell, cost_rows, frozen_markdown, mtl_markdown, mtl_rows, pascal_delta_m, summarise,
-                     ufl_markdown, ufl_rows)
-from .tables import decide_claims as _claims
+from .tables import (UFL_COLUMNS, cell, cost_rows, decide_claims, frozen_markdown, mtl_markdown, mtl_rows, pascal_delta_m,
+                     summarise, ufl_markdown, ufl_rows)
 
 __all__ = ["Preset", "PRESETS", "System", "SYSTEMS", "DEFAULT_MODELS", "MODEL_INFO", "POSTER", "POSTER_MODELS",
            "CONTROLS", "ABLATIONS", "MAIN_TASKS", "AUX_TASKS", "UFL_COLUMNS", "ReproduceConfig", "reproduce",
@@ -178,7 +177,7 @@ def reproduce(config: ReproduceConfig) -> dict[str, Any]:
                                        {s: runs[s]["pascal"].get("st") for s in seeds}),
                            ("parts", "sal", "delta_m_pascal"))
     profile = cost_rows(config, preset)
-    claims = _claims({s: {mtl_key(r["model"], r["ne"]): r for r in mtl_seed[s]} for s in seeds},
+    claims = decide_claims({s: {mtl_key(r["model"], r["ne"]): r for r in mtl_seed[s]} for s in seeds},
                      {s: {r["model"]: r for r in ufl_seed[s]} for s in seeds}, profile, preset.ufl_tasks, seeds)
 
     markdown = "\n\n".join([
