@@ -223,7 +223,7 @@ class Kind:
         """
         if self.metric is None:
             raise SpecError(f"task kind {self.name!r} names no metric class (its 'metric' attribute)")
-        return self.metric(**dict(options or {}))
+        return self.metric.build(channels, **dict(options or {}))
 
     # -- priors -------------------------------------------------------------------------------
     def prior_statistics(self, target: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:

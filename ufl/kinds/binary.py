@@ -60,7 +60,7 @@ class BinaryMapKind(Kind):
         return torch.sigmoid(logits.float())
 
     def prior_statistics(self, target: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = target != IGNORE_INDEX
+        valid = self.valid(target)
         return target[valid].double().sum(), valid.sum()
 
     def prior_logits(self, value: torch.Tensor, batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:

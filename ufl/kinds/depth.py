@@ -90,7 +90,7 @@ class DepthKind(Kind):
         return float(value + math.log(-math.expm1(-value)))  # log(exp(v) - 1), stable for large v
 
     def prior_statistics(self, target: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-        valid = target > 0
+        valid = self.valid(target)
         return target[valid].double().sum(), valid.sum()
 
     def prior_logits(self, value: torch.Tensor, batch: int, channels: int, size: Sequence[int]) -> torch.Tensor:
@@ -102,7 +102,7 @@ class DepthKind(Kind):
 
     def output_prior(self, target: torch.Tensor) -> float | None:
         """The batch's mean valid depth (metres), ``None`` without valid depth."""
-        valid = target > 0
+        valid = self.valid(target)
         return float(target[valid].double().mean()) if valid.any() else None
 
     def probe_targets(self, target: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:

@@ -60,4 +60,4 @@ class EdgesKind(BinaryMapKind):
             kwargs["cache"] = cache
         if thresholds is not None:
             kwargs["num_thresholds"] = thresholds
-        return self.metric(**kwargs)
+        return self.metric.build(channels, **kwargs)

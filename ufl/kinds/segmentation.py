@@ -8,7 +8,7 @@ metric mIoU in percent (higher is better); prediction the argmax ``(B, H, W)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DataError
 from ..labels import IGNORE_INDEX
@@ -71,9 +71,6 @@ class SegmentationKind(Kind):
         import torch.nn.functional as F
 
         return F.interpolate(pred[None, None].float(), size=tuple(size), mode="nearest")[0, 0].long()
-
-    def build_metric(self, channels: int, options: Mapping[str, Any] | None = None, **_: Any) -> Metric:
-        return self.metric(channels, **dict(options or {}))
 
     def prior_statistics(self, target: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The class histogram ``(C,)`` of the valid pixels and their count."""
