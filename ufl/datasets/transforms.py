@@ -59,7 +59,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..cfg import DEFAULTS
-from ..kinds import MODALITIES, Modality, get_modality
+from ..kinds import MODALITIES, Modality
 
 __all__ = [
     "View",
@@ -110,10 +110,10 @@ def _targets(sample: Mapping[str, Any], modalities: Mapping[str, str | Modality]
         if key in _RESERVED or not isinstance(value, torch.Tensor):
             continue
         modality = modalities.get(key)
+        if isinstance(modality, str):
+            modality = MODALITIES.get(modality, modality)
         if isinstance(modality, Modality):
             yield key, modality
-        elif isinstance(modality, str) and modality in MODALITIES:
-            yield key, get_modality(modality)
         else:
             raise ValueError(f"sample entry {key!r} has no known modality (got {modality!r}); pass "
                              f"modalities={{{key!r}: one of {tuple(MODALITIES)}}}")
