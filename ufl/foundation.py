@@ -22,7 +22,7 @@ from .workspace import HeadTrainingConfig, Workspace
 
 __all__ = ["train_ufl_heads", "frozen_backbone_step", "run_frozen_backbones", "frozen_rows", "frozen_markdown", "UFL_TASKS"]
 
-UFL_TASKS = ("human_parts", "saliency")
+UFL_TASKS = DEFAULTS.ufl_tasks
 
 
 def train_ufl_heads(ws: Workspace, config, preset, seed: int, tasks: Sequence[str] = UFL_TASKS) -> dict[str, Any]:

@@ -7,11 +7,10 @@ applies a ``--config`` file's keys (``overrides``) and the command line's epochs
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..cfg import Preset, check_overrides, load_preset, preset_names
+from ..cfg import DEFAULTS, Preset, check_overrides, load_preset, preset_names
 from ..errors import UflError
 
 __all__ = ["Preset", "PRESETS", "System", "SYSTEMS", "DEFAULT_MODELS", "MODEL_INFO", "POSTER", "POSTER_MODELS",
@@ -76,7 +75,7 @@ SYSTEMS: dict[str, System] = {s.key: s for s in (
     System("random", "Random init (floor)", "-", "medusa", (), None, control="random"),
     System("oracle", "PASCAL oracle (ceiling)", "-", "medusa", (), None, control="oracle"),
 )}
-DEFAULT_MODELS = PRESETS["quick"].models
+DEFAULT_MODELS = DEFAULTS.models
 
 #: Display name and head description per model key (kept for callers of earlier versions).
 MODEL_INFO: dict[str, tuple[str, str]] = {k: (s.name, s.head) for k, s in SYSTEMS.items()}
@@ -144,7 +143,7 @@ class ReproduceConfig:
         if self.preset not in PRESETS:
             raise UflError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         self.overrides = check_overrides(self.overrides, "reproduce overrides")
-        base = dataclasses.replace(PRESETS[self.preset], **self.overrides)
+        base = PRESETS[self.preset].override(self.overrides, "reproduce overrides")
         self.backbone = base.backbone if self.backbone is None else self.backbone
         self.models = tuple(base.models if self.models is None else self.models)
         unknown = [m for m in self.models if m not in SYSTEMS]
@@ -166,4 +165,4 @@ class ReproduceConfig:
         """The preset with ``overrides``, this run's backbone and the epochs given here."""
         changes = {k: v for k, v in (("pretrain_epochs", self.pretrain_epochs), ("head_epochs", self.head_epochs),
                                      ("oracle_epochs", self.oracle_epochs)) if v is not None}
-        return dataclasses.replace(PRESETS[self.preset], **{**self.overrides, "backbone": self.backbone, **changes})
+        return PRESETS[self.preset].override({**self.overrides, "backbone": self.backbone, **changes}, "reproduce overrides")
