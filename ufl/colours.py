@@ -29,6 +29,7 @@ from typing import Any, Callable
 import matplotlib
 import numpy as np
 
+from .labels import IGNORE_INDEX
 from .tensors import to_numpy
 
 __all__ = [
@@ -60,7 +61,6 @@ DEPTH_PERCENTILES = (2.0, 98.0)
 """Per-image depth normalisation: the 2nd and 98th percentiles of the valid depths, so a few
 outliers (sensor noise, sky) do not flatten the colours of the rest."""
 
-_IGNORE_LABEL = 255
 _BLACK = (0, 0, 0)
 
 LEGEND_CLASSES = 8
@@ -170,7 +170,7 @@ def colorize_labels(array: Any, classes: Callable[[], ClassColours], valid: Any 
             raise ValueError("segmentation maps must hold integer class labels; turn logits into labels "
                              "with ufl.evaluation.postprocess('segmentation', logits) first")
     labels = labels.astype(np.int64)
-    ignored = (labels == _IGNORE_LABEL) | ~_valid_mask(valid, labels.shape)
+    ignored = (labels == IGNORE_INDEX) | ~_valid_mask(valid, labels.shape)
     colours = classes()
     palette, where = colours.palette, colours.where
     lut = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
@@ -245,7 +245,7 @@ def colorize_probabilities(array: Any, kind: str, valid: Any = None) -> np.ndarr
     """Probabilities in [0, 1] ``(H, W)`` / ``(1, H, W)`` -> grey (0 black, 1 white); 255 (ignore),
     NaN and pixels outside ``valid`` :data:`IGNORE_COLOUR`. ``kind`` names the maps in errors."""
     p = _single_map(array, kind).astype(np.float64)
-    ignored = (p == _IGNORE_LABEL) | np.isnan(p) | ~_valid_mask(valid, p.shape)
+    ignored = (p == IGNORE_INDEX) | np.isnan(p) | ~_valid_mask(valid, p.shape)
     shown = p[~ignored]
     if shown.size and (shown.min() < 0 or shown.max() > 1):
         raise ValueError(f"{kind} maps must hold probabilities in [0, 1] (255 = ignore), got values in "
@@ -266,8 +266,8 @@ def class_legend(gt: Any, pred: Any, classes: Callable[[], ClassColours]) -> lis
     a pixel is 255."""
     labels = [_single_map(x, "segmentation") for x in (gt, pred) if x is not None]
     values = np.concatenate([np.asarray(x).astype(np.int64).ravel() for x in labels])
-    ignored = bool((values == _IGNORE_LABEL).any())
-    values = values[(values != _IGNORE_LABEL) & (values >= 0)]
+    ignored = bool((values == IGNORE_INDEX).any())
+    values = values[(values != IGNORE_INDEX) & (values >= 0)]
     counts = np.bincount(values) if values.size else np.zeros(0, dtype=np.int64)
     present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
     colours = classes()
