@@ -61,10 +61,7 @@ class BackgroundWriter:
 
     def close(self, finalize: bool = False) -> None:
         """Wait until every queued batch is written; re-raise a writer error; optionally finalise."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(_STOP)
-            self._thread.join()
+        self._stop()
         self._raise_pending()
         if finalize:
             self.writer.finalize()
@@ -99,10 +96,14 @@ class BackgroundWriter:
         if exc_type is None:
             self.close()
         else:  # stop the thread without hiding the original exception
-            if not self._closed:
-                self._closed = True
-                self._queue.put(_STOP)
-                self._thread.join()
+            self._stop()
+
+    def _stop(self) -> None:
+        """Queue the end marker once and wait for the thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+            self._thread.join()
 
 
 def _to_host(x: ArrayLike) -> Any:

@@ -197,9 +197,9 @@ class FeatureCacheReader:
             rows = DirectRows.of(self._file[name])
             if rows is None:
                 continue
-            if rows.end() > size:
+            if rows.last_end > size:
                 raise CacheCorruptError(
-                    f"cache {self.path} is truncated: {name} ends at byte {rows.end()} but the file has "
+                    f"cache {self.path} is truncated: {name} ends at byte {rows.last_end} but the file has "
                     f"{size}; rewrite it (cache-features --overwrite --split {self.split})")
             self._direct[name] = rows
         if self._direct:

@@ -346,7 +346,7 @@ class FeatureCacheWriter:
         if feature_scale is None:
             feats, scales = stored_features(features, self.layout, batch, self.path)
         else:  # stored values and their scales, copied from another cache (consolidate)
-            feats = [np.ascontiguousarray(as_numpy(x)) for x in features]
+            feats = [np.ascontiguousarray(as_numpy(x), dtype=self.layout.dtype) for x in features]  # no copy when stored as is
             scales = np.ascontiguousarray(as_numpy(feature_scale), dtype=np.float32)
         tgts = stored_targets(targets or {}, self.layout, batch, self.path)
         params = stored_view_params(view_params, self.layout, batch, self.path)
