@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UflError
+from ..tensors import resize
 
 __all__ = ["ViTFeaturePyramid", "SimpleFeaturePyramid", "is_plain_vit", "pyramid_blocks", "GRID_STRIDE",
            "PYRAMID_STRIDES", "PYRAMID_SEED"]
@@ -162,8 +162,7 @@ class ViTFeaturePyramid(nn.Module):
     def grids(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The four blocks' token grids (B, D, H/16, W/16), the final norm applied to each."""
         size = self.tokens_size(images.shape[-2], images.shape[-1])
-        if tuple(images.shape[-2:]) != size:
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        images = resize(images, size)
         return self.trunk.forward_intermediates(images, indices=self.blocks, norm=True, output_fmt="NCHW",
                                                 intermediates_only=True)
 
