@@ -1,9 +1,11 @@
 """``ufl reproduce --backbones``: a frozen backbone that never saw NYUD, through the UFL protocol."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
+from ufl.cfg import load_preset
 from ufl.foundation import frozen_backbone_step, frozen_markdown, frozen_rows
 from ufl.reproduce import StepRunner, summarise, cell as _cell
 
@@ -11,7 +13,8 @@ from ufl.reproduce import StepRunner, summarise, cell as _cell
 @pytest.mark.slow
 def test_a_frozen_vit_gets_parts_and_saliency_rows_with_delta_m(synthetic_root, tmp_path):
     config = SimpleNamespace(data_root=str(synthetic_root), device="cpu", progress=False)
-    preset = SimpleNamespace(pretrained="none", pascal_size=(64, 64), views=1, head_epochs=1, batch_size=4, lr=1e-3)
+    preset = dataclasses.replace(load_preset("quick"), pretrained="none", pascal_size=(64, 64), views=1, head_epochs=1,
+                                 batch_size=4, lr=1e-3)
     steps = StepRunner(tmp_path / "out")
     result = steps("seed0/frozen/vit_tiny_patch16_224", frozen_backbone_step(config, preset, 0, "vit_tiny_patch16_224"))
     assert set(result["metrics"]) == {"human_parts", "saliency"} and "random init" in result["source"]

@@ -32,8 +32,7 @@ def train_ufl_heads(ws: Workspace, config, preset, seed: int, tasks: Sequence[st
     ws.cache_features("pascal", ["train", "val"], data_root=config.data_root, size=preset.pascal_size,
                       views=preset.views, device=config.device, seed=seed, progress=config.progress)
     heads = HeadTrainingConfig(epochs=preset.head_epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed,
-                               weight_decay=getattr(preset, "weight_decay", DEFAULTS.weight_decay),
-                               poly_power=getattr(preset, "poly_power", DEFAULTS.poly_power))
+                               weight_decay=preset.weight_decay, poly_power=preset.poly_power)
     for task in tasks:
         if task not in ws.tasks:
             ws.add_task(task, config=heads, device=config.device, progress=config.progress)
@@ -49,7 +48,7 @@ def frozen_backbone_step(config, preset, seed: int, backbone: str,
 
     The random init is ``torch.manual_seed(seed)`` then the backbone: the very weights that
     ``ufl pretrain --seed SEED`` starts from (it seeds torch before building the backbone)."""
-    tasks = tuple(getattr(preset, "ufl_tasks", UFL_TASKS))
+    tasks = tuple(preset.ufl_tasks)
 
     def run(folder: Path) -> dict[str, Any]:
         import torch
