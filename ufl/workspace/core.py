@@ -32,7 +32,7 @@ from ..errors import UflError, WorkspaceError
 from ..io import file_sha256, json_safe
 from ..provenance import backbone_note, describe_init, training_data
 from ..taskspec import TaskSpec, check_task_name
-from .creation import staged_workspace, write_new
+from .creation import CACHES, HEADS, staged_workspace, write_new
 from .manifest import Manifest, now
 
 if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
@@ -45,8 +45,6 @@ __all__ = ["Workspace", "resolve_workspace", "DEFAULT_WORKSPACE", "RESCUE_PREFIX
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE = "ufl-workspace"
-HEADS = "heads"
-CACHES = "caches"
 RESCUE_PREFIX = "ufl-rescued-head-"
 REMOVING = ".removing"
 """Suffix of a head file being deleted by ``remove-task`` (renamed first, so a failure changes nothing)."""

@@ -17,19 +17,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..errors import WorkspaceError
-from .manifest import MANIFEST, Manifest
+from .manifest import LOCK, MANIFEST, Manifest
 
 if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
     from ..models import Backbone
 
-__all__ = ["BACKBONE_FILE", "check_folder", "staged_workspace", "write_new"]
+__all__ = ["BACKBONE_FILE", "HEADS", "CACHES", "check_folder", "staged_workspace", "write_new"]
 
 log = logging.getLogger(__name__)
 
 BACKBONE_FILE = "backbone.safetensors"
+HEADS = "heads"
+CACHES = "caches"
 #: What a workspace folder holds at its top (a folder holding some of them without a manifest is
 #: not a workspace, and is not built into)
-_WORKSPACE_ENTRIES = {MANIFEST, BACKBONE_FILE, "heads", "caches", ".workspace.lock"}
+_WORKSPACE_ENTRIES = {MANIFEST, BACKBONE_FILE, HEADS, CACHES, LOCK}
 
 
 def check_folder(root: Path) -> None:
