@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 import feature_cache as fc
 from feature_cache import format as fmt
+from feature_cache import convert as fc_convert
 from feature_cache import writer as fc_writer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,6 +302,112 @@ def test_write_refuses_data_that_does_not_fit(tmp_path):
         w.write([9, 10], feats, tgts, params)
     assert w.num_complete() == 0  # nothing was marked by refused batches
     w.close()
+
+
+def test_float32_features_are_stored_as_the_per_row_scaled_float16_of_the_format(tmp_path):
+    """One max and one min per row give the scales and the finiteness check: the stored values and
+    scales are float16(x / 2**k) and 2**k with the format's k (float16_scales), at the edges too."""
+    feats, tgts, params = sample_batch(range(4))
+    big = feats[0].copy()
+    big[0, 0, 0, 0] = 65504.0          # the largest float16: k = 0
+    big[1, 1, 2, 3] = -65519.0         # rounds to -65504 in float16, yet beyond it: k = 1
+    big[2] *= np.float32(3e4)          # far beyond: k > 1
+    stored, scales = fc_convert.stored_features([big, feats[1]], fc.FeatureCacheWriter.create(
+        tmp_path / "c.h5", **CREATE_KW).layout, 4, "c.h5")
+    k = fmt.float16_scales(big)
+    assert k.tolist()[:2] == [1.0, 2.0] and k[2] > 2 and k[3] == 1
+    assert scales[:, 0].tolist() == k.tolist() and scales[:, 1].tolist() == [1.0] * 4
+    expect = (big / k[:, None, None, None]).astype(np.float16)
+    assert stored[0].dtype == np.float16 and stored[0].tobytes() == expect.tobytes()
+    assert stored[1].tobytes() == feats[1].astype(np.float16).tobytes()
+
+
+def test_round_to_storage_gives_the_stored_values_at_the_float16_edges():
+    """The largest magnitude per row comes from a max and a min (no |x| copy): the same scales as
+    the format's, a NaN kept where it was (the writer refuses it), channels_last input too."""
+    x = torch.from_numpy(sample_batch(range(4))[0][0].copy())
+    x[0, 0, 0, 0], x[1, 1, 2, 3] = 65504.0, -65519.0
+    x[2] *= 3e4
+    x[3, 2, 1, 0] = float("nan")
+    k = torch.from_numpy(fmt.float16_scales(x.numpy())).reshape(-1, 1, 1, 1)
+    assert k.flatten().tolist()[:2] == [1.0, 2.0] and k[2] > 2 and k[3] == 1
+    expect = (x / k).to(torch.float16).float() * k
+    for given in (x, x.contiguous(memory_format=torch.channels_last)):
+        got = fc.round_to_storage(given, "float16")
+        assert got.dtype == torch.float32 and torch.equal(got.nan_to_num(7.0), expect.nan_to_num(7.0))
+        assert torch.isnan(got).sum() == 1
+    small = x[[0, 3]]  # every row fits float16: a plain cast
+    assert torch.equal(fc.round_to_storage(small, "float16").nan_to_num(7.0), small.to(torch.float16).nan_to_num(7.0))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float32_features_are_refused_in_any_row(tmp_path, bad):
+    w = fc.FeatureCacheWriter.create(tmp_path / "c.h5", **CREATE_KW)
+    feats, tgts, params = sample_batch([0, 1, 2])
+    feats[1][2, 5, 3, 1] = bad  # one value of the last row
+    with pytest.raises(fc.FeatureCacheError, match="features of scale 1 hold NaN or inf values; check the backbone"):
+        w.write([0, 1, 2], feats, tgts, params)
+    with pytest.raises(fc.LayoutMismatchError, match="features of scale 0 have dtype int32, not a float type"):
+        w.write([0, 1, 2], [feats[0].astype(np.int32), feats[1]], tgts, params)
+    assert w.num_complete() == 0 and w.missing_indices().tolist() == list(range(N))
+    w.close()
+
+
+def test_write_reads_no_completion_flag_from_the_file(tmp_path):
+    """The completion flags are kept in memory: a batch writes its own rows' flags and reads none
+    (the whole mask used to be read for every batch)."""
+    w = fc.FeatureCacheWriter.create(tmp_path / "c.h5", **CREATE_KW)
+    reads, writes, real = [], [], w._complete
+
+    class Flags:  # the /complete dataset, watched
+        def __getitem__(self, key):
+            reads.append(key)
+            return real[key]
+
+        def __setitem__(self, key, value):
+            writes.append((key, value))
+            real[key] = value
+
+    w._complete = Flags()
+    write_all(w, [0, 1, 2, 5, 6, 7])
+    write_all(w, [1, 2, 3])  # two of them rewritten: unmarked first
+    assert reads == []
+    assert writes == [(slice(0, 3), 1), (slice(5, 8), 1), (slice(1, 4), 0), (slice(1, 4), 1)]
+    w._complete = real
+    assert w.missing_indices().tolist() == [4, 8, 9]
+    w.close()
+
+
+def test_an_interrupted_rewrite_leaves_its_rows_unmarked_and_resumes(tmp_path, reference, monkeypatch):
+    """A write that fails after unmarking complete rows (a full disk, say) leaves them missing in
+    the file and in memory; writing them again, in the same writer or after reopening, completes
+    the cache with the same rows as an uninterrupted run."""
+    path = tmp_path / "c.h5"
+    w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    write_all(w, range(N))
+    real = fc_writer._write_at
+
+    def full_disk(fd, rows_at, rows, arr):
+        real(fd, rows_at, rows[:1], arr[:1])  # part of the batch lands, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fc_writer, "_write_at", full_disk)
+    feats, tgts, params = sample_batch([3, 4])
+    with pytest.raises(fc.FeatureCacheError, match="writing 2 rows to cache .* failed \\(.*No space left"):
+        w.write([3, 4], [f * 2 for f in feats], tgts, params)  # other values: a half-written rewrite
+    assert w.missing_indices().tolist() == [3, 4] and w.num_complete() == N - 2
+    with pytest.raises(fc.CacheIncompleteError, match="8 of 10 samples"):
+        w.finalize()
+    w.close()
+    with pytest.raises(fc.CacheIncompleteError):
+        fc.FeatureCacheReader(path)
+    monkeypatch.setattr(fc_writer, "_write_at", real)
+    w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
+    assert w.resumed and w.missing_indices().tolist() == [3, 4]
+    write_all(w, w.missing_indices())
+    w.finalize()
+    assert_same_rows(path, reference)
+    assert fc.verify_file(path) == []
 
 
 def test_rewriting_complete_rows_keeps_the_cache_valid(tmp_path, reference):
@@ -1013,24 +1120,57 @@ def _write_in_order(path, order, **overrides):
     return path
 
 
-def test_raw_chunk_writes_give_the_same_file_bytes_as_slice_writes(tmp_path, monkeypatch):
-    """An uncompressed cache's rows go to the file as raw chunks (one H5Dwrite_chunk per row and
-    dataset); the file is byte for byte the one h5py's slice assignment writes, in any row order."""
+def test_positional_and_raw_chunk_writes_give_the_same_file_bytes_as_slice_writes(tmp_path, monkeypatch):
+    """An uncompressed cache's rows go to the file at their chunks' offsets (os.pwritev, rows whose
+    chunks follow each other in one call), or as raw chunks (one H5Dwrite_chunk per row and
+    dataset) where os.pwritev is missing; the file is byte for byte the one h5py's slice
+    assignment writes, in any row order."""
     monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
-    raw_calls = []
-    real = fc_writer._write_raw_chunks
+    calls = {"at": [], "raw": []}
+    real_at, real_raw = fc_writer._write_at, fc_writer._write_raw_chunks
+    monkeypatch.setattr(fc_writer, "_write_at",
+                        lambda fd, at, rows, arr: calls["at"].append(at.shape) or real_at(fd, at, rows, arr))
     monkeypatch.setattr(fc_writer, "_write_raw_chunks",
-                        lambda dset, rows, arr: raw_calls.append(dset.name) or real(dset, rows, arr))
+                        lambda dset, rows, arr: calls["raw"].append(dset.name) or real_raw(dset, rows, arr))
     order = [7, 2, 3, 4, 0, 9, 1, 8, 6, 5]  # batches of 3: out of order, runs and gaps
-    fast = _write_in_order(tmp_path / "raw.h5", order)
-    assert set(raw_calls) == {"/features/0", "/features/1", "/targets/semseg", "/targets/depth"}
+    positional = _write_in_order(tmp_path / "at.h5", order)
+    assert set(calls["at"]) == {(3, 8, 8), (6, 4, 4), LABEL_SHAPE, (1, *LABEL_SHAPE)} and calls["raw"] == []
+    monkeypatch.setattr(fc_writer, "HAS_PWRITEV", False)  # e.g. Windows: H5Dwrite_chunk per row
+    calls["at"].clear()
+    raw = _write_in_order(tmp_path / "raw.h5", order)
+    assert set(calls["raw"]) == {"/features/0", "/features/1", "/targets/semseg", "/targets/depth"}
+    assert calls["at"] == []
     monkeypatch.setattr(fc_writer, "_raw_chunk_rows", lambda dset: False)  # the h5py slice path
-    raw_calls.clear()
+    calls["raw"].clear()
     slow = _write_in_order(tmp_path / "slice.h5", order)
-    assert raw_calls == []
-    assert fast.read_bytes() == slow.read_bytes()
-    assert_same_rows(fast, make_cache(tmp_path / "reference.h5"))
-    assert fc.verify_file(fast) == []
+    assert calls == {"at": [], "raw": []}
+    assert positional.read_bytes() == raw.read_bytes() == slow.read_bytes()
+    assert_same_rows(positional, make_cache(tmp_path / "reference.h5"))
+    assert fc.verify_file(positional) == []
+
+
+def test_positional_writes_merge_adjacent_rows_and_finish_short_writes(tmp_path, monkeypatch):
+    """Rows whose chunks follow each other go to the file in one os.pwritev; a short write (the
+    system took fewer bytes) is continued where it stopped, so every byte lands."""
+    monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
+    reference = _write_in_order(tmp_path / "reference.h5", range(N))
+    seen, real = [], os.pwritev
+
+    def stingy(fd, buffers, offset):  # the system takes at most 7 bytes a call
+        seen.append(len(buffers))
+        return real(fd, [b"".join(bytes(x) for x in buffers)[:7]], offset)
+
+    monkeypatch.setattr(fc_writer.os, "pwritev", stingy)
+    short = _write_in_order(tmp_path / "short.h5", range(N))
+    assert short.read_bytes() == reference.read_bytes()
+    monkeypatch.setattr(fc_writer.os, "pwritev", lambda fd, buffers, offset: seen.append(len(buffers)) or
+                        real(fd, buffers, offset))
+    seen.clear()
+    w = fc.FeatureCacheWriter.create(tmp_path / "merged.h5", **CREATE_KW)
+    feats, tgts, params = sample_batch([4, 5, 6])
+    w.write([6, 4, 5], [f[[2, 0, 1]] for f in feats], {t: v[[2, 0, 1]] for t, v in tgts.items()}, params[[2, 0, 1]])
+    w.close()
+    assert seen == [3, 3, 3, 3]  # one call per dataset for the three rows (chunks allocated in row order)
 
 
 def test_compressed_or_foreign_rows_fall_back_to_slice_writes(tmp_path, monkeypatch):
