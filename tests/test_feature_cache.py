@@ -1173,6 +1173,31 @@ def test_positional_writes_merge_adjacent_rows_and_finish_short_writes(tmp_path,
     assert seen == [3, 3, 3, 3]  # one call per dataset for the three rows (chunks allocated in row order)
 
 
+def test_an_uncompressed_cache_reserves_its_blocks_and_keeps_its_bytes(tmp_path, monkeypatch):
+    """The blocks of an uncompressed cache are reserved at creation (fallocate: written rows then
+    skip the file system's per-page reservation); the file's bytes are those of a sparse one.
+    A compressed cache, whose chunks are allocated as they come, reserves nothing."""
+    from feature_cache import skeleton
+
+    monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
+    created = tmp_path / "probe"
+    created.write_bytes(b"x" * 8192)
+    if not skeleton.reserve_blocks(created):
+        pytest.skip("this file system has no fallocate")
+    path = tmp_path / "empty.h5"
+    fc.FeatureCacheWriter.create(path, **CREATE_KW).close()
+    assert os.stat(path).st_blocks * 512 >= os.path.getsize(path)  # every byte has its block
+    reserved = _write_in_order(tmp_path / "reserved.h5", range(N))
+    monkeypatch.setattr(skeleton, "_fallocate", lambda: None)  # e.g. not Linux: the file stays sparse
+    assert not skeleton.reserve_blocks(created)
+    sparse = _write_in_order(tmp_path / "sparse.h5", range(N))
+    assert reserved.read_bytes() == sparse.read_bytes()
+    calls = []
+    monkeypatch.setattr(fc_writer, "reserve_blocks", calls.append)
+    _write_in_order(tmp_path / "lzf.h5", range(N), compression="lzf")
+    assert calls == []
+
+
 def test_compressed_or_foreign_rows_fall_back_to_slice_writes(tmp_path, monkeypatch):
     raw_calls = []
     monkeypatch.setattr(fc_writer, "_write_raw_chunks", lambda *args: raw_calls.append(args))
