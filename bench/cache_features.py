@@ -281,7 +281,9 @@ def main() -> None:
     parser.add_argument("--read-size", type=int, default=512, help="input size of the read-speed cache")
     parser.add_argument("--read-rows", type=int, default=192, help="rows of the read-speed cache")
     parser.add_argument("--main-size", type=int, default=512, help="input size of the main-process timing")
-    parser.add_argument("--main-images", type=int, default=16, help="val images cached for the main-process timing")
+    parser.add_argument("--main-images", type=int, default=48,
+                        help="val images cached for the main-process timing (several batches: a run reuses its "
+                             "image batch memory from the second batch on)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
