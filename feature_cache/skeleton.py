@@ -4,16 +4,11 @@ Every dataset, the ids, the view indices, the attributes and a zeroed completion
 the first row is written (the writer builds it under a temporary name, see
 :func:`feature_cache.atomic.created_atomically`). Without compression every per-row dataset is
 allocated here, so a write changes raw bytes only and never HDF5's metadata (crash safety: see
-:mod:`feature_cache.writer`). :func:`check_free_space` refuses a cache that cannot fit first, and
-:func:`reserve_blocks` then reserves the disk blocks of such a file.
+:mod:`feature_cache.writer`). :func:`check_free_space` refuses a cache that cannot fit first.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,7 +21,7 @@ from . import format as fmt
 from .errors import FeatureCacheError
 from .format import CacheLayout
 
-__all__ = ["write_skeleton", "check_free_space", "early_dcpl", "reserve_blocks"]
+__all__ = ["write_skeleton", "check_free_space", "early_dcpl"]
 
 
 def early_dcpl() -> h5p.PropDCID:
@@ -108,41 +103,3 @@ def write_skeleton(f: h5py.File, layout: CacheLayout, ids: np.ndarray, views: np
         f.attrs[fmt.ATTR_SHARD_RANK] = int(rank)
         f.attrs[fmt.ATTR_SHARD_WORLD] = int(world)
         f.attrs[fmt.ATTR_TOTAL_SAMPLES] = int(total)
-
-
-def reserve_blocks(path: Path) -> bool:
-    """Reserve the disk blocks of the whole file at ``path`` (Linux ``fallocate(2)``, mode 0: the
-    file's size and bytes stay as they are, the blocks read as zeros as its holes did); whether
-    they were reserved.
-
-    For an uncompressed cache, whose rows all lie inside the file from its creation: writing a row
-    into reserved blocks then skips the file system's block reservation for every page (ext4: a
-    512 px PASCAL val row of 7.2 MB went to the page cache in 1.5 instead of 2.0 ms, thread CPU
-    time), and a full disk cannot stop the run halfway. NOTE: the file is no longer sparse until
-    written: ``du`` shows its whole size from the start (:func:`check_free_space` made sure it
-    fits). Where ``fallocate`` is missing (not Linux) or refused (a file system without it), the
-    file stays sparse and nothing else changes; glibc's ``posix_fallocate`` is not used because it
-    falls back to writing a byte into every block there.
-    """
-    fallocate = _fallocate()
-    if fallocate is None:
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        size = os.fstat(fd).st_size
-        return size == 0 or fallocate(fd, 0, 0, size) == 0
-    finally:
-        os.close(fd)
-
-
-@functools.lru_cache(maxsize=1)
-def _fallocate():
-    """glibc's ``fallocate64(fd, mode, offset, length)`` (no emulation), or ``None``."""
-    name = ctypes.util.find_library("c")
-    try:
-        function = getattr(ctypes.CDLL(name, use_errno=True), "fallocate64")
-    except (OSError, AttributeError, TypeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    function.restype = ctypes.c_int
-    return function

@@ -8,8 +8,7 @@ at any instant (SIGKILL, OOM killer, a pre-empted job) must leave a file that (1
   :mod:`feature_cache.skeleton`) is built in a temporary file and renamed into place
   (:mod:`feature_cache.atomic`), so ``path`` is never a half-created file.
 - Without compression every dataset is allocated at creation (``H5D_ALLOC_TIME_EARLY``, no fill
-  write; the file's disk blocks are reserved, :func:`~feature_cache.skeleton.reserve_blocks`).
-  Writing a row then changes raw bytes only, never
+  write, so the file is sparse until written). Writing a row then changes raw bytes only, never
   HDF5 metadata: the structure on disk is the same before, during and after any write, so a kill
   in the middle of a write cannot damage it. (Compressed chunks change size, so HDF5 must allocate
   them as they come and update its chunk index: there the file is consistent after each flush, and
@@ -34,9 +33,7 @@ the cache or write it again.
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import os
-import weakref
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -47,11 +44,10 @@ import torch
 from . import format as fmt
 from .atomic import created_atomically
 from .convert import ArrayLike, as_numpy, stored_features, stored_targets, stored_view_params
-from .direct import DirectRows
 from .errors import CacheIncompleteError, CacheVersionError, FeatureCacheError, LayoutMismatchError
 from .format import CacheLayout, TargetSpec, check_fingerprint, read_layout
 from .h5io import check_index_readable, damaged_error, hdf5_reason, open_h5, plain_storage
-from .skeleton import check_free_space, reserve_blocks, write_skeleton
+from .skeleton import check_free_space, write_skeleton
 
 __all__ = ["FeatureCacheWriter", "round_to_storage", "utc_now"]
 
@@ -132,14 +128,6 @@ class FeatureCacheWriter:
         self._checksums = file[fmt.CHECKSUMS]
         #: per-row datasets whose rows are written as raw chunks (see :func:`_raw_chunk_rows`)
         self._raw_chunks = {id(d): _raw_chunk_rows(d) for d in (*self._features, *self._targets.values())}
-        #: where each raw-chunk row sits in the file, for positional writes (see :func:`_write_at`)
-        self._rows_at = {id(d): _row_offsets(d) for d in (*self._features, *self._targets.values())
-                         if self._raw_chunks[id(d)]}
-        #: the same file opened for those writes (closed by :meth:`close`, or when the writer is collected)
-        self._fd: int | None = None
-        if any(rows is not None for rows in self._rows_at.values()):
-            self._fd = os.open(path, os.O_WRONLY)
-            self._close_fd = weakref.finalize(self, os.close, self._fd)
         #: completion flags in memory (see the module docstring: never False where the file says 1)
         self._marked = np.asarray(self._complete[...], dtype=bool)
 
@@ -215,11 +203,8 @@ class FeatureCacheWriter:
                     "(cache-features --overwrite) to replace it")
             return cls._resume(path, layout, ids_array, views, first_index, shard)
         check_free_space(path, layout)
-        with created_atomically(path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                write_skeleton(f, layout, ids_array, views, metadata, first_index, shard, created=utc_now())
-            if compression is None:  # every row lies inside the file already: reserve its blocks
-                reserve_blocks(tmp)
+        with created_atomically(path) as tmp, h5py.File(tmp, "w") as f:
+            write_skeleton(f, layout, ids_array, views, metadata, first_index, shard, created=utc_now())
         return cls(open_h5(path, "r+"), path, layout, first_index, resumed=False)
 
     @staticmethod
@@ -393,10 +378,7 @@ class FeatureCacheWriter:
             per_row = [*zip(self._features, feats), *((self._targets[task], arr) for task, arr in tgts.items())]
             sliced = []
             for dset, arr in per_row:  # arr is in dset's dtype (converted above)
-                rows_at = self._rows_at.get(id(dset))
-                if rows_at is not None:
-                    _write_at(self._fd, rows_at, rows, arr)
-                elif self._raw_chunks[id(dset)]:
+                if self._raw_chunks[id(dset)]:
                     _write_raw_chunks(dset, rows, arr)
                 else:
                     sliced.append((dset, np.stack(arr) if isinstance(arr, list) else arr))
@@ -447,9 +429,6 @@ class FeatureCacheWriter:
 
     def close(self) -> None:
         """Flush and close (the file stays resumable)."""
-        if self._fd is not None:
-            self._close_fd()
-            self._fd = None
         if self._file.id.valid:
             self._file.flush()
             self._file.close()
@@ -482,55 +461,3 @@ def _write_raw_chunks(dset: h5py.Dataset, rows: np.ndarray, arr: np.ndarray | Se
     write = dset.id.write_direct_chunk
     for j, row in enumerate(rows.tolist()):
         write((row, *zeros), np.ascontiguousarray(arr[j]))
-
-
-#: Whether ``os.pwritev`` exists (POSIX): the rows of a batch go to the file in a few system calls.
-HAS_PWRITEV = hasattr(os, "pwritev")
-#: Buffers per ``os.pwritev`` call (POSIX guarantees at least 16; Linux allows 1024).
-_IOV_MAX = max(16, min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16)) if HAS_PWRITEV else 16
-
-
-def _row_offsets(dset: h5py.Dataset) -> DirectRows | None:
-    """Where each row's chunk of a raw-chunk dataset sits in the file, when every chunk is
-    allocated (always, for an uncompressed cache: allocated at creation) and ``os.pwritev`` exists;
-    else ``None`` (rows then go through :func:`_write_raw_chunks`)."""
-    if not HAS_PWRITEV:
-        return None
-    rows = DirectRows.of(dset)
-    return rows if rows is not None and rows.row_bytes > 0 else None
-
-
-def _write_at(fd: int, rows_at: DirectRows, rows: np.ndarray, arr: np.ndarray | Sequence[np.ndarray]) -> None:
-    """Write ``arr[j]`` (in the dataset's dtype; a batch or a list of rows) at the file offset of
-    row ``rows[j]``'s chunk: rows whose chunks follow each other in the file go in one
-    ``os.pwritev``.
-
-    The bytes are those :func:`_write_raw_chunks` hands to HDF5 (a raw chunk is the row's bytes in
-    C order at the chunk's offset; the file is byte for byte the same, tested), without HDF5's
-    per-chunk index lookup and chunk-cache eviction, in one system call per run of rows instead of
-    one per row. NOTE: HDF5 does not see these writes; this is safe because the chunks exist at
-    fixed offsets from the file's creation (their index never changes) and the writer never reads
-    a row through HDF5, so HDF5's chunk cache holds none of them.
-    """
-    offsets = rows_at.offsets[rows]
-    order = np.argsort(offsets, kind="stable")
-    offsets = offsets[order]
-    buffers = [memoryview(np.ascontiguousarray(arr[j])).cast("B") for j in order.tolist()]
-    starts = np.flatnonzero(np.diff(offsets) != rows_at.row_bytes) + 1
-    for a, b in zip([0, *starts.tolist()], [*starts.tolist(), len(buffers)]):
-        _pwrite_all(fd, buffers[a:b], int(offsets[a]))
-
-
-def _pwrite_all(fd: int, buffers: list[memoryview], offset: int) -> None:
-    """Write ``buffers`` one after the other at ``offset`` (``os.pwritev``, resuming short writes)."""
-    i = 0
-    while i < len(buffers):
-        written = os.pwritev(fd, buffers[i:i + _IOV_MAX], offset)
-        if written <= 0:
-            raise OSError(errno.EIO, "the file took no bytes")
-        offset += written
-        while i < len(buffers) and written >= len(buffers[i]):
-            written -= len(buffers[i])
-            i += 1
-        if written:
-            buffers[i] = buffers[i][written:]

@@ -385,13 +385,13 @@ def test_an_interrupted_rewrite_leaves_its_rows_unmarked_and_resumes(tmp_path, r
     path = tmp_path / "c.h5"
     w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
     write_all(w, range(N))
-    real = fc_writer._write_at
+    real = fc_writer._write_raw_chunks
 
-    def full_disk(fd, rows_at, rows, arr):
-        real(fd, rows_at, rows[:1], arr[:1])  # part of the batch lands, then the disk is full
+    def full_disk(dset, rows, arr):
+        real(dset, rows[:1], arr[:1])  # part of the batch lands, then the disk is full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fc_writer, "_write_at", full_disk)
+    monkeypatch.setattr(fc_writer, "_write_raw_chunks", full_disk)
     feats, tgts, params = sample_batch([3, 4])
     with pytest.raises(fc.FeatureCacheError, match="writing 2 rows to cache .* failed \\(.*No space left"):
         w.write([3, 4], [f * 2 for f in feats], tgts, params)  # other values: a half-written rewrite
@@ -401,7 +401,7 @@ def test_an_interrupted_rewrite_leaves_its_rows_unmarked_and_resumes(tmp_path, r
     w.close()
     with pytest.raises(fc.CacheIncompleteError):
         fc.FeatureCacheReader(path)
-    monkeypatch.setattr(fc_writer, "_write_at", real)
+    monkeypatch.setattr(fc_writer, "_write_raw_chunks", real)
     w = fc.FeatureCacheWriter.create(path, **CREATE_KW)
     assert w.resumed and w.missing_indices().tolist() == [3, 4]
     write_all(w, w.missing_indices())
@@ -1120,82 +1120,24 @@ def _write_in_order(path, order, **overrides):
     return path
 
 
-def test_positional_and_raw_chunk_writes_give_the_same_file_bytes_as_slice_writes(tmp_path, monkeypatch):
-    """An uncompressed cache's rows go to the file at their chunks' offsets (os.pwritev, rows whose
-    chunks follow each other in one call), or as raw chunks (one H5Dwrite_chunk per row and
-    dataset) where os.pwritev is missing; the file is byte for byte the one h5py's slice
-    assignment writes, in any row order."""
+def test_raw_chunk_writes_give_the_same_file_bytes_as_slice_writes(tmp_path, monkeypatch):
+    """An uncompressed cache's rows go to the file as raw chunks (one H5Dwrite_chunk per row and
+    dataset); the file is byte for byte the one h5py's slice assignment writes, in any row order."""
     monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
-    calls = {"at": [], "raw": []}
-    real_at, real_raw = fc_writer._write_at, fc_writer._write_raw_chunks
-    monkeypatch.setattr(fc_writer, "_write_at",
-                        lambda fd, at, rows, arr: calls["at"].append(at.shape) or real_at(fd, at, rows, arr))
+    raw_calls = []
+    real = fc_writer._write_raw_chunks
     monkeypatch.setattr(fc_writer, "_write_raw_chunks",
-                        lambda dset, rows, arr: calls["raw"].append(dset.name) or real_raw(dset, rows, arr))
+                        lambda dset, rows, arr: raw_calls.append(dset.name) or real(dset, rows, arr))
     order = [7, 2, 3, 4, 0, 9, 1, 8, 6, 5]  # batches of 3: out of order, runs and gaps
-    positional = _write_in_order(tmp_path / "at.h5", order)
-    assert set(calls["at"]) == {(3, 8, 8), (6, 4, 4), LABEL_SHAPE, (1, *LABEL_SHAPE)} and calls["raw"] == []
-    monkeypatch.setattr(fc_writer, "HAS_PWRITEV", False)  # e.g. Windows: H5Dwrite_chunk per row
-    calls["at"].clear()
-    raw = _write_in_order(tmp_path / "raw.h5", order)
-    assert set(calls["raw"]) == {"/features/0", "/features/1", "/targets/semseg", "/targets/depth"}
-    assert calls["at"] == []
+    fast = _write_in_order(tmp_path / "raw.h5", order)
+    assert set(raw_calls) == {"/features/0", "/features/1", "/targets/semseg", "/targets/depth"}
     monkeypatch.setattr(fc_writer, "_raw_chunk_rows", lambda dset: False)  # the h5py slice path
-    calls["raw"].clear()
+    raw_calls.clear()
     slow = _write_in_order(tmp_path / "slice.h5", order)
-    assert calls == {"at": [], "raw": []}
-    assert positional.read_bytes() == raw.read_bytes() == slow.read_bytes()
-    assert_same_rows(positional, make_cache(tmp_path / "reference.h5"))
-    assert fc.verify_file(positional) == []
-
-
-def test_positional_writes_merge_adjacent_rows_and_finish_short_writes(tmp_path, monkeypatch):
-    """Rows whose chunks follow each other go to the file in one os.pwritev; a short write (the
-    system took fewer bytes) is continued where it stopped, so every byte lands."""
-    monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
-    reference = _write_in_order(tmp_path / "reference.h5", range(N))
-    seen, real = [], os.pwritev
-
-    def stingy(fd, buffers, offset):  # the system takes at most 7 bytes a call
-        seen.append(len(buffers))
-        return real(fd, [b"".join(bytes(x) for x in buffers)[:7]], offset)
-
-    monkeypatch.setattr(fc_writer.os, "pwritev", stingy)
-    short = _write_in_order(tmp_path / "short.h5", range(N))
-    assert short.read_bytes() == reference.read_bytes()
-    monkeypatch.setattr(fc_writer.os, "pwritev", lambda fd, buffers, offset: seen.append(len(buffers)) or
-                        real(fd, buffers, offset))
-    seen.clear()
-    w = fc.FeatureCacheWriter.create(tmp_path / "merged.h5", **CREATE_KW)
-    feats, tgts, params = sample_batch([4, 5, 6])
-    w.write([6, 4, 5], [f[[2, 0, 1]] for f in feats], {t: v[[2, 0, 1]] for t, v in tgts.items()}, params[[2, 0, 1]])
-    w.close()
-    assert seen == [3, 3, 3, 3]  # one call per dataset for the three rows (chunks allocated in row order)
-
-
-def test_an_uncompressed_cache_reserves_its_blocks_and_keeps_its_bytes(tmp_path, monkeypatch):
-    """The blocks of an uncompressed cache are reserved at creation (fallocate: written rows then
-    skip the file system's per-page reservation); the file's bytes are those of a sparse one.
-    A compressed cache, whose chunks are allocated as they come, reserves nothing."""
-    from feature_cache import skeleton
-
-    monkeypatch.setattr(fc_writer, "utc_now", lambda: "2026-01-01T00:00:00+00:00")
-    created = tmp_path / "probe"
-    created.write_bytes(b"x" * 8192)
-    if not skeleton.reserve_blocks(created):
-        pytest.skip("this file system has no fallocate")
-    path = tmp_path / "empty.h5"
-    fc.FeatureCacheWriter.create(path, **CREATE_KW).close()
-    assert os.stat(path).st_blocks * 512 >= os.path.getsize(path)  # every byte has its block
-    reserved = _write_in_order(tmp_path / "reserved.h5", range(N))
-    monkeypatch.setattr(skeleton, "_fallocate", lambda: None)  # e.g. not Linux: the file stays sparse
-    assert not skeleton.reserve_blocks(created)
-    sparse = _write_in_order(tmp_path / "sparse.h5", range(N))
-    assert reserved.read_bytes() == sparse.read_bytes()
-    calls = []
-    monkeypatch.setattr(fc_writer, "reserve_blocks", calls.append)
-    _write_in_order(tmp_path / "lzf.h5", range(N), compression="lzf")
-    assert calls == []
+    assert raw_calls == []
+    assert fast.read_bytes() == slow.read_bytes()
+    assert_same_rows(fast, make_cache(tmp_path / "reference.h5"))
+    assert fc.verify_file(fast) == []
 
 
 def test_compressed_or_foreign_rows_fall_back_to_slice_writes(tmp_path, monkeypatch):
