@@ -114,7 +114,8 @@ def labelmap_boundaries(label_map: np.ndarray) -> np.ndarray:
     """Pixels where the discrete Laplacian of ``label_map`` is non-zero, ``(H, W)`` bool.
 
     The 5-point Laplacian with mirrored borders, exactly ``cv2.Laplacian(label_map, cv2.CV_64F)``
-    (ksize 1, BORDER_REFLECT_101) as MTI-Net computes it, via ``scipy.ndimage.laplace``.
+    (ksize 1, BORDER_REFLECT_101) as MTI-Net computes it, via ``scipy.ndimage.laplace`` (float64);
+    integer maps of up to 32 bits in exact integer arithmetic instead (the same zeros, tested).
 
     NOTE: kept as MTI-Net has it for comparability: both sides of a class boundary are marked, and
     a pixel whose neighbours' labels happen to cancel (e.g. 1 between 0 and 2 along a line) is not.
