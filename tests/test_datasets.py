@@ -549,3 +549,230 @@ def test_metadata_catalog_names_palettes_and_colorize():
     assert generic.class_names == ("class_0", "class_1", "class_2")
     with pytest.raises(UflError, match="roads"):
         MetadataCatalog.get("roads", "road")
+
+
+# -- the decoding's fast paths are the generic ones (issue 14) -----------------------------------
+def _same_mat_value(a, b) -> bool:
+    """Deep equality of two ``scipy.io.loadmat`` values (struct arrays, object arrays, strings)."""
+    if isinstance(a, np.ndarray) or isinstance(a, np.void):
+        if type(a) is not type(b) or a.dtype != b.dtype or np.shape(a) != np.shape(b):
+            return False
+        if a.dtype.names:
+            return all(_same_mat_value(x[name], y[name]) for name in a.dtype.names
+                       for x, y in zip(np.ravel(a), np.ravel(b)))
+        if a.dtype == object:
+            return all(_same_mat_value(x, y) for x, y in zip(a.ravel(), b.ravel()))
+        return a.tobytes() == b.tobytes()
+    return type(a) is type(b) and a == b
+
+
+def _mat_variables():
+    """Variables of every kind the PASCAL files hold (a struct of struct arrays with masks, strings,
+    uint8/uint16 arrays), plus a cell and a double."""
+    person = [("head", _box(0, 4, 0, 4)), ("torso", _box(4, 8, 0, 4))]
+    obj_dtype = [("class", object), ("class_ind", object), ("mask", object), ("parts", object)]
+    objs = np.zeros((1, 2), dtype=obj_dtype)
+    parts = np.zeros((1, 2), dtype=[("part_name", object), ("mask", object)])
+    for i, (name, mask) in enumerate(person):
+        parts[0, i] = (name, mask)
+    objs[0, 0] = ("person", np.array([[15]], np.uint8), _box(0, 8, 0, 4), parts)
+    objs[0, 1] = ("dog", np.array([[12]], np.uint8), _box(6, 8, 8, 10), np.zeros((0, 0)))
+    cell = np.empty((1, 2), dtype=object)
+    cell[0, 0], cell[0, 1] = "text", np.arange(6.0).reshape(2, 3)
+    return {"anno": {"imname": "2008_000001", "objects": objs},
+            "LabelMap": (np.arange(H * W, dtype=np.uint16).reshape(H, W) * 7) % 460,
+            "cell": cell, "scalar": 3.25}
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_read_mat_gives_loadmats_values_compressed_or_not(tmp_path, compressed):
+    from scipy.io import loadmat, savemat
+
+    from ufl.images import inflate_mat5, read_mat
+
+    path = tmp_path / "v.mat"
+    savemat(path, _mat_variables(), do_compression=compressed)
+    raw = path.read_bytes()
+    assert (inflate_mat5(raw) is not None) == compressed  # only compressed files are rewritten
+    reference = loadmat(path)
+    for key in ("anno", "LabelMap", "cell", "scalar"):
+        assert _same_mat_value(read_mat(path, "test file", key), reference[key]), key
+    if compressed:  # the rewritten file is loadmat's input: header and every variable, as stored uncompressed
+        uncompressed = tmp_path / "u.mat"
+        savemat(uncompressed, _mat_variables(), do_compression=False)
+        assert inflate_mat5(raw)[128:] == uncompressed.read_bytes()[128:]
+
+
+def test_read_mat_gives_loadmats_values_on_generated_pascal_files(synthetic_root):
+    from scipy.io import loadmat
+
+    from ufl.images import inflate_mat5, read_mat
+
+    files = sorted((synthetic_root / "PASCAL_MT").glob("*/*.mat")) + sorted((synthetic_root / "PASCAL_MT").glob("*/*/*.mat"))
+    assert len(files) == 24  # 12 images: human parts and Context label maps
+    for path in files:
+        key = "anno" if path.parent.name == "human_parts" else "LabelMap"
+        assert inflate_mat5(path.read_bytes()) is not None  # make-synthetic compresses, as the real files are
+        assert _same_mat_value(read_mat(path, "test file", key), loadmat(path)[key]), path
+
+
+def test_read_mat_leaves_other_and_damaged_files_to_loadmat(tmp_path):
+    import struct
+
+    from scipy.io import savemat
+
+    from ufl.images import inflate_mat5, read_mat
+
+    v4 = tmp_path / "v4.mat"
+    savemat(v4, {"LabelMap": np.ones((3, 4))}, format="4")
+    assert inflate_mat5(v4.read_bytes()) is None
+    assert read_mat(v4, "context label map", "LabelMap").tolist() == [[1.0] * 4] * 3  # loadmat reads v4 files
+    good = tmp_path / "good.mat"
+    savemat(good, {"LabelMap": np.arange(12, dtype=np.uint16).reshape(3, 4)}, do_compression=True)
+    raw = good.read_bytes()
+    assert inflate_mat5(raw) is not None
+    count = struct.unpack_from("<I", raw, 132)[0]
+    damaged = {
+        "cut": raw[:-5],                                          # truncated inside the compressed element
+        "stream": raw[:140] + bytes(b ^ 0x5A for b in raw[140:]),  # a broken zlib stream
+        "garbage": b"not a MAT-file at all, " * 8,
+        "trailing": raw + b"\x00\x01",                            # bytes after the last element
+        "size": raw[:132] + struct.pack("<I", count + 64) + raw[136:],  # an element longer than the file
+    }
+    for name, data in damaged.items():
+        assert inflate_mat5(data) is None, name
+        path = tmp_path / f"{name}.mat"
+        path.write_bytes(data)
+        try:
+            from scipy.io import loadmat
+
+            expected = loadmat(path)["LabelMap"]
+        except Exception:  # loadmat refuses it: read_mat says so in one line, naming the file
+            raises_data_error(lambda: read_mat(path, "context label map", "LabelMap"), path, "cannot read")
+        else:  # loadmat reads it regardless (e.g. ignores trailing bytes): so does read_mat
+            assert np.array_equal(read_mat(path, "context label map", "LabelMap"), expected), name
+    # an inner element whose inflated length is not the one its tag announces
+    import zlib
+
+    element = bytearray(zlib.decompress(raw[136:136 + count]))
+    element[4:8] = struct.pack("<I", len(element) - 8 + 8)
+    recompressed = zlib.compress(bytes(element))
+    assert inflate_mat5(raw[:128] + struct.pack("<II", 15, len(recompressed)) + recompressed) is None
+
+
+def _normals_reference(rgb, valid=None):
+    """The generic decoding: decode_normals_rgb, invalid pixels zeroed, to_normals_target's
+    normalize_normals, channel-first."""
+    from ufl.images import decode_normals_rgb
+    from ufl.kinds.normals import normalize_normals
+
+    normals = decode_normals_rgb(rgb)
+    if valid is not None:
+        normals[~valid] = 0.0
+    return np.ascontiguousarray(normalize_normals(normals).transpose(2, 0, 1))
+
+
+def _rgb_triples(start: int, stop: int) -> np.ndarray:
+    """RGB values ``start..stop-1`` (as 24-bit integers) as an ``(1, N, 3)`` uint8 image."""
+    values = np.arange(start, stop, dtype=np.uint32)
+    return np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=-1).astype(np.uint8)[None]
+
+
+def test_rgb_normals_target_is_the_generic_decoding_bit_for_bit(rng):
+    from ufl.kinds.normals import rgb_normals_target
+
+    rgb = np.concatenate([_rgb_triples(0, 1 << 16), _rgb_triples((1 << 24) - (1 << 16), 1 << 24),
+                          rng.integers(0, 256, (1, 1 << 16, 3), dtype=np.uint8)], axis=1)
+    for valid in (None, rng.random(rgb.shape[:2]) < 0.7):
+        got = rgb_normals_target(rgb, "x", valid=valid)
+        assert got.dtype == torch.float32 and got.shape == (3, *rgb.shape[:2]) and got.is_contiguous()
+        assert got.numpy().tobytes() == _normals_reference(rgb, valid).tobytes()  # +0 and -0 told apart
+    raises_data_error(lambda: rgb_normals_target(np.zeros((H, W), np.uint8), "p.png", "normals map"),
+                      "p.png", "8-bit RGB")
+
+
+@pytest.mark.slow
+def test_rgb_normals_target_on_every_rgb_value():
+    from ufl.kinds.normals import rgb_normals_target
+
+    step = 1 << 20
+    for start in range(0, 1 << 24, step):
+        rgb = _rgb_triples(start, start + step)
+        assert rgb_normals_target(rgb, "x").numpy().tobytes() == _normals_reference(rgb).tobytes(), start
+
+
+def test_to_normals_target_is_normalize_normals_and_refuses_bad_values(rng):
+    from ufl.kinds.normals import normalize_normals, to_normals_target
+
+    for dtype in (np.float32, np.float64, np.float16):
+        normals = rng.uniform(-1, 1, (H, W, 3)).astype(dtype)
+        normals[0] = 0.0
+        normals[1, :4] = 1e-7  # shorter than eps: invalid
+        normals[2, :4] = -0.0
+        before = normals.copy()
+        got = to_normals_target(normals, "n.npy")
+        expected = normalize_normals(normals.astype(np.float32)).transpose(2, 0, 1)
+        assert got.is_contiguous() and got.numpy().tobytes() == np.ascontiguousarray(expected).tobytes()
+        assert np.array_equal(normals, before)  # the caller's array is not written to
+    bad = np.zeros((H, W, 3), np.float32)
+    bad[3, 4, 1] = np.nan
+    raises_data_error(lambda: to_normals_target(bad, "n.npy", "normals"), "n.npy", "NaN or infinite")
+    bad[3, 4, 1] = -np.inf
+    raises_data_error(lambda: to_normals_target(bad, "n.npy", "normals"), "n.npy", "NaN or infinite")
+    bad[3, 4, 1] = 128.0
+    raises_data_error(lambda: to_normals_target(bad, "n.npy", "normals"), "n.npy", "components up to 128")
+    bad[3, 4, 1] = 1.0009  # within the tolerance
+    assert to_normals_target(bad, "n.npy").shape == (3, H, W)
+
+
+def test_valid_normals_table_is_isin_for_every_label_dtype(pascal, rng):
+    ds = PASCALContext(pascal.root, "train", tasks=["normals"])
+    ds.normals_valid_classes = np.array([-3, 0, 10, 255, 256, 459, 65535, 70000])
+    for dtype in (np.uint8, np.uint16, np.int16, np.int32, np.float64):
+        info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+        high = min(int(info.max), 70010) if info else 70010
+        labels = rng.integers(-5 if info is None or info.min < 0 else 0, high + 1, (40, 50)).astype(dtype)
+        labels.flat[:8] = np.array([0, 10, 255, 256, 459, 65535, 70000, 7]).astype(dtype)
+        assert np.array_equal(ds.valid_normals(labels), np.isin(labels, ds.normals_valid_classes)), dtype
+
+
+def test_pascal_targets_on_generated_files_equal_the_generic_decoding(synthetic_root):
+    from scipy.ndimage import laplace
+
+    from ufl.datasets.pascal import paint_human_parts, thin_points
+    from ufl.images import read_mat, read_png
+
+    ds = PASCALContext(synthetic_root / "PASCAL_MT", "train")
+    for index, image_id in enumerate(ds.ids):
+        sample = ds[index]
+        labels = ds._read_labelmap(image_id)
+        rgb = read_png(ds.target_path("normals", image_id), "normals map", channels=3)
+        expected = _normals_reference(rgb, np.isin(labels, ds.normals_valid_classes))
+        assert sample["normals"].numpy().tobytes() == expected.tobytes()
+        edges = thin_points(laplace(labels.astype(np.float64), mode="mirror") != 0)
+        assert torch.equal(sample["edges"], torch.from_numpy(edges.astype(np.float32))[None])
+        if ds.has_persons(image_id):
+            from scipy.io import loadmat
+
+            path = ds.target_path("human_parts", image_id)
+            assert _same_mat_value(read_mat(path, "f", "anno"), loadmat(path)["anno"])
+            parts = paint_human_parts(loadmat(path)["anno"])
+            if parts is not None and parts.any():
+                assert torch.equal(sample["human_parts"], torch.from_numpy(parts))
+
+
+def test_labelmap_boundaries_integer_path_is_scipys_laplace(rng):
+    from scipy.ndimage import laplace
+
+    for trial in range(300):
+        h, w = (int(v) for v in rng.integers(1, 24, 2))
+        dtype = (np.uint8, np.uint16, np.int8, np.int16, np.int32, np.uint32, np.int64, np.float64)[trial % 8]
+        high = (3, 460, 2 ** 31 - 1)[trial % 3]
+        if np.issubdtype(dtype, np.integer):
+            high = min(high, int(np.iinfo(dtype).max))
+            low = max(-high, int(np.iinfo(dtype).min))
+        else:
+            low = -high
+        labels = rng.integers(low, high + 1, (h, w)).astype(dtype)
+        expected = laplace(labels.astype(np.float64), mode="mirror") != 0
+        assert np.array_equal(labelmap_boundaries(labels), expected), (h, w, dtype)

@@ -172,3 +172,21 @@ def test_evaluate_returns_one_entry_per_requested_task_and_keeps_the_model_untou
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     empty = evaluate(lambda batch: model(batch["image"]), [], {"seg": SPECS["seg"]}, "folder", CPU, progress=False)
     assert math.isnan(empty["seg"]["mIoU"])
+
+
+# -- make_metric -----------------------------------------------------------------------------------
+def test_only_edges_ask_how_many_matching_processes(monkeypatch):
+    """The torchrun share of CPUs (LOCAL_WORLD_SIZE) is read for edge matching only: a malformed
+    value cannot break the metric of a kind that matches nothing."""
+    from ufl.evaluation import make_metric
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not-a-number")
+    for name in ("seg", "depth", "normals", "sal"):
+        assert make_metric(SPECS[name], "folder") is not None
+    with pytest.raises(ValueError):
+        make_metric(_spec("edges", "edges", 1), "folder")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    from ufl.runtime import usable_cpus
+
+    cpus = usable_cpus()
+    assert make_metric(_spec("edges", "edges", 1), "folder").workers == (cpus if cpus >= 2 else 0)

@@ -120,3 +120,14 @@ def test_missing_or_corrupt_weights_are_a_clear_error(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
     with pytest.raises(UflError, match=r"weights file .*bad.safetensors is unreadable .*re-create it"):
         load_weights(tmp_path / "bad.safetensors")
+
+
+def test_a_staged_workspace_folder_gets_mkdirs_permissions_not_mkdtemps_0700(tmp_path):
+    from ufl.workspace.creation import staged_workspace
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with staged_workspace(tmp_path / "ws") as staging:
+        (staging / "x").write_text("x")
+    assert stat.S_IMODE(os.stat(tmp_path / "ws").st_mode) == 0o777 & ~umask
+    assert os.umask(umask) == umask  # the process's umask is left as it was

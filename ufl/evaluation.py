@@ -93,7 +93,8 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
     """
     kind = spec.info
     kwargs: dict[str, Any] = dict(kind.metric_options(dataset) if options is None else options)
-    return kind.build_metric(spec.out_channels(dataset), kwargs, workers=edge_workers(), cache=edge_cache,
+    # the callable, not its value: only a kind that matches per image (edges) asks for processes
+    return kind.build_metric(spec.out_channels(dataset), kwargs, workers=edge_workers, cache=edge_cache,
                              thresholds=edge_thresholds)
 
 

@@ -21,10 +21,19 @@ from .errors import UflError
 if TYPE_CHECKING:  # imported where used: JSON helpers serve `ufl list-tasks`, which needs no torch
     import torch
 
-__all__ = ["atomic_path", "write_json", "read_json", "json_safe", "save_weights", "load_weights", "file_sha256"]
+__all__ = ["atomic_path", "write_json", "read_json", "json_safe", "save_weights", "load_weights", "file_sha256",
+           "default_mode"]
 
+# Read once, at import: os.umask can only be read by setting it, and setting it while other threads
+# create files would give those files the wrong permissions.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def default_mode(folder: bool = False) -> int:
+    """The permissions ``open`` (0o666) or ``mkdir`` (0o777, ``folder``) give under the process's
+    umask, for files and folders made private by ``tempfile`` and then published."""
+    return (0o777 if folder else 0o666) & ~_UMASK
 
 
 @contextlib.contextmanager
@@ -41,7 +50,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", *, fsync: bool = True
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+    os.chmod(tmp, default_mode())  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield tmp
         if fsync:

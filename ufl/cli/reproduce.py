@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ..cfg import DEFAULTS, preset_names
-from .base import config_option, device_option, main, parse_names, threads_option
+from ..cfg import DEFAULTS, load_preset, preset_names
+from .base import config_option, data_root_option, device_option, main, parse_names, threads_option
 
 #: The poster's systems in its order and the two controls (``models`` of ufl/cfg/default.yaml).
 DEFAULT_MODELS = DEFAULTS.models
@@ -29,8 +29,7 @@ def _seeds(ctx, param, value):
 
 @main.command("reproduce")
 @config_option({}, "every key but seed (see --seeds), applied on top of the preset")
-@click.option("--data-root", type=click.Path(file_okay=False), envvar="UFL_DATA_ROOT", default="data",
-              show_default=True, show_envvar=True, help="Folder holding NYUD_MT/ and PASCAL_MT/.")
+@data_root_option
 @click.option("--models", default=None, callback=parse_names,
               help="Comma-separated systems: the poster's st (single-task), mt-baseline, mtan, pad-net, mti-net, "
                    "medusa; the Medusa ablations medusa-no-sfa, medusa-no-msa, medusa-no-ip; the controls random "
@@ -39,9 +38,9 @@ def _seeds(ctx, param, value):
                    "transfer: medusa, the ablations and the controls]")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default="quick", show_default=True,
               help="paper: the reference protocol (GPU); quick: the poster's tables sized for a 2-core CPU on "
-                   "`ufl make-synthetic --size 96 --train 64 --val 24` data; transfer: does pretraining transfer? "
-                   "(Medusa, its ablations, floor and ceiling, normals as a third PASCAL task, on "
-                   "`ufl make-synthetic --size 64 --train 96 --val 48 --nyud-persons 2` data).")
+                   f"`ufl make-synthetic {load_preset('quick').synthetic}` data; transfer: does pretraining "
+                   "transfer? (Medusa, its ablations, floor and ceiling, normals as a third PASCAL task, on "
+                   f"`ufl make-synthetic {load_preset('transfer').synthetic}` data).")
 @click.option("--seeds", default="0", show_default=True, callback=_seeds,
               help="Comma-separated seeds; several give mean and standard deviation, and each claim a paired "
                    "95 % interval.")

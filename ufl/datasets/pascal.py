@@ -28,10 +28,10 @@ from scipy.ndimage import laplace
 from skimage.morphology import thin
 
 from ..errors import DataError
-from ..images import decode_normals_rgb, read_mat, read_png
+from ..images import read_mat, read_png
 from ..io import read_json
 from ..kinds.binary import to_binary_target
-from ..kinds.normals import to_normals_target
+from ..kinds.normals import rgb_normals_target
 from ..kinds.segmentation import to_label_target
 from .base import DATASETS, IGNORE_INDEX, DenseDataset, TaskLike
 from .catalog import PASCAL_NORMALS_VALID_CLASSES
@@ -103,7 +103,7 @@ def paint_human_parts(anno: Any, path: Path | str = "<anno>", table: Mapping[str
                 if mask.shape != target.shape:
                     raise DataError(f"human parts file {path}: part {name!r} mask is {mask.shape}, but the person "
                                     f"mask is {target.shape}")
-                target[mask] = table[name]
+                np.copyto(target, table[name], where=mask)  # target[mask] = ..., without the gather of indices
     except (IndexError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(f"human parts file {path} is not in the PASCAL-Part layout (anno[0][0][1][0] = objects "
                         f"with class, mask, parts): {type(e).__name__}: {e}") from None
@@ -114,13 +114,37 @@ def labelmap_boundaries(label_map: np.ndarray) -> np.ndarray:
     """Pixels where the discrete Laplacian of ``label_map`` is non-zero, ``(H, W)`` bool.
 
     The 5-point Laplacian with mirrored borders, exactly ``cv2.Laplacian(label_map, cv2.CV_64F)``
-    (ksize 1, BORDER_REFLECT_101) as MTI-Net computes it, via ``scipy.ndimage.laplace``.
+    (ksize 1, BORDER_REFLECT_101) as MTI-Net computes it, via ``scipy.ndimage.laplace`` (float64);
+    integer maps of up to 32 bits in exact integer arithmetic instead (the same zeros, tested).
 
     NOTE: kept as MTI-Net has it for comparability: both sides of a class boundary are marked, and
     a pixel whose neighbours' labels happen to cancel (e.g. 1 between 0 and 2 along a line) is not.
     """
 
+    labels = np.asarray(label_map)
+    if labels.ndim == 2 and min(labels.shape) >= 2 and labels.dtype.kind in "iu" and labels.dtype.itemsize <= 4:
+        return _integer_laplacian(labels) != 0
     return laplace(np.asarray(label_map, dtype=np.float64), mode="mirror") != 0
+
+
+def _integer_laplacian(labels: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.laplace(labels, mode="mirror")`` of an integer map of at most 32 bits, at
+    least 2 x 2, in exact integer arithmetic (int64; int32 for 16-bit maps): the float64 Laplacian
+    of such integers is exact too, so its zeros are the same (tested)."""
+    work = np.int32 if labels.dtype.itemsize <= 2 else np.int64
+    height, width = labels.shape
+    padded = np.empty((height + 2, width + 2), work)
+    padded[1:-1, 1:-1] = labels
+    centre = padded[1:-1, 1:-1]
+    # mirrored borders (scipy's "mirror", OpenCV's BORDER_REFLECT_101): the row beyond the edge is the
+    # one inside it; the corners are not read by the 5-point stencil
+    padded[0, 1:-1], padded[-1, 1:-1] = centre[1], centre[-2]
+    padded[1:-1, 0], padded[1:-1, -1] = centre[:, 1], centre[:, -2]
+    result = padded[:-2, 1:-1] + padded[2:, 1:-1]
+    result += padded[1:-1, :-2]
+    result += padded[1:-1, 2:]
+    result -= 4 * centre
+    return result
 
 
 def labelmap_edges(label_map: np.ndarray) -> np.ndarray:
@@ -222,6 +246,7 @@ class PASCALContext(DenseDataset):
         self.persons_only = persons_only
         self.normals_valid_classes = _valid_classes(normals_valid_classes)
         self._parts_index: dict[str, list[int]] | None = None
+        self._valid_table: np.ndarray | None = None  # valid_normals' lookup table, made on first use
         super().__init__(root, split=split, tasks=tasks, transform=transform)
 
     # -- files -------------------------------------------------------------------------------
@@ -319,14 +344,15 @@ class PASCALContext(DenseDataset):
             grey = read_png(path, what, channels=1, allow_16bit=False)
             return to_binary_target(grey.astype(np.float32) / 255.0 > 0.5, path, what)
         if task == "normals":
-            normals = decode_normals_rgb(read_png(path, what, channels=3))
+            rgb = read_png(path, what, channels=3)
+            valid = None
             if self.normals_valid_classes is not None:
                 labels = self._read_labelmap(image_id) if labels is None else labels
-                if labels.shape != normals.shape[:2]:
-                    raise DataError(f"{what} {path} is {normals.shape[0]}x{normals.shape[1]} but its context label "
+                if labels.shape != rgb.shape[:2]:
+                    raise DataError(f"{what} {path} is {rgb.shape[0]}x{rgb.shape[1]} but its context label "
                                     f"map {self.labelmap_path(image_id)} is {labels.shape[0]}x{labels.shape[1]}")
-                normals[~np.isin(labels, self.normals_valid_classes)] = 0.0
-            return to_normals_target(normals, path, what)
+                valid = self.valid_normals(labels)
+            return rgb_normals_target(rgb, path, what, valid)
         labels = self._read_labelmap(image_id) if labels is None else labels
         return to_binary_target(labelmap_edges(labels), path, what)  # edges
 
@@ -339,6 +365,21 @@ class PASCALContext(DenseDataset):
             if labels is None and task in uses_labels:
                 labels = self._read_labelmap(image_id)
             yield task, self.load_target(task, image_id, size, labels)
+
+    def valid_normals(self, labels: np.ndarray) -> np.ndarray:
+        """Where the normals are valid: ``np.isin(labels, normals_valid_classes)``, ``(H, W)`` bool.
+
+        8- and 16-bit label maps (PASCAL-Context stores uint16) look it up in a table indexed by
+        the label (one gather instead of a sort); other dtypes use ``np.isin``.
+        """
+        if labels.dtype not in (np.uint8, np.uint16):
+            return np.isin(labels, self.normals_valid_classes)
+        if self._valid_table is None:
+            table = np.zeros(1 << 16, dtype=bool)
+            classes = self.normals_valid_classes
+            table[classes[(classes >= 0) & (classes < len(table))]] = True
+            self._valid_table = table
+        return self._valid_table[labels]
 
     def _read_labelmap(self, image_id: str) -> np.ndarray:
         path = self.labelmap_path(image_id)

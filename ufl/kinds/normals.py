@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from ..metrics import Metric
 
-__all__ = ["NormalsModality", "NormalsKind", "rotate_normals", "renormalize", "to_normals_target", "normalize_normals"]
+__all__ = ["NormalsModality", "NormalsKind", "rotate_normals", "renormalize", "to_normals_target", "normalize_normals",
+           "unit_planes", "rgb_normals_target"]
 
 
 def renormalize(normals: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -89,14 +90,12 @@ class NormalsKind(Kind):
         return (3, *size), "float16", "float32"
 
     def decode_file(self, path: Path, fmt: str, channels: int, what: str) -> torch.Tensor:
-        from ..images import decode_normals_rgb, read_npy, read_png
+        from ..images import read_npy, read_png
 
         if fmt == "npy":
             return to_normals_target(read_npy(path, what), path, what)
         rgb = read_png(path, what, channels=3)
-        normals = decode_normals_rgb(rgb)
-        normals[(rgb == 0).all(axis=-1)] = 0.0  # black marks invalid pixels
-        return to_normals_target(normals, path, what)
+        return rgb_normals_target(rgb, path, what, valid=rgb.any(axis=-1))  # black marks invalid pixels
 
     def valid(self, target: torch.Tensor) -> torch.Tensor:
         from ..vectors import vector_norm
@@ -157,11 +156,48 @@ def normalize_normals(normals: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return np.where(valid, normals / np.where(valid, norm, 1.0), 0.0).astype(np.float32)
 
 
+def unit_planes(planes: np.ndarray, valid: np.ndarray | None = None, eps: float = 1e-6) -> np.ndarray:
+    """:func:`normalize_normals` of channel-first float32 normals ``(3, H, W)``, in place, bit for bit
+    (tested): the same float32 operations (the squares summed x, y, z in that order, as NumPy's
+    ``linalg.norm`` sums the last axis; one division), on three planes instead of an ``(H, W, 3)``
+    array, without its temporaries or a transposing copy. Vectors shorter than ``eps`` and, when
+    given, the pixels where ``valid`` (``(H, W)`` bool) is false become +0 (invalid).
+
+    Returns ``planes``, which must be a writable C-contiguous float32 ``(3, H, W)`` array.
+    """
+    import numpy as np
+
+    x, y, z = planes
+    norm = x * x
+    norm += y * y
+    norm += z * z
+    np.sqrt(norm, out=norm)
+    keep = norm > eps
+    if valid is not None:
+        keep &= valid
+    np.divide(planes, norm, out=planes, where=keep)
+    np.copyto(planes, 0.0, where=~keep)
+    return planes
+
+
+def _check_components(normals: np.ndarray, path: Path | str, what: str, tol: float) -> None:
+    """Refuse NaN or infinite values and components beyond ``[-1 - tol, 1 + tol]`` (one reduction)."""
+    import numpy as np
+
+    largest = np.abs(normals).max(initial=0.0)  # NaN propagates, an infinity is the largest
+    if not np.isfinite(largest):
+        raise DataError(f"{what} {path} holds NaN or infinite values; store a zero vector where normals are missing")
+    if largest > 1 + tol:
+        raise DataError(f"{what} {path} holds components up to {float(largest):g}; unit vectors "
+                        f"(components in [-1, 1]) are expected")
+
+
 def to_normals_target(arr: np.ndarray, path: Path | str, what: str = "normals", tol: float = 1e-3) -> torch.Tensor:
     """Normals ``(H, W, 3)`` -> float32 ``(3, H, W)`` unit vectors (re-normalised), zero vector = invalid.
 
     Components must lie in ``[-1, 1]`` (within ``tol``): an RGB-encoded map (0..255) stored as
-    ``.npy`` by mistake is refused rather than silently normalised.
+    ``.npy`` by mistake is refused rather than silently normalised. The values are
+    :func:`normalize_normals`' (computed by :func:`unit_planes`).
     """
     import numpy as np
     import torch
@@ -171,10 +207,33 @@ def to_normals_target(arr: np.ndarray, path: Path | str, what: str = "normals", 
         raise DataError(f"{what} {path} has shape {tuple(normals.shape)}; an HxWx3 array of unit vectors is expected")
     if not np.issubdtype(normals.dtype, np.number):
         raise DataError(f"{what} {path} has dtype {normals.dtype}; float unit vectors are expected")
-    normals = normals.astype(np.float32)
-    if not np.isfinite(normals).all():
-        raise DataError(f"{what} {path} holds NaN or infinite values; store a zero vector where normals are missing")
-    if np.abs(normals).max(initial=0.0) > 1 + tol:
-        raise DataError(f"{what} {path} holds components up to {float(np.abs(normals).max()):g}; unit vectors "
-                        f"(components in [-1, 1]) are expected")
-    return torch.from_numpy(normalize_normals(normals)).permute(2, 0, 1).contiguous()
+    normals = normals.astype(np.float32, copy=False)
+    _check_components(normals, path, what, tol)
+    planes = np.array(normals.transpose(2, 0, 1), order="C")  # a new array (never the caller's)
+    return torch.from_numpy(unit_planes(planes))
+
+
+def rgb_normals_target(rgb: np.ndarray, path: Path | str, what: str = "normals map",
+                       valid: np.ndarray | None = None) -> torch.Tensor:
+    """RGB-encoded normals ``(H, W, 3)`` uint8 (``n = 2 v / 255 - 1``, PASCAL_MT's ``normals_distill/``
+    PNGs) -> float32 ``(3, H, W)`` unit vectors, zero vector where ``valid`` (``(H, W)`` bool) is false.
+
+    Exactly ``to_normals_target(decode_normals_rgb(rgb) with the invalid pixels zeroed)`` (tested
+    on every RGB value), decoded straight into channel-first planes; the decoded components lie in
+    ``[-1, 1]`` and are finite by construction, so that check has nothing to refuse here.
+    """
+    import numpy as np
+    import torch
+
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DataError(f"{what} {path} is a {rgb.dtype} array of shape {tuple(rgb.shape)}; an 8-bit RGB "
+                        f"image (H, W, 3) is expected")
+    if valid is not None and valid.shape != rgb.shape[:2]:
+        raise ValueError(f"valid mask {valid.shape} does not match the normals map {rgb.shape[:2]}")
+    # decode_normals_rgb's float32 operations (2 v, / 255, - 1) in place on channel-first planes
+    planes = rgb.transpose(2, 0, 1).astype(np.float32, order="C")  # (3, H, W)
+    planes *= 2.0
+    planes /= 255.0
+    planes -= 1.0
+    return torch.from_numpy(unit_planes(planes, valid))

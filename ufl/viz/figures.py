@@ -44,18 +44,17 @@ def prediction_figure(samples: Sequence[Mapping[str, Any]], *, title: str | None
             raise ValueError(f"sample {i}: give a dict with 'image' and a non-empty list of 'rows'")
         image = as_rgb(sample["image"])
         rows = [PanelRow.from_dict(row, f"sample {i} row {j}") for j, row in enumerate(sample["rows"])]
-        blocks.append((sample.get("name"), image, rows))
-
-    def layout(rows: list[PanelRow]) -> tuple[int, int, int]:
-        """(lines, input columns, panel columns) of a block."""
         has_gt = any(row.gt is not None for row in rows)
-        lines = [row.lines(gt_column=has_gt) for row in rows]
-        count = sum(len(task_lines) for task_lines in lines)
-        width = max(len(panels) for task_lines in lines for panels, _ in task_lines)
+        blocks.append((sample.get("name"), image, [(row, row.lines(gt_column=has_gt)) for row in rows]))
+
+    def layout(rows: list[tuple[PanelRow, list]]) -> tuple[int, int, int]:
+        """(lines, input columns, panel columns) of a block."""
+        count = sum(len(lines) for _, lines in rows)
+        width = max(len(panels) for _, lines in rows for panels, _ in lines)
         return count, 2 if count > 1 else 1, width
 
     shapes = [layout(rows) for *_, rows in blocks]
-    keyed = any(row.keys or row.attention for *_, rows in blocks for row in rows)
+    keyed = any(row.keys or row.attention for *_, rows in blocks for row, _ in rows)
     ncols = max(inputs + width for _, inputs, width in shapes) + int(keyed)  # + the key column
     panel_inches = min(panel_inches, max_inches / ncols)
     aspect = max(image.shape[0] / image.shape[1] for _, image, _ in blocks)
@@ -70,8 +69,6 @@ def prediction_figure(samples: Sequence[Mapping[str, Any]], *, title: str | None
             subfig.suptitle(str(name), fontsize=10)
         _draw_block(subfig, image, rows, ncols, lines, inputs)
     return fig
-
-
 
 
 def prediction_grids(samples: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str | None = None,
@@ -103,15 +100,16 @@ def prediction_grids(samples: Sequence[Mapping[str, Any]], path: str | os.PathLi
     return save_figure(fig, path, dpi)
 
 
-def _draw_block(subfig, image: np.ndarray, rows: list[PanelRow], ncols: int, lines: int, inputs: int) -> None:
-    """One sample: the input spanning the first ``inputs`` columns of all ``lines``, then per task its
-    lines of panels, each ended by its key in the last column; the task's name labels its first line."""
+def _draw_block(subfig, image: np.ndarray, rows: list[tuple[PanelRow, list]], ncols: int, lines: int,
+                inputs: int) -> None:
+    """One sample: the input spanning the first ``inputs`` columns of all ``lines``, then per task
+    (each row with its :meth:`PanelRow.lines`) its lines of panels, each ended by its key in the last
+    column; the task's name labels its first line."""
     grid = subfig.add_gridspec(lines, ncols)
     _show(subfig.add_subplot(grid[:, :inputs]), image, "input")
-    has_gt = any(row.gt is not None for row in rows)
     line = 0
-    for row in rows:
-        for n, (panels, what) in enumerate(row.lines(gt_column=has_gt)):
+    for row, row_lines in rows:
+        for n, (panels, what) in enumerate(row_lines):
             for c, (label, rgb) in enumerate(panels, start=inputs):
                 ax = subfig.add_subplot(grid[line, c])
                 if rgb is MISSING_GT:

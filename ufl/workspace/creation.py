@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..errors import WorkspaceError
+from ..io import default_mode
 from .manifest import LOCK, MANIFEST, Manifest
 
 if TYPE_CHECKING:  # torch and the models are imported where used: `ufl list-tasks` needs neither
@@ -61,9 +62,7 @@ def staged_workspace(root: Path) -> Iterator[Path]:
     target = root.resolve() if root.exists() else root  # a symlinked folder: build on its own disk
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".creating", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # a folder as mkdir makes it (mkdtemp's is private)
+    staging.chmod(default_mode(folder=True))  # a folder as mkdir makes it (mkdtemp's is private)
     try:
         yield staging
         if not root.exists() or (not root.is_symlink() and not any(root.iterdir())):
