@@ -56,8 +56,8 @@ from .manifest import now
 from .targets import add_targets, cached_tasks, remove_target_files
 from .views import VIEW_PARAMS, ImageRows, ViewDataset, backbone_features
 
-__all__ = ["cache_features", "CacheResult", "ImageBuffer", "target_layout", "open_split", "resolve_data", "ORIGINAL_SIZE_TARGET",
-           "original_target", "original_targets", "has_original_targets"]
+__all__ = ["cache_features", "CacheResult", "ImageBuffer", "target_layout", "open_split", "resolve_data",
+           "ORIGINAL_SIZE_TARGET", "original_target", "original_targets", "has_original_targets"]
 
 #: Target of a val cache holding each row's original image size ``[H0, W0]``.
 ORIGINAL_SIZE_TARGET = "original_size"
