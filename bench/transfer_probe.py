@@ -75,6 +75,47 @@ def gap_table(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: Where the default rooms sort among the knob values: 0..1 persons in two room types, 0.8 % person
+#: pixels (README), between ``--nyud-persons 0`` (0 %) and 1 (7.4 %).
+DEFAULT_KNOB_ORDER = 0.5
+
+
+def dose_table(reports: list[dict]) -> str:
+    """Markdown: for each pair of knob values of saved reports with the same settings, seeds and head
+    epochs, the per-seed paired difference of the gaps (higher knob minus lower), its mean, 95 %
+    interval and verdict, per task. The random floor does not depend on the knob (only the NYUD-like
+    data changes), so the difference of the gaps is that of the pretrained heads (checked)."""
+    runs: dict[tuple, dict[str, dict]] = {}
+    for report in reports:
+        a = report["settings"]
+        setting = (a["size"], a["train"], a["val"], a["pretrain_epochs"])
+        for run in report["runs"]:
+            for key, scores in run.items():
+                if key.split(":")[0] == "pretrained":  # "pretrained:EPOCHS"; early reports: "pretrained"
+                    epochs = int(key.split(":")[1]) if ":" in key else int(a["head_epochs"])
+                    runs.setdefault((*setting, epochs, run["knob"]), {})[run["seed"]] = \
+                        (scores, run[key.replace("pretrained", "random")])
+    lines = ["| px / train / val / pretrain ep / head ep | `--nyud-persons` | seeds | task | gap difference, "
+             "mean [95 % CI] verdict (per seed) |", "|---|---|---|---|---|"]
+    keys = sorted(runs, key=lambda k: (k[:5], DEFAULT_KNOB_ORDER if k[5] == "default" else float(k[5])))
+    for i, low in enumerate(keys):
+        for high in keys[i + 1:]:
+            if high[:5] != low[:5] or runs[high].keys() != runs[low].keys():
+                continue
+            seeds = sorted(runs[low])
+            for task in runs[low][seeds[0]][0]:
+                if any(runs[low][s][1][task] != runs[high][s][1][task] for s in seeds):
+                    raise ValueError(f"knobs {low[5]} and {high[5]}: the random floors of {task} differ")
+                diffs = [runs[high][s][0][task] - runs[low][s][0][task] for s in seeds]
+                if task == "normals":  # lower is better: a positive difference means a larger gap
+                    diffs = [-d for d in diffs]
+                mean, ci = paired_interval(diffs)
+                interval = "" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {verdict(ci)}"
+                lines.append(f"| {' / '.join(str(v) for v in low[:5])} | {high[5]} - {low[5]} | {len(seeds)} | "
+                             f"{task} | {mean:+.2f}{interval} ({', '.join(f'{d:+.1f}' for d in diffs)}) |")
+    return "\n".join(lines)
+
+
 def knob_value(text: str) -> float | None:
     return None if text == "default" else float(text)
 
@@ -104,7 +145,11 @@ def main() -> None:
                         "reports saved with --json")
     args = parser.parse_args()
     if args.table:
-        print(gap_table([json.loads(Path(f).read_text()) for f in args.table]))
+        reports = [json.loads(Path(f).read_text()) for f in args.table]
+        print(gap_table(reports))
+        if len({run["knob"] for r in reports for run in r["runs"]}) > 1:
+            print()
+            print(dose_table(reports))
         return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
