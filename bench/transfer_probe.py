@@ -89,25 +89,26 @@ def dose_table(reports: list[dict]) -> str:
     for report in reports:
         a = report["settings"]
         setting = (a["size"], a["train"], a["val"], a["pretrain_epochs"])
+        protocol = (a.get("lr"), a.get("batch_size"), a.get("views"))  # must match to be paired
         for run in report["runs"]:
             for key, scores in run.items():
                 if key.split(":")[0] == "pretrained":  # "pretrained:EPOCHS"; early reports: "pretrained"
                     epochs = int(key.split(":")[1]) if ":" in key else int(a["head_epochs"])
-                    runs.setdefault((*setting, epochs, run["knob"]), {})[run["seed"]] = \
+                    runs.setdefault((*setting, epochs, run["knob"], protocol), {})[run["seed"]] = \
                         (scores, run[key.replace("pretrained", "random")])
     lines = ["| px / train / val / pretrain ep / head ep | `--nyud-persons` | seeds | task | gap difference, "
              "mean [95 % CI] verdict (per seed) |", "|---|---|---|---|---|"]
     keys = sorted(runs, key=lambda k: (k[:5], DEFAULT_KNOB_ORDER if k[5] == "default" else float(k[5])))
     for i, low in enumerate(keys):
         for high in keys[i + 1:]:
-            if high[:5] != low[:5] or runs[high].keys() != runs[low].keys():
+            if high[:5] != low[:5] or high[6] != low[6] or runs[high].keys() != runs[low].keys():
                 continue
             seeds = sorted(runs[low])
-            for task in runs[low][seeds[0]][0]:
+            for task in sorted(set(runs[low][seeds[0]][0]) & set(runs[high][seeds[0]][0])):
                 if any(runs[low][s][1][task] != runs[high][s][1][task] for s in seeds):
                     raise ValueError(f"knobs {low[5]} and {high[5]}: the random floors of {task} differ")
                 diffs = [runs[high][s][0][task] - runs[low][s][0][task] for s in seeds]
-                if task == "normals":  # lower is better: a positive difference means a larger gap
+                if not get_spec(task).higher_is_better:  # a positive difference means a larger gap
                     diffs = [-d for d in diffs]
                 mean, ci = paired_interval(diffs)
                 interval = "" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}] {verdict(ci)}"

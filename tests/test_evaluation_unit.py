@@ -180,11 +180,14 @@ def test_only_edges_ask_how_many_matching_processes(monkeypatch):
     value cannot break the metric of a kind that matches nothing."""
     from ufl.evaluation import make_metric
 
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "not-a-number")
-    for name in ("seg", "depth", "normals", "sal"):
-        assert make_metric(SPECS[name], "folder") is not None
-    with pytest.raises(ValueError):
-        make_metric(_spec("edges", "edges", 1), "folder")
+    from ufl.errors import UflError
+
+    for bad in ("not-a-number", "0", "-2"):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", bad)
+        for name in ("seg", "depth", "normals", "sal"):
+            assert make_metric(SPECS[name], "folder") is not None
+        with pytest.raises(UflError, match=f"^LOCAL_WORLD_SIZE='{bad}' is not a positive integer"):
+            make_metric(_spec("edges", "edges", 1), "folder")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     from ufl.runtime import usable_cpus
 

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
 from . import distributed
+from .errors import UflError
 from .kinds import get_kind
 from .metrics import Metric
 from .metrics import delta_m as metrics_delta_m
@@ -68,7 +69,12 @@ def postprocess(kind: str, logits: torch.Tensor, activation: str | None = None) 
 def edge_workers() -> int:
     """Processes for edge matching: this process's CPUs shared among the torchrun processes of
     this machine (0, i.e. in this process, when that leaves fewer than 2)."""
-    share = usable_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    text = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    local = int(text) if text.strip().isdigit() else 0
+    if local < 1:
+        raise UflError(f"LOCAL_WORLD_SIZE={text!r} is not a positive integer (torchrun sets it to the number of "
+                       f"processes on this machine); unset it or set it to that number")
+    share = usable_cpus() // local
     return share if share >= 2 else 0
 
 
@@ -93,8 +99,8 @@ def make_metric(spec: TaskSpec, dataset: str, edge_thresholds: int | None = None
     """
     kind = spec.info
     kwargs: dict[str, Any] = dict(kind.metric_options(dataset) if options is None else options)
-    # the callable, not its value: only a kind that matches per image (edges) asks for processes
-    return kind.build_metric(spec.out_channels(dataset), kwargs, workers=edge_workers, cache=edge_cache,
+    workers = edge_workers() if kind.matches_per_image else 0  # only then is LOCAL_WORLD_SIZE read
+    return kind.build_metric(spec.out_channels(dataset), kwargs, workers=workers, cache=edge_cache,
                              thresholds=edge_thresholds)
 
 

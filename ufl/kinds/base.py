@@ -110,6 +110,9 @@ class Kind:
     fixed_channels: int | None = None
     activation: str = "identity"
     activations: tuple[str, ...] = ("identity",)
+    #: The metric matches each image on its own and can spread that over processes (edges): only
+    #: then does :func:`ufl.evaluation.make_metric` work out how many it may use.
+    matches_per_image: bool = False
 
     # -- spec rules ---------------------------------------------------------------------------
     @property
@@ -214,14 +217,13 @@ class Kind:
         """Keyword arguments of the metric that the benchmark of ``dataset`` fixes (none here)."""
         return {}
 
-    def build_metric(self, channels: int, options: Mapping[str, Any] | None = None, *,
-                     workers: int | Callable[[], int] = 0, cache: Any = None,
-                     thresholds: int | None = None) -> Metric:
+    def build_metric(self, channels: int, options: Mapping[str, Any] | None = None, *, workers: int = 0,
+                     cache: Any = None, thresholds: int | None = None) -> Metric:
         """The kind's metric accumulator for a head of ``channels`` outputs, with ``options``.
 
         ``workers``, ``cache`` and ``thresholds`` serve metrics that match each image on its own
-        (edges: processes, or a callable giving them, called only by such a kind; a folder of
-        per-image counts; the number of thresholds); others ignore them.
+        (:attr:`matches_per_image`; edges: processes, a folder of per-image counts, the number of
+        thresholds); others ignore them.
         """
         if self.metric is None:
             raise SpecError(f"task kind {self.name!r} names no metric class (its 'metric' attribute)")

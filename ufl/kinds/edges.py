@@ -8,7 +8,7 @@ worker processes and may reuse per-image counts from a cache folder (:mod:`ufl.e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .binary import BinaryMapKind
 
@@ -39,6 +39,7 @@ class EdgesKind(BinaryMapKind):
     name = "edges"
     metric_keys = ("odsF",)
     headline = "odsF"
+    matches_per_image = True
 
     @property
     def metric(self) -> type[Metric]:
@@ -50,14 +51,12 @@ class EdgesKind(BinaryMapKind):
         """The edge matching of :data:`EDGE_PROTOCOL` for ``dataset`` (``{}``: the metric's defaults)."""
         return dict(EDGE_PROTOCOL.get(dataset, {}))
 
-    def build_metric(self, channels: int, options: Mapping[str, Any] | None = None, *,
-                     workers: int | Callable[[], int] = 0, cache: Any = None,
-                     thresholds: int | None = None) -> Metric:
-        """:class:`~ufl.metrics.EdgeMetric` with ``options``, matching in ``workers`` processes (or
-        as many as the callable ``workers`` gives), reusing the counts in ``cache`` (a folder) and
-        over ``thresholds`` thresholds when given."""
+    def build_metric(self, channels: int, options: Mapping[str, Any] | None = None, *, workers: int = 0,
+                     cache: Any = None, thresholds: int | None = None) -> Metric:
+        """:class:`~ufl.metrics.EdgeMetric` with ``options``, matching in ``workers`` processes,
+        reusing the counts in ``cache`` (a folder) and over ``thresholds`` thresholds when given."""
         kwargs = dict(options or {})
-        kwargs["workers"] = workers() if callable(workers) else workers
+        kwargs["workers"] = workers
         if cache is not None:
             kwargs["cache"] = cache
         if thresholds is not None:

@@ -336,10 +336,13 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     started = time.perf_counter()
     # one decode per image for all its views; batches of whole images (the plain consecutive batches
     # of rows when batch_size is a multiple of the views)
-    buffer = ImageBuffer()  # the image batches' memory, reused (in this process; a worker stacks its own)
+    settings = loader_kwargs(device, workers)
+    # the image batches' memory, reused in this process (a worker stacks its own); not when the batch
+    # is pinned: pinning copies it into fresh page-locked memory, which is what the loop then holds
+    buffer = None if settings["pin_memory"] else ImageBuffer()
     loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False,
                         collate_fn=functools.partial(RowBatch.collate, targets=list(layouts), images=buffer),
-                        **loader_kwargs(device, workers))
+                        **settings)
     bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
                disable=progress_disable(progress and distributed.is_main()))
     background = BackgroundWriter(writer, max_pending=4)
@@ -347,7 +350,8 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
         for batch in loader:
             images = batch["image"].to(device, non_blocking=batch.pinned)
             features = backbone_features(backbone, images, precision, storage)
-            buffer.release(batch["image"])  # read by the forward: the next batch is collated into it
+            if buffer is not None:
+                buffer.release(batch["image"])  # read by the forward: the next batch is collated into it
             background.put(batch["row"], features, {key: batch[key] for key in layouts}, batch["view_params"])
             bar.update(len(images))
         background.close(finalize=True)
