@@ -4,12 +4,11 @@ Everything is validated here, before the file is touched: shapes against the cac
 target values against their stored dtype (:func:`cast_checked`), features for NaN and inf
 (:func:`all_finite`); float32 features for a float16 cache are divided, per row and scale, by the
 power of two that float16 needs (see :mod:`feature_cache.format`): one max and one min per row
-(:func:`row_extremes`) give both that power and the check for NaN and inf.
+(:func:`feature_cache.format.row_extremes`) give both that power and the check for NaN and inf.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ from .errors import FeatureCacheError, LayoutMismatchError
 from .format import CacheLayout, TargetSpec
 
 __all__ = ["ArrayLike", "as_numpy", "stored_features", "stored_targets", "stored_view_params", "cast_checked",
-           "all_finite", "row_extremes"]
+           "all_finite"]
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | nested sequences
 
@@ -62,7 +61,7 @@ def stored_features(features: Sequence[ArrayLike], layout: CacheLayout, batch: i
             continue
         if stored_dtype == np.float16:
             arr32 = arr.astype(np.float32, copy=False)
-            high, low = row_extremes(arr32)  # one max and one min per row give both checks below
+            high, low = fmt.row_extremes(arr32)  # one max and one min per row give both checks below
             if not (np.isfinite(high).all() and np.isfinite(low).all()):
                 raise FeatureCacheError(f"features of scale {s} hold NaN or inf values; check the backbone")
             row_scale = fmt.scales_for_peaks(np.maximum(high, -low))
@@ -139,17 +138,6 @@ def cast_checked(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
     elif not np.array_equal(np.isfinite(out), np.isfinite(arr)):
         raise LayoutMismatchError(f"{what} overflow the stored dtype {dtype}; store float32")
     return out
-
-
-def row_extremes(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``arr`` (B, ...): its largest and smallest value, (B,) each; NaN where the row
-    holds a NaN, +-inf where it holds an infinity (so both are finite iff the row is)."""
-    flat = arr.reshape(len(arr), math.prod(arr.shape[1:]))
-    if flat.shape[1] == 0:
-        zeros = np.zeros(len(arr), arr.dtype)
-        return zeros, zeros
-    with np.errstate(invalid="ignore"):
-        return flat.max(axis=1), flat.min(axis=1)
 
 
 def all_finite(arr: np.ndarray) -> bool:

@@ -87,6 +87,7 @@ __all__ = [
     "check_fingerprint",
     "checksum_columns",
     "row_checksum",
+    "row_extremes",
     "float16_scales",
     "FLOAT16_MAX",
     "MAX_CHUNK_BYTES",
@@ -444,15 +445,23 @@ def row_checksum(row: np.ndarray, index: int) -> int:
     return xxhash.xxh3_64_intdigest(row.data if row.size else b"", seed=int(index))
 
 
+def row_extremes(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``arr`` (B, ...): its largest and smallest value, (B,) each (0 for empty rows);
+    NaN where the row holds a NaN, +-inf where it holds an infinity (so both are finite iff the
+    row is)."""
+    flat = arr.reshape(len(arr), math.prod(arr.shape[1:]))
+    if flat.shape[1] == 0:
+        zeros = np.zeros(len(arr), arr.dtype)
+        return zeros, zeros
+    with np.errstate(invalid="ignore"):
+        return flat.max(axis=1), flat.min(axis=1)
+
+
 def float16_scales(arr: np.ndarray) -> np.ndarray:
     """Per row of ``arr`` (B, ...): the power of two to divide by so float16 holds it (1 when it
     already fits); float32, shape (B,). Rows holding NaN or inf get 1 (refused elsewhere)."""
-    flat = arr.reshape(len(arr), -1)
-    if flat.shape[1] == 0:
-        return np.ones(len(arr), np.float32)
-    with np.errstate(invalid="ignore"):
-        peak = np.maximum(flat.max(axis=1), -flat.min(axis=1))
-    return scales_for_peaks(peak)
+    high, low = row_extremes(arr)
+    return scales_for_peaks(np.maximum(high, -low))
 
 
 def scales_for_peaks(peak: np.ndarray) -> np.ndarray:
