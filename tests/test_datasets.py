@@ -672,6 +672,21 @@ def _normals_reference(rgb, valid=None):
     return np.ascontiguousarray(normalize_normals(normals).transpose(2, 0, 1))
 
 
+def test_decode_normals_rgb_is_2v_over_255_minus_1_in_any_layout(rng):
+    """Every 8-bit value decodes to float32(2 v / 255 - 1), as MTI-Net's loader computes it, in the
+    layout asked for (the channel-first view rgb_normals_target passes), into a new C-ordered array."""
+    from ufl.images import decode_normals_rgb
+
+    values = np.arange(256, dtype=np.uint8).reshape(1, 256, 1).repeat(3, axis=2)
+    formula = (2.0 * values.astype(np.float32) / 255.0 - 1.0).astype(np.float32)
+    assert decode_normals_rgb(values).tobytes() == formula.tobytes()
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    planes = decode_normals_rgb(rgb.transpose(2, 0, 1))
+    assert planes.flags.c_contiguous and planes.shape == (3, 5, 7)
+    assert planes.tobytes() == np.ascontiguousarray(decode_normals_rgb(rgb).transpose(2, 0, 1)).tobytes()
+    assert rgb.dtype == np.uint8 and rgb.flags.writeable  # the input is not touched
+
+
 def _rgb_triples(start: int, stop: int) -> np.ndarray:
     """RGB values ``start..stop-1`` (as 24-bit integers) as an ``(1, N, 3)`` uint8 image."""
     values = np.arange(start, stop, dtype=np.uint32)

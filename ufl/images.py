@@ -182,5 +182,11 @@ def decode_normals_rgb(rgb: np.ndarray) -> np.ndarray:
     """RGB-encoded normals ``(H, W, 3)`` uint8 -> float32 ``n = 2 v / 255 - 1`` (not yet unit length).
 
     The encoding of PASCAL_MT's ``normals_distill/`` PNGs (MTI-Net ``data/pascal_context.py``).
+    Element by element, so any layout works (a channel-first ``(3, H, W)`` view gives channel-first
+    planes); the result is a new C-ordered array.
     """
-    return (2.0 * np.asarray(rgb, dtype=np.float32) / 255.0 - 1.0).astype(np.float32)
+    normals = np.array(rgb, dtype=np.float32, order="C")
+    normals *= 2.0  # in place: the float32 operations of 2 v / 255 - 1, without temporaries
+    normals /= 255.0
+    normals -= 1.0
+    return normals

@@ -225,15 +225,13 @@ def rgb_normals_target(rgb: np.ndarray, path: Path | str, what: str = "normals m
     import numpy as np
     import torch
 
+    from ..images import decode_normals_rgb
+
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DataError(f"{what} {path} is a {rgb.dtype} array of shape {tuple(rgb.shape)}; an 8-bit RGB "
                         f"image (H, W, 3) is expected")
     if valid is not None and valid.shape != rgb.shape[:2]:
         raise ValueError(f"valid mask {valid.shape} does not match the normals map {rgb.shape[:2]}")
-    # decode_normals_rgb's float32 operations (2 v, / 255, - 1) in place on channel-first planes
-    planes = rgb.transpose(2, 0, 1).astype(np.float32, order="C")  # (3, H, W)
-    planes *= 2.0
-    planes /= 255.0
-    planes -= 1.0
+    planes = decode_normals_rgb(rgb.transpose(2, 0, 1))  # (3, H, W), decoded straight into channel-first planes
     return torch.from_numpy(unit_planes(planes, valid))
