@@ -230,6 +230,99 @@ def test_image_batches_are_collated_into_memory_reused_once_released(ws):
     assert fourth.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_an_image_buffer_keeps_one_batch_per_lane():
+    buffer = ImageBuffer(capacity=2)
+    shape = (4, 3, 8, 8)
+    first, second = buffer.take(shape, torch.float32), buffer.take(shape, torch.float32)  # both lanes' batches
+    third = buffer.take(shape, torch.float32)  # both kept ones in use: a fresh one, not kept
+    assert len({first.data_ptr(), second.data_ptr(), third.data_ptr()}) == 3
+    buffer.release(third)  # not kept: ignored
+    buffer.release(second)
+    buffer.release(second)  # twice: still one free buffer
+    assert buffer.take(shape, torch.float32).data_ptr() == second.data_ptr()
+    assert buffer.take(shape, torch.float32).data_ptr() not in {first.data_ptr(), second.data_ptr()}
+    buffer.release(first)
+    other = buffer.take((4, 3, 16, 16), torch.float32)  # another shape replaces the free kept one
+    assert other.data_ptr() != first.data_ptr() and other.shape == (4, 3, 16, 16)
+    buffer.release(other)
+    assert buffer.take((2, 3, 16, 16), torch.float32).data_ptr() == other.data_ptr()  # a smaller last batch
+
+
+def test_forward_lanes_share_the_threads_equally():
+    from ufl.runtime import forward_lanes, torch_threads
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    with torch_threads(2):
+        assert forward_lanes(cpu) == (2, 1) and forward_lanes(cpu, 1) == (1, 2) and forward_lanes(cpu, 5) == (2, 1)
+        assert forward_lanes(cuda) == (1, 2) and forward_lanes(cuda, 3) == (1, 2)  # the GPU computes
+    with torch_threads(1):
+        assert forward_lanes(cpu) == (1, 1)
+    with torch_threads(5):
+        assert forward_lanes(cpu) == (2, 2) and forward_lanes(cpu, 3) == (3, 1)
+
+
+def test_run_lanes_steps_every_item_once_on_each_lanes_threads():
+    import threading
+    import time
+
+    from ufl.runtime import run_lanes, torch_threads
+
+    seen = []
+
+    def step(item):
+        time.sleep(0.002)  # long enough for the second lane to take items too
+        seen.append((item, threading.current_thread().name, torch.get_num_threads()))
+
+    with torch_threads(2):
+        run_lanes(iter(range(40)), step, lanes=2, threads=1)
+        assert torch.get_num_threads() == 2  # the caller's threads are restored
+    assert sorted(item for item, _, _ in seen) == list(range(40))
+    assert {threads for _, _, threads in seen} == {1}
+    assert len({name for _, name, _ in seen}) == 2  # both lanes worked
+
+
+@pytest.mark.parametrize("failing", ["caller", "helper"])
+def test_run_lanes_raises_the_first_error_in_the_callers_thread_and_stops(failing):
+    import threading
+    import time
+
+    from ufl.runtime import run_lanes
+
+    done = []
+    caller = threading.current_thread()
+
+    def step(item):
+        time.sleep(0.002)
+        in_caller = threading.current_thread() is caller
+        if item >= 4 and in_caller == (failing == "caller"):
+            raise ValueError(f"bad item {item}")
+        done.append(item)
+
+    with pytest.raises(ValueError, match="bad item"):
+        run_lanes(iter(range(1000)), step, lanes=2, threads=1)
+    assert len(done) < 100  # the other lane stopped after its current item
+
+
+@pytest.mark.slow
+def test_lanes_cache_the_very_rows_of_one_lane(ws):
+    """Two lanes on one thread each write the same features and targets as one loop on two
+    threads (bit for bit), whichever lane ran a batch."""
+    from ufl.runtime import torch_threads
+
+    path = ws.cache_file("pascal", "train", 1)
+    caches = []
+    with torch_threads(2):
+        for lanes in (1, 2):
+            ws.cache_features("pascal", ["train"], device="cpu", progress=False, batch_size=3, workers=0,
+                              overwrite=True, lanes=lanes)
+            with FeatureCacheReader(path, ws.fingerprint) as reader:
+                rows = range(len(reader))
+                caches.append([(reader.features(r), reader.targets(r)) for r in rows])
+    for (features, targets), (features2, targets2) in zip(*caches):
+        assert all(np.array_equal(a, b) for a, b in zip(features, features2))
+        assert targets.keys() == targets2.keys() and all(np.array_equal(targets[k], targets2[k]) for k in targets)
+
+
 @pytest.mark.slow
 def test_the_caching_process_decodes_on_one_thread_and_a_worker_keeps_its_own(ws, monkeypatch):
     from ufl.runtime import torch_threads

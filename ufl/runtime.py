@@ -12,7 +12,9 @@ import contextlib
 import logging
 import os
 import random
+import threading
 from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -21,7 +23,7 @@ from .errors import UflError
 
 __all__ = ["resolve_device", "seed_everything", "Precision", "precision_for", "PRECISIONS", "named_precision",
            "precision_name", "loader_kwargs", "seed_worker", "cudnn_exact", "torch_threads", "usable_cpus",
-           "default_threads", "progress_disable"]
+           "default_threads", "progress_disable", "forward_lanes", "run_lanes"]
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +188,64 @@ def loader_kwargs(device: torch.device, num_workers: int | None = None) -> dict:
         kwargs["persistent_workers"] = False
         kwargs["prefetch_factor"] = 4 if device.type == "cuda" else 2
     return kwargs
+
+
+def forward_lanes(device: torch.device, lanes: int | None = None) -> tuple[int, int]:
+    """``(lanes, torch threads per lane)`` of a loop whose batches are decoded and run through a
+    model side by side (:func:`run_lanes`). ``lanes`` None: 2 on a CPU with 2 or more torch threads
+    (one batch's decoding then overlaps another's forward, and two forwards on half the threads each
+    keep the cores busier than one on all of them), 1 on CUDA. Every lane gets the same number of
+    threads (their results are then the same whichever lane runs a batch)."""
+    threads = torch.get_num_threads()
+    if lanes is None:
+        lanes = 2 if device.type == "cpu" and threads >= 2 else 1
+    if device.type != "cpu":
+        return 1, threads
+    lanes = max(1, min(int(lanes), threads))
+    return lanes, threads // lanes
+
+
+Item = TypeVar("Item")
+
+
+def run_lanes(items: Iterator[Item], step: Callable[[Item], None], lanes: int = 1, threads: int | None = None) -> None:
+    """``step(item)`` for every item of ``items`` on ``lanes`` threads (the caller's among them),
+    each with ``threads`` torch CPU threads; each lane takes the next item under a lock (so a
+    DataLoader iterator, which is not thread-safe, can be shared: a lane decodes its batch while
+    the others compute). The first error of any lane stops the others after their current item and
+    is raised again in the caller's thread, as is a KeyboardInterrupt there."""
+    if lanes <= 1:
+        with torch_threads(threads):
+            for item in items:
+                step(item)
+        return
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def lane() -> None:
+        with torch_threads(threads):  # torch's threads are per calling thread (OpenMP): this lane's only
+            while not errors:
+                with lock:
+                    item = next(items, lock)  # the lock itself marks the end
+                if item is lock:
+                    return
+                step(item)
+
+    def helper() -> None:
+        try:
+            lane()
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+            errors.append(e)
+
+    helpers = [threading.Thread(target=helper, name=f"lane-{k}", daemon=True) for k in range(1, lanes)]
+    for thread in helpers:
+        thread.start()
+    try:
+        lane()
+    except BaseException as e:
+        errors.insert(0, e)
+    finally:
+        for thread in helpers:
+            thread.join()
+    if errors:
+        raise errors[0]

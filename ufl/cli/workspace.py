@@ -96,6 +96,9 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
                                     "cached dataset, a new task's targets are added beside its caches."))
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers (default: by device).")
+@click.option("--lanes", type=click.IntRange(1), default=None,
+              help="CPU: batches decoded and run through the backbone side by side, each lane on an equal share of "
+                   "--threads (one lane decodes while another computes). Default: 2 on a CPU, 1 on CUDA.")
 @click.option("--compression", type=click.Choice(["none", "lzf", "gzip", "zstd", "blosc"]), default="none",
               show_default=True, help="Lossless compression of the HDF5 datasets (zstd/blosc via hdf5plugin).")
 @click.option("--float32", "float32", is_flag=True, help="Store features in float32 instead of float16.")
@@ -109,7 +112,7 @@ def init_cmd(workspace, checkpoint, backbone, pretrained, no_register, data_root
 @threads_option
 @json_option
 def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, splits, views, spec_files, batch_size,
-                       workers, compression, float32, overwrite, force, device, seed, as_json) -> None:
+                       workers, lanes, compression, float32, overwrite, force, device, seed, as_json) -> None:
     """Run the frozen backbone over every image of each split and store the features in HDF5.
 
     Resumable: run it again after an interruption and it continues where it stopped. Runs sharded
@@ -126,7 +129,7 @@ def cache_features_cmd(workspace, dataset, dataset_name, data_root, root, size, 
                                     views=views, specs=specs, device=device, batch_size=batch_size, workers=workers,
                                     overwrite=overwrite, storage="float32" if float32 else "float16",
                                     compression=None if compression == "none" else compression, seed=seed,
-                                    force=force, dataset_name=dataset_name)
+                                    force=force, dataset_name=dataset_name, lanes=lanes)
         show = distributed.is_main()
     finally:
         distributed.shutdown()

@@ -31,6 +31,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,8 @@ from feature_cache.errors import CacheBusyError, FeatureCacheError
 from .. import distributed
 from ..datasets import DATASETS, dataset_root, get_dataset
 from ..errors import CacheError, WorkspaceError
-from ..runtime import Precision, loader_kwargs, progress_disable, resolve_device, torch_threads
+from ..runtime import (Precision, forward_lanes, loader_kwargs, progress_disable, resolve_device, run_lanes,
+                       torch_threads)
 from ..taskspec import TaskSpec
 from .doctor import remove_stale
 from .folders import dataset_kind, is_folder, merge_specs, resolve_dataset
@@ -164,32 +166,41 @@ class ImageBuffer:
     A fresh batch is a new allocation (50 MB for 16 images at 512 px), which the C allocator maps
     anew for every batch and the kernel fills with zeros page by page as the collate first writes
     it: collating a 512 px row took 1.9 ms of thread CPU time into fresh memory against 0.55 ms
-    into memory used before (16 rows, best of 7, shared machine). :meth:`take` hands out the kept
-    buffer (or a new one where it is still in use, or too small, or of another shape or dtype);
-    the caching loop gives it back with :meth:`release` once the forward has read the batch.
+    into memory used before (16 rows, best of 7, shared machine). :meth:`take` hands out a kept
+    buffer that is free and fits (else a new one, kept while fewer than ``capacity`` are: one per
+    forward lane, each lane holding one batch at a time); the caching loop gives it back with
+    :meth:`release` once the forward has read the batch. Thread-safe (lanes take and release).
     """
 
-    def __init__(self) -> None:
-        self._buffer: torch.Tensor | None = None
-        self._busy = False
+    def __init__(self, capacity: int = 1) -> None:
+        self.capacity = max(1, int(capacity))
+        self._kept: list[torch.Tensor] = []
+        self._free: list[torch.Tensor] = []  # the kept ones not in use
+        self._lock = threading.Lock()
 
     def take(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         """A ``shape`` (B, C, H, W) channels_last tensor of ``dtype`` (contents undefined)."""
-        buffer = self._buffer
-        if self._busy or buffer is None or buffer.dtype != dtype or tuple(buffer.shape[1:]) != tuple(shape[1:]) \
-                or len(buffer) < shape[0]:
+        with self._lock:
+            for i, buffer in enumerate(self._free):
+                if buffer.dtype == dtype and tuple(buffer.shape[1:]) == tuple(shape[1:]) and len(buffer) >= shape[0]:
+                    del self._free[i]
+                    return buffer[:shape[0]]  # a smaller last batch: its first rows (still channels_last)
             buffer = torch.empty(tuple(shape), dtype=dtype, memory_format=torch.channels_last)
-            if self._busy:  # the kept one is still in use: this one is the caller's alone
-                return buffer
-            self._buffer = buffer
-        self._busy = True
-        return buffer[:shape[0]]  # a smaller last batch: its first rows (still channels_last)
+            if len(self._kept) >= self.capacity:
+                if not self._free:  # every kept one is in use: this one is the caller's alone
+                    return buffer
+                unfit = self._free.pop()  # a free one of another shape or dtype: this one replaces it
+                self._kept = [b for b in self._kept if b is not unfit]
+            self._kept.append(buffer)
+            return buffer
 
     def release(self, images: torch.Tensor) -> None:
-        """``images`` (a batch from :meth:`take`) is no longer read: the next :meth:`take` may reuse
+        """``images`` (a batch from :meth:`take`) is no longer read: a later :meth:`take` may reuse
         its memory (a tensor not from this buffer is ignored)."""
-        if self._buffer is not None and images.data_ptr() == self._buffer.data_ptr():
-            self._busy = False
+        with self._lock:
+            for buffer in self._kept:
+                if images.data_ptr() == buffer.data_ptr() and all(b is not buffer for b in self._free):
+                    self._free.append(buffer)
 
 
 def resolve_data(ws, dataset: str, data_root: str | os.PathLike | None, root: str | os.PathLike | None,
@@ -240,14 +251,17 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
                    device: str = "auto", batch_size: int = 16, workers: int | None = None,
                    overwrite: bool = False, storage: str = "float16", compression: str | None = None,
                    seed: int = 0, progress: bool = True, force: bool = False,
-                   dataset_name: str | None = None) -> list[CacheResult]:
+                   dataset_name: str | None = None, lanes: int | None = None) -> list[CacheResult]:
     """Cache ``dataset``'s ``splits`` (training splits with ``views`` views, ``val`` with one).
 
     ``dataset`` is ``nyud``, ``pascal``, or ``folder`` with ``root`` and/or ``dataset_name``
     (or a folder dataset's name): see :func:`ufl.workspace.folders.resolve_dataset`. A split
     already cached gets the targets of the tasks it lacks in target files beside it.
     ``overwrite`` of a cache that registered tasks were evaluated on (their ``eval.cache``) needs
-    ``force``: their metrics at registration were measured on it."""
+    ``force``: their metrics at registration were measured on it. ``lanes``: batches decoded and
+    run through the backbone side by side on the CPU, each lane on an equal share of torch's
+    threads (:func:`ufl.runtime.forward_lanes`; default 2 on a CPU, 1 on CUDA); the features do not
+    depend on it where the backbone's do not depend on the thread count (oneDNN's convolutions: tested)."""
     device = resolve_device(device)
     distributed.init_distributed(device)
     dataset = resolve_dataset(ws, dataset, root, dataset_name)
@@ -265,7 +279,7 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
     for split in splits:
         n_views = 1 if split == "val" else views
         results.append(_cache_split(ws, dataset, split, folder, size, n_views, specs, backbone, device, precision,
-                                    batch_size, workers, overwrite, storage, compression, seed, progress))
+                                    batch_size, workers, overwrite, storage, compression, seed, progress, lanes))
     if distributed.is_main():
         with ws.manifest.update() as manifest:
             settings = manifest["data"].setdefault(dataset, {})
@@ -277,7 +291,7 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
 
 
 def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, device, precision, batch_size, workers,
-                 overwrite, storage, compression, seed, progress) -> CacheResult:
+                 overwrite, storage, compression, seed, progress, lanes) -> CacheResult:
     key = ws.cache_key(dataset, split, views)
     path = ws.cache_file(dataset, split, views)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -337,23 +351,30 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     # one decode per image for all its views; batches of whole images (the plain consecutive batches
     # of rows when batch_size is a multiple of the views)
     settings = loader_kwargs(device, workers)
+    lanes, threads = forward_lanes(device, lanes)
     # the image batches' memory, reused in this process (a worker stacks its own); not when the batch
     # is pinned: pinning copies it into fresh page-locked memory, which is what the loop then holds
-    buffer = None if settings["pin_memory"] else ImageBuffer()
+    buffer = None if settings["pin_memory"] else ImageBuffer(capacity=lanes)
     loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False,
                         collate_fn=functools.partial(RowBatch.collate, targets=list(layouts), images=buffer),
                         **settings)
     bar = tqdm(total=len(todo), desc=f"cache {dataset}/{split}", unit="img", dynamic_ncols=True,
                disable=progress_disable(progress and distributed.is_main()))
     background = BackgroundWriter(writer, max_pending=4)
-    try:
-        for batch in loader:
-            images = batch["image"].to(device, non_blocking=batch.pinned)
-            features = backbone_features(backbone, images, precision, storage)
-            if buffer is not None:
-                buffer.release(batch["image"])  # read by the forward: the next batch is collated into it
-            background.put(batch["row"], features, {key: batch[key] for key in layouts}, batch["view_params"])
+    counting = threading.Lock()
+
+    def step(batch: RowBatch) -> None:
+        images = batch["image"].to(device, non_blocking=batch.pinned)
+        features = backbone_features(backbone, images, precision, storage)
+        if buffer is not None:
+            buffer.release(batch["image"])  # read by the forward: a later batch is collated into it
+        background.put(batch["row"], features, {key: batch[key] for key in layouts}, batch["view_params"])
+        with counting:  # lanes count side by side
             bar.update(len(images))
+
+    try:
+        # on a CPU two lanes by default: one decodes its next batch while the other runs the forward
+        run_lanes(iter(loader), step, lanes, threads)
         background.close(finalize=True)
     except BaseException:
         with contextlib.suppress(Exception):
