@@ -27,7 +27,11 @@ On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON key
   and the decoding, the writer thread's CPU in ``write()``), which other processes' load on the
   cores does not inflate [``main_cpu_ms_per_row``, ``main_loop_cpu_ms_per_row``,
   ``write_cpu_ms_per_row``]; each the best of ``--repeats`` runs (one run's figure swings by
-  milliseconds on a shared machine);
+  milliseconds on a shared machine). These on ``--main-images`` val rows (the largest: besides the
+  features and the working-size targets they keep every target at the image's original size for
+  evaluation, 7.2 MB per 512 px PASCAL-like row), and the same keys prefixed ``train_`` on as many
+  train rows (features and working-size targets, 3.7 MB: the rows issue 14's "about 15 ms" was
+  measured on), interleaved;
 * [``read_ratio``]: the cache reader (``FeatureCacheReader.features_batch`` + ``targets_batch`` of
   one task, stored dtypes, checksums verified) against raw NumPy reads of the SAME bytes (each
   row's bytes contiguous in a plain file, one ``readinto`` per row into a batch buffer whose parts
@@ -209,7 +213,7 @@ def synthetic_read_cache(ws, path: Path, size: int, rows: int) -> str:
 
 
 def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], images: int,
-                      batch_size: int, tmp: Path) -> dict[str, float]:
+                      batch_size: int, tmp: Path, split: str = "val") -> dict[str, float]:
     """Per-row time of the caching process besides forward and decoding (see the module docstring)."""
     spans = {"forward": 0.0, "decode": 0.0, "write": 0.0, "loop_start": 0.0, "loop_end": 0.0}
     cpu = {"forward": 0.0, "decode": 0.0, "write": 0.0, "loop_start": 0.0, "loop_end": 0.0}  # thread CPU
@@ -261,7 +265,7 @@ def main_process_time(ws, dataset: str, folder: Path, size: tuple[int, int], ima
             mock.patch.object(FeatureCacheWriter, "write", timed("write", real_write)), \
             mock.patch.object(DataLoader, "__iter__", loader_iter), \
             mock.patch.object(BackgroundWriter, "close", close):
-        result = ws.cache_features(dataset, ["val"], root=folder, size=size, device="cpu", batch_size=batch_size,
+        result = ws.cache_features(dataset, [split], root=folder, size=size, device="cpu", batch_size=batch_size,
                                    workers=0, overwrite=True, progress=False, lanes=1)[0]
     rows = result.written
     loop = (spans["loop_end"] - spans["loop_start"] - spans["forward"] - spans["decode"]) / rows
@@ -291,7 +295,7 @@ def main() -> None:
     parser.add_argument("--read-rows", type=int, default=192, help="rows of the read-speed cache")
     parser.add_argument("--main-size", type=int, default=512, help="input size of the main-process timing")
     parser.add_argument("--main-images", type=int, default=48,
-                        help="val images cached for the main-process timing (several batches: a run reuses its "
+                        help="val and train images cached for the main-process timing (several batches: a run reuses its "
                              "image batch memory from the second batch on)")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -301,7 +305,7 @@ def main() -> None:
         tmp = Path(tmp)
         make_synthetic(tmp / "data", size=args.size, n_train=args.images, n_val=2, seed=0, progress=False,
                        workers=min(8, os.cpu_count() or 1))
-        make_synthetic(tmp / "data_main", size=args.main_size, n_train=1, n_val=args.main_images, seed=0,
+        make_synthetic(tmp / "data_main", size=args.main_size, n_train=args.main_images, n_val=args.main_images, seed=0,
                        progress=False, workers=min(8, os.cpu_count() or 1))
         ws = Workspace.create(tmp / "ws", Backbone("hrnet_w18_small_v2", warn_random_init=False), "random init")
         size = (args.size, args.size * 4 // 3 // 32 * 32 if args.dataset == "nyud" else args.size)
@@ -334,8 +338,11 @@ def main() -> None:
         big.unlink()
         main_size = (args.main_size, args.main_size * 4 // 3 // 32 * 32 if args.dataset == "nyud" else args.main_size)
         main_folder, _ = resolve_data(ws, args.dataset, tmp / "data_main", None, main_size)
-        runs = [main_process_time(ws, args.dataset, main_folder, main_size, args.main_images, args.batch_size, tmp)
-                for _ in range(args.repeats)]
+        runs = [{**main_process_time(ws, args.dataset, main_folder, main_size, args.main_images, args.batch_size, tmp),
+                 **{f"train_{key}": value for key, value in main_process_time(
+                     ws, args.dataset, main_folder, main_size, args.main_images, args.batch_size, tmp,
+                     split="train").items()}}
+                for _ in range(args.repeats)]  # val and train interleaved
         main = {key: min(run[key] for run in runs) for key in runs[0]}  # best of --repeats, each key on its own
 
     forward_s, cache_s = min(forward_times, default=float("nan")), min(cache_times)
