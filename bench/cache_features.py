@@ -29,9 +29,9 @@ On generated PASCAL-like data (``ufl make-synthetic``), in one process (JSON key
   ``write_cpu_ms_per_row``]; each the best of ``--repeats`` runs (one run's figure swings by
   milliseconds on a shared machine). These on ``--main-images`` val rows (the largest: besides the
   features and the working-size targets they keep every target at the image's original size for
-  evaluation, 7.2 MB per 512 px PASCAL-like row), and the same keys prefixed ``train_`` on as many
-  train rows (features and working-size targets, 3.7 MB: the rows issue 14's "about 15 ms" was
-  measured on), interleaved;
+  evaluation, padded to the split's largest image: 8.3 MB per 512 px PASCAL-like row here), and the
+  same keys prefixed ``train_`` on as many train rows (features and working-size targets, 3.7 MB:
+  the rows issue 14's "about 15 ms" was measured on), interleaved;
 * [``read_ratio``]: the cache reader (``FeatureCacheReader.features_batch`` + ``targets_batch`` of
   one task, stored dtypes, checksums verified) against raw NumPy reads of the SAME bytes (each
   row's bytes contiguous in a plain file, one ``readinto`` per row into a batch buffer whose parts
