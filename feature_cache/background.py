@@ -31,7 +31,8 @@ class BackgroundWriter:
     non-blocking copy (the thread waits for the copy's CUDA event). ``put`` returns at once; the
     thread calls ``writer.write``. At most ``max_pending`` batches wait, which bounds memory and blocks the
     producer only when the disk is truly slower than the GPU. An exception in the thread is raised
-    again in the caller's thread at the next ``put`` or at ``close``.
+    again in the caller's thread at the next ``put`` or at ``close`` (in every producer thread that
+    calls them afterwards: several may put).
     """
 
     def __init__(self, writer: FeatureCacheWriter, max_pending: int = 4) -> None:
@@ -84,8 +85,8 @@ class BackgroundWriter:
                 self._error = e
 
     def _raise_pending(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
+        error = self._error  # kept: every later put() and close(), from any thread, raises the same error
+        if error is not None:
             self._closed = True
             raise error
 

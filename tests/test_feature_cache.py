@@ -631,6 +631,11 @@ def test_background_writer_reraises_the_writer_error(tmp_path):
         for _ in range(20):  # raised at a later put at the latest, or at close
             bg.put([2, 3], feats, tgts, params)
         bg.close()
+    # every later call raises the same error (several producer threads may put: each learns why)
+    with pytest.raises(fc.LayoutMismatchError, match="features of scale 1 have shape"):
+        bg.put([2, 3], feats, tgts, params)
+    with pytest.raises(fc.LayoutMismatchError):
+        bg.close()
     w.close()
 
 

@@ -303,6 +303,56 @@ def test_run_lanes_raises_the_first_error_in_the_callers_thread_and_stops(failin
     assert len(done) < 100  # the other lane stopped after its current item
 
 
+@pytest.mark.parametrize("later", [RuntimeError, KeyboardInterrupt])
+def test_run_lanes_raises_the_error_that_came_first_and_an_interrupt_before_any(later):
+    import threading
+
+    from ufl.runtime import run_lanes
+
+    caller = threading.current_thread()
+    both = threading.Barrier(2, timeout=5)  # each lane holds an item before either fails
+    helper_failed = threading.Event()
+
+    def step(item):
+        both.wait()
+        if threading.current_thread() is not caller:
+            helper_failed.set()
+            raise ValueError("the helper failed first")
+        helper_failed.wait(5)
+        raise later("the caller failed later")
+
+    with pytest.raises(ValueError if later is RuntimeError else KeyboardInterrupt):
+        run_lanes(iter(range(10)), step, lanes=2, threads=1)
+
+
+@pytest.mark.slow
+def test_the_loader_of_a_run_with_workers_pickles(ws, monkeypatch):
+    """With DataLoader workers the collate function goes to them (pickled under spawn and
+    forkserver): it carries no ImageBuffer (whose lock does not pickle; workers stack their own)."""
+    import pickle
+
+    from ufl.runtime import torch_threads
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def loader(dataset, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr("ufl.workspace.cache.DataLoader", loader)
+    for workers in (1, 0):
+        with pytest.raises(Stop), torch_threads(2):
+            ws.cache_features("pascal", ["train"], device="cpu", progress=False, workers=workers, overwrite=True,
+                              lanes=2)
+        if workers:
+            pickle.dumps(seen["collate_fn"])
+        else:  # in the caching process itself: the image batches' memory is reused, one batch per lane
+            assert seen["collate_fn"].keywords["images"].capacity == 2
+
+
 @pytest.mark.slow
 def test_lanes_cache_the_very_rows_of_one_lane(ws):
     """Two lanes on one thread each write the same features and targets as one loop on two

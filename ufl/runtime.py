@@ -212,40 +212,39 @@ def run_lanes(items: Iterator[Item], step: Callable[[Item], None], lanes: int = 
     """``step(item)`` for every item of ``items`` on ``lanes`` threads (the caller's among them),
     each with ``threads`` torch CPU threads; each lane takes the next item under a lock (so a
     DataLoader iterator, which is not thread-safe, can be shared: a lane decodes its batch while
-    the others compute). The first error of any lane stops the others after their current item and
-    is raised again in the caller's thread, as is a KeyboardInterrupt there."""
+    the others compute). The first error of any lane (in time) stops the others after their current
+    item and is raised again in the caller's thread; a KeyboardInterrupt there comes first."""
     if lanes <= 1:
         with torch_threads(threads):
             for item in items:
                 step(item)
         return
     lock = threading.Lock()
-    errors: list[BaseException] = []
+    errors: list[BaseException] = []  # in the order they happened (appended under the lock)
 
     def lane() -> None:
         with torch_threads(threads):  # torch's threads are per calling thread (OpenMP): this lane's only
-            while not errors:
+            while True:
                 with lock:
-                    item = next(items, lock)  # the lock itself marks the end
+                    item = lock if errors else next(items, lock)  # the lock itself marks the end
                 if item is lock:
                     return
                 step(item)
 
-    def helper() -> None:
+    def run() -> None:
         try:
             lane()
         except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
-            errors.append(e)
+            with lock:
+                errors.append(e)
 
-    helpers = [threading.Thread(target=helper, name=f"lane-{k}", daemon=True) for k in range(1, lanes)]
+    helpers = [threading.Thread(target=run, name=f"lane-{k}", daemon=True) for k in range(1, lanes)]
     for thread in helpers:
         thread.start()
     try:
-        lane()
-    except BaseException as e:
-        errors.insert(0, e)
+        run()
     finally:
         for thread in helpers:
             thread.join()
     if errors:
-        raise errors[0]
+        raise next((e for e in errors if isinstance(e, KeyboardInterrupt)), errors[0])

@@ -352,9 +352,10 @@ def _cache_split(ws, dataset, split, folder, size, views, specs, backbone, devic
     # of rows when batch_size is a multiple of the views)
     settings = loader_kwargs(device, workers)
     lanes, threads = forward_lanes(device, lanes)
-    # the image batches' memory, reused in this process (a worker stacks its own); not when the batch
-    # is pinned: pinning copies it into fresh page-locked memory, which is what the loop then holds
-    buffer = None if settings["pin_memory"] else ImageBuffer(capacity=lanes)
+    # the image batches' memory, reused in this process (a worker stacks its own, and the collate_fn
+    # it gets must pickle); not when the batch is pinned: pinning copies it into fresh page-locked
+    # memory, which is what the loop then holds
+    buffer = None if settings["pin_memory"] or settings["num_workers"] > 0 else ImageBuffer(capacity=lanes)
     loader = DataLoader(ImageRows(rows, todo, batch_size), batch_size=None, shuffle=False,
                         collate_fn=functools.partial(RowBatch.collate, targets=list(layouts), images=buffer),
                         **settings)
