@@ -261,7 +261,8 @@ def cache_features(ws, dataset: str, splits: Sequence[str] = ("train", "val"), *
     ``force``: their metrics at registration were measured on it. ``lanes``: batches decoded and
     run through the backbone side by side on the CPU, each lane on an equal share of torch's
     threads (:func:`ufl.runtime.forward_lanes`; default 2 on a CPU, 1 on CUDA); the features do not
-    depend on it where the backbone's do not depend on the thread count (oneDNN's convolutions: tested)."""
+    depend on it where the backbone's do not depend on the thread count (oneDNN's convolutions: tested;
+    else ``lanes=1`` keeps them bit for bit those of an online forward on all threads)."""
     device = resolve_device(device)
     distributed.init_distributed(device)
     dataset = resolve_dataset(ws, dataset, root, dataset_name)
