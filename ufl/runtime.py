@@ -197,11 +197,9 @@ def forward_lanes(device: torch.device, lanes: int | None = None) -> tuple[int, 
     keep the cores busier than one on all of them), 1 on CUDA. Every lane gets the same number of
     threads (their results are then the same whichever lane runs a batch)."""
     threads = torch.get_num_threads()
-    if lanes is None:
-        lanes = 2 if device.type == "cpu" and threads >= 2 else 1
     if device.type != "cpu":
         return 1, threads
-    lanes = max(1, min(int(lanes), threads))
+    lanes = max(1, min(2 if lanes is None else int(lanes), threads))
     return lanes, threads // lanes
 
 
